@@ -1,0 +1,233 @@
+"""Deciding a group (SPEC 6) and filling it on paper (SPEC 7).
+
+The checks run in a fixed order and the first failing one decides, with one reason code. An EXECUTE
+fills at once at the reference price, so the next group of the leader sees the new exposure.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from dataclasses import dataclass
+
+from models.config import EffectiveConfig
+from models.events import CopyAttemptWire, Side, SourceType
+from models.sizing import clamp_target, copy_rate, effective_rate_bps, leader_exposure, raw_target
+from models.state import LeaderState, PartitionState
+from models.units import apply_bps, notional, shares_for
+
+ENGINE_PAUSED = "ENGINE_PAUSED"
+USER_DISABLED = "USER_DISABLED"
+LEADER_TRADE_BELOW_MIN_NOTIONAL = "LEADER_TRADE_BELOW_MIN_NOTIONAL"
+NOT_ENOUGH_POSITION_TO_SELL = "NOT_ENOUGH_POSITION_TO_SELL"
+BUY_COST_PER_SHARE_TOO_HIGH = "BUY_COST_PER_SHARE_TOO_HIGH"
+BUDGET_HARD_CAP_EXCEEDED = "BUDGET_HARD_CAP_EXCEEDED"
+RISK_CAP_USER = "RISK_CAP_USER"
+BUFFER_FLUSH_BELOW_MIN_EXEC = "BUFFER_FLUSH_BELOW_MIN_EXEC"
+REASON_CODES = (
+    ENGINE_PAUSED,
+    USER_DISABLED,
+    LEADER_TRADE_BELOW_MIN_NOTIONAL,
+    NOT_ENOUGH_POSITION_TO_SELL,
+    BUY_COST_PER_SHARE_TOO_HIGH,
+    BUDGET_HARD_CAP_EXCEEDED,
+    RISK_CAP_USER,
+    BUFFER_FLUSH_BELOW_MIN_EXEC,
+)
+
+ATTEMPT_NAMESPACE = uuid.NAMESPACE_URL
+"""attemptId = uuid5(NAMESPACE_URL, "EXEC_GLOBAL|{followedUserId}|{groupKey}")."""
+
+
+_NAMESPACE_BYTES = ATTEMPT_NAMESPACE.bytes
+
+
+def attempt_id(leader_id: str, group_key: str) -> str:
+    """The deterministic id of the attempt for `group_key`: every consumer's idempotency key.
+
+    Equal to ``str(uuid.uuid5(ATTEMPT_NAMESPACE, name))``, computed without building UUID objects.
+    """
+    digest = bytearray(
+        hashlib.sha1(_NAMESPACE_BYTES + f"EXEC_GLOBAL|{leader_id}|{group_key}".encode()).digest()
+    )
+    digest[6] = (digest[6] & 0x0F) | 0x50  # version 5
+    digest[8] = (digest[8] & 0x3F) | 0x80  # RFC 4122 variant
+    h = digest[:16].hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:32]}"
+
+
+@dataclass(frozen=True, slots=True)
+class Group:
+    """Leader trades to be decided together (an aggregation window, one trade, or a buffer flush)."""
+
+    source_type: SourceType
+    base_key: str
+    """The groupKey before the uniqueness suffix."""
+    asset_id: str
+    market_id: str | None
+    side: Side
+    trade_ids: tuple[str, ...]
+    their_notional_micros: int
+    reference_price_micros: int
+    buffered_copy_micros: int = 0
+    """BUFFER only: abs(net copy notional), an already-scaled raw target."""
+
+
+def unique_group_key(leader: LeaderState, base_key: str, clock_ms: int, dedup_window_ms: int) -> str:
+    """`base_key`, or `base_key~n` when the leader already used it (remembered for the dedup window)."""
+    order = leader.used_key_order
+    while order and clock_ms - order[0][0] > dedup_window_ms:
+        _, old = order.popleft()
+        leader.used_group_keys.pop(old, None)
+    count = leader.used_group_keys.get(base_key, 0) + 1
+    if count == 1:
+        order.append((clock_ms, base_key))
+    leader.used_group_keys[base_key] = count
+    return base_key if count == 1 else f"{base_key}~{count}"
+
+
+def set_holding(leader: LeaderState, asset_id: str, held: int | None = None, mark: int | None = None) -> None:
+    """Update our holding and/or the mark of an asset, keeping the leader's exposure sum current."""
+    if held is not None:
+        leader.held_share_micros[asset_id] = held
+    else:
+        held = leader.held_share_micros.get(asset_id, 0)
+    if mark is not None:
+        leader.mark_price_micros[asset_id] = mark
+    else:
+        mark = leader.mark_price_micros.get(asset_id, 0)
+    part = notional(held, mark)
+    leader.exposure_micros += part - leader.exposure_part_micros.get(asset_id, 0)
+    leader.exposure_part_micros[asset_id] = part
+
+
+def decide(
+    state: PartitionState,
+    leader: LeaderState,
+    cfg: EffectiveConfig,
+    group: Group,
+    *,
+    below_min_exec: bool = False,
+) -> CopyAttemptWire:
+    """Decide `group` now (at the partition clock), apply its paper fill, and return the attempt.
+
+    `below_min_exec` marks a buffer flush whose net is below buffering.minExecNotionalMicros: it is
+    recorded as a SKIP at the flush, before the ordered checks.
+    """
+    clock = state.clock_ms
+    equity = state.equity_micros()
+    exposure = leader_exposure(leader.shadow, clock, cfg)
+    current = leader.exposure_micros
+    is_sell = group.side == "SELL"
+    n = group.their_notional_micros
+    ref = group.reference_price_micros
+    hard = cfg.hard_budget
+
+    reason: str | None = None
+    raw = target = shares = 0
+    to_r_min = to_r_max = to_min = to_max = by_bankroll = capped = False
+
+    if below_min_exec:
+        reason, raw = BUFFER_FLUSH_BELOW_MIN_EXEC, group.buffered_copy_micros
+    elif not cfg.copy_engine_enabled:
+        reason = ENGINE_PAUSED
+    elif not cfg.leader_enabled:
+        reason = USER_DISABLED
+    elif (
+        group.source_type != "BUFFER"
+        and cfg.min_leader_trade_notional_micros > 0
+        and n < cfg.min_leader_trade_notional_micros
+    ):
+        reason = LEADER_TRADE_BELOW_MIN_NOTIONAL
+    else:
+        if group.source_type == "BUFFER":
+            raw = group.buffered_copy_micros
+        else:
+            r = raw_target(cfg, n, exposure.used_micros)
+            raw, to_r_min, to_r_max = r.micros, r.clamped_to_r_min, r.clamped_to_r_max
+        c = clamp_target(cfg, raw, equity)
+        target, to_min, to_max, by_bankroll = (
+            c.micros,
+            c.clamped_to_min,
+            c.clamped_to_max,
+            c.clamped_by_bankroll,
+        )
+        shares = shares_for(target, ref)
+        held = leader.held_share_micros.get(group.asset_id, 0)
+        if is_sell and held <= 0:
+            reason = NOT_ENOUGH_POSITION_TO_SELL
+        elif is_sell:
+            if shares > held:  # the venue cannot short: sell at most what we hold for u
+                shares = held
+                target = notional(shares, ref)
+        elif cfg.max_buy_cost_per_share_micros is not None and ref >= cfg.max_buy_cost_per_share_micros:
+            reason = BUY_COST_PER_SHARE_TOO_HIGH
+        if reason is None and hard and not is_sell:
+            headroom = cfg.budget_usdc_micros - current
+            if headroom <= 0:
+                reason = BUDGET_HARD_CAP_EXCEEDED
+            elif target > headroom:
+                if headroom < cfg.min_trade_notional_micros:
+                    reason = BUDGET_HARD_CAP_EXCEEDED
+                else:
+                    target, capped = headroom, True
+                    shares = shares_for(target, ref)
+        if (
+            reason is None
+            and not is_sell
+            and equity > 0
+            and current + target > apply_bps(equity, cfg.max_exposure_per_user_bps)
+        ):
+            reason = RISK_CAP_USER
+
+    if reason is None:
+        held = leader.held_share_micros.get(group.asset_id, 0)
+        held = held - shares if is_sell else held + shares
+        # A fill marks the asset at its price; a zero reference price (a notional-0 trade) is no price.
+        set_holding(leader, group.asset_id, held=held, mark=ref if ref > 0 else None)
+
+    group_key = unique_group_key(leader, group.base_key, clock, cfg.dedup_window_ms)
+    return {
+        "kind": "copyAttempt",
+        "attemptId": attempt_id(leader.leader_id, group_key),
+        "followedUserId": leader.leader_id,
+        "groupKey": group_key,
+        "assetId": group.asset_id,
+        "marketId": group.market_id,
+        "side": group.side,
+        "sourceType": group.source_type,
+        "tradeIds": list(group.trade_ids),
+        "bufferedTradeCount": len(group.trade_ids),
+        "decision": "EXECUTE" if reason is None else "SKIP",
+        "reasonCodes": [] if reason is None else [reason],
+        "theirNotionalMicros": n,
+        "theirReferencePriceMicros": ref,
+        "rawTargetMicros": raw,
+        "targetNotionalMicros": target,
+        "targetShareMicros": shares,
+        "decidedAtMs": clock,
+        "sizing": {
+            "sizingMode": cfg.sizing_mode,
+            "budgetedDynamicEnabled": cfg.budgeted_dynamic_enabled,
+            "budgetedDynamicActive": cfg.budgeted_dynamic_active,
+            "budgetEnforcement": cfg.budget_enforcement,
+            "budgetUsdcMicros": cfg.budget_usdc_micros,
+            "leaderExposureMicros": exposure.shown_micros,
+            "leaderExposureStatus": exposure.status,
+            "rU": copy_rate(cfg, exposure.used_micros),
+            "effectiveRateBps": effective_rate_bps(raw, n),
+            "clampedToRMin": to_r_min,
+            "clampedToRMax": to_r_max,
+            "clampedToMin": to_min,
+            "clampedToMax": to_max,
+            "clampedByBankroll": by_bankroll,
+            "equityMicros": equity,
+        },
+        "budget": {
+            "currentExposureMicros": current,
+            "headroomMicros": cfg.budget_usdc_micros - current if hard else None,
+            "capped": capped,
+            "reducing": is_sell,
+        },
+        "configVersion": state.config.version,
+    }

@@ -1,0 +1,356 @@
+"""The decision core's one entry point: ``process(state, event) -> (state, outputs)`` per partition.
+
+It turns leader trades into groups (aggregation windows, or small-trade buffering), decides each group
+(:mod:`models.decision`) and keeps the partition's state. Time moves only through events: the clock is
+the largest detectTimeMs or tick nowMs seen, and whatever becomes due when it moves (window ends,
+bucket deadlines) is decided first, in deadline order, before the event that moved it.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Iterable
+
+from models.config import EffectiveConfig, apply_change
+from models.decision import Group, decide, set_holding
+from models.events import (
+    ConfigChange,
+    ConfigRejected,
+    ConfigWarning,
+    CopyAttemptWire,
+    LeaderTrade,
+    Output,
+    PortfolioSnapshot,
+    SourceType,
+    Tick,
+)
+from models.sizing import leader_exposure, raw_target
+from models.state import BUCKET, WINDOW, Bucket, BucketKey, LeaderState, PartitionState, Snapshot, Window
+from models.units import MICROS, iso_ms, shares_for
+
+InputEvent = LeaderTrade | PortfolioSnapshot | ConfigChange | Tick
+
+
+def process(state: PartitionState, event: InputEvent) -> tuple[PartitionState, list[Output]]:
+    """Apply one input event to the partition `state` and return it with the outputs, in decision order.
+
+    `state` is updated in place (it is returned for convenience); the caller owns it. The outputs are
+    copy attempts and, for config changes, ``configRejected`` / ``configWarning`` reports.
+    """
+    out: list[Output] = []
+    if isinstance(event, LeaderTrade):
+        _on_trade(state, event, out)
+    elif isinstance(event, Tick):
+        _advance(state, event.now_ms, out)
+        if state.pending_buckets and not state.config.global_effective.buffering_enabled:
+            _flush_all_buckets(state, out)
+    elif isinstance(event, PortfolioSnapshot):
+        _on_snapshot(state, event)
+    else:
+        _on_config_change(state, event, out)
+    return state, out
+
+
+def finish(state: PartitionState) -> list[Output]:
+    """End of input: move the clock past every open window and bucket deadline, deciding them all."""
+    last = max(
+        [w.end_ms for leader in state.leaders.values() for w in leader.windows.values()]
+        + [
+            b.first_seen_ms + state.config.global_effective.max_buffer_ms
+            for leader in state.leaders.values()
+            for b in leader.buckets.values()
+        ],
+        default=None,
+    )
+    out: list[Output] = []
+    if last is not None:
+        _, out = process(state, Tick(kind="tick", now_ms=max(last, state.clock_ms)))
+    if state.pending_buckets:  # buffering is on and a deadline equals the clock: flush what is left
+        _flush_all_buckets(state, out)
+    return out
+
+
+# --- time -----------------------------------------------------------------------------------------
+
+
+def _advance(state: PartitionState, now_ms: int, out: list[Output]) -> None:
+    """Move the clock to `now_ms` (never back) and decide everything that became due, in deadline order."""
+    if now_ms <= state.clock_ms:
+        return
+    state.clock_ms = now_ms
+    heap = state.deadlines
+    while heap and heap[0][0] <= now_ms:
+        _, seq, kind, version, leader_id, key = heapq.heappop(heap)
+        leader = state.leaders[leader_id]
+        if kind == WINDOW:
+            window = leader.windows.get(key)  # type: ignore[arg-type]
+            if window is not None and window.seq == seq:
+                del leader.windows[window.asset_id, window.side, window.start_ms, window.end_ms]
+                out.append(_decide_window(state, leader, window))
+        else:
+            bucket = leader.buckets.get(key)  # type: ignore[arg-type]
+            if bucket is not None and bucket.seq == seq and bucket.version == version:
+                out.append(_flush(state, leader, key, bucket))  # type: ignore[arg-type]
+
+
+def _next_seq(state: PartitionState) -> int:
+    state.next_seq += 1
+    return state.next_seq
+
+
+def _bucket_deadline(bucket: Bucket, cfg: EffectiveConfig) -> int:
+    deadline = bucket.first_seen_ms + cfg.max_buffer_ms
+    if abs(bucket.net_copy_notional_micros) >= cfg.min_exec_notional_micros:
+        deadline = min(deadline, bucket.last_updated_ms + cfg.quiet_flush_ms)
+    return deadline
+
+
+def _schedule_bucket(state: PartitionState, leader: LeaderState, key: BucketKey, bucket: Bucket) -> None:
+    bucket.version += 1
+    deadline = _bucket_deadline(bucket, state.config.global_effective)
+    heapq.heappush(state.deadlines, (deadline, bucket.seq, BUCKET, bucket.version, leader.leader_id, key))
+
+
+# --- events ---------------------------------------------------------------------------------------
+
+
+def _on_snapshot(state: PartitionState, snap: PortfolioSnapshot) -> None:
+    """Keep the newest snapshot of each kind; snapshots never move the clock."""
+    new = Snapshot(snap.bucket_time_ms, snap.exposure_micros, snap.equity_micros)
+    if snap.followed_user_id is None:
+        if snap.equity_micros is not None and _newer(state.equity, new):
+            state.equity = new
+        return
+    leader = state.leader(snap.followed_user_id)
+    if snap.portfolio_scope == "SHADOW_USER":
+        if _newer(leader.shadow, new):
+            leader.shadow = new
+    elif _newer(leader.exec_slice, new):
+        leader.exec_slice = new
+
+
+def _newer(old: Snapshot | None, new: Snapshot) -> bool:
+    return old is None or new.bucket_time_ms >= old.bucket_time_ms
+
+
+def _on_config_change(state: PartitionState, change: ConfigChange, out: list[Output]) -> None:
+    outcome = apply_change(state.config, change)
+    if outcome.store is None:
+        out.append(ConfigRejected(change_id=change.change_id, errors=outcome.errors))
+        return
+    state.config = outcome.store
+    if outcome.warnings:
+        out.append(ConfigWarning(change_id=change.change_id, warnings=outcome.warnings))
+    if "buffering" in change.sections():  # bucket deadlines follow the buffering config in force
+        for leader in state.leaders.values():
+            for key, bucket in leader.buckets.items():
+                _schedule_bucket(state, leader, key, bucket)
+
+
+def _on_trade(state: PartitionState, trade: LeaderTrade, out: list[Output]) -> None:
+    leader = state.leader(trade.followed_user_id)
+    cfg = state.config.for_leader(leader.leader_id)
+    if _is_duplicate(leader, trade.trade_id, state.clock_ms, cfg.dedup_window_ms):
+        return
+    _advance(state, trade.detect_time_ms, out)
+    cfg = state.config.for_leader(leader.leader_id)
+    clock = state.clock_ms
+    leader.seen_trade_ids[trade.trade_id] = clock
+    leader.seen_order.append((clock, trade.trade_id))
+    set_holding(leader, trade.asset_id, mark=trade.price_micros)  # marks move before the group is decided
+    if cfg.buffering_enabled:
+        _buffer_trade(state, leader, cfg, trade, out)
+    else:
+        _aggregate_trade(state, leader, cfg, trade, out)
+
+
+def _is_duplicate(leader: LeaderState, trade_id: str, clock_ms: int, window_ms: int) -> bool:
+    """True when `trade_id` was accepted within the dedup window; forgets ids older than the window."""
+    order, seen = leader.seen_order, leader.seen_trade_ids
+    while order and clock_ms - order[0][0] > window_ms:
+        seen_at, old = order.popleft()
+        if seen.get(old) == seen_at:
+            del seen[old]
+    return trade_id in seen
+
+
+# --- aggregation (buffering off) --------------------------------------------------------------------
+
+
+def _single_trade_group(leader_id: str, trade: LeaderTrade, source: SourceType, key_time_ms: int) -> Group:
+    return Group(
+        source_type=source,
+        base_key=f"{leader_id}:{trade.asset_id}:{trade.side}:{iso_ms(key_time_ms)}",
+        asset_id=trade.asset_id,
+        market_id=trade.market_id,
+        side=trade.side,
+        trade_ids=(trade.trade_id,),
+        their_notional_micros=trade.notional_micros,
+        reference_price_micros=trade.notional_micros * MICROS // trade.share_micros,
+    )
+
+
+def _aggregate_trade(
+    state: PartitionState, leader: LeaderState, cfg: EffectiveConfig, trade: LeaderTrade, out: list[Output]
+) -> None:
+    width = cfg.aggregation_window_ms
+    if width == 0:
+        out.append(
+            _decide_now(
+                state,
+                leader,
+                _single_trade_group(leader.leader_id, trade, "AGGREGATOR", trade.detect_time_ms),
+            )
+        )
+        return
+    start = trade.detect_time_ms // width * width
+    end = start + width
+    if end <= state.clock_ms:  # its window already closed: the trade is a group of its own, decided now
+        out.append(
+            _decide_now(state, leader, _single_trade_group(leader.leader_id, trade, "AGGREGATOR", start))
+        )
+        return
+    key = (trade.asset_id, trade.side, start, end)
+    window = leader.windows.get(key)
+    if window is None:
+        seq = _next_seq(state)
+        window = leader.windows[key] = Window(
+            seq, trade.asset_id, trade.side, start, end, trade.market_id, []
+        )
+        heapq.heappush(state.deadlines, (end, seq, WINDOW, 0, leader.leader_id, key))
+    window.trade_ids.append(trade.trade_id)
+    window.notional_micros += trade.notional_micros
+    window.share_micros += trade.share_micros
+
+
+def _decide_window(state: PartitionState, leader: LeaderState, window: Window) -> CopyAttemptWire:
+    group = Group(
+        source_type="AGGREGATOR",
+        base_key=f"{leader.leader_id}:{window.asset_id}:{window.side}:{iso_ms(window.start_ms)}",
+        asset_id=window.asset_id,
+        market_id=window.market_id,
+        side=window.side,
+        trade_ids=tuple(window.trade_ids),
+        their_notional_micros=window.notional_micros,
+        reference_price_micros=window.notional_micros * MICROS // window.share_micros,
+    )
+    return _decide_now(state, leader, group)
+
+
+def _decide_now(
+    state: PartitionState, leader: LeaderState, group: Group, below_min_exec: bool = False
+) -> CopyAttemptWire:
+    return decide(
+        state, leader, state.config.for_leader(leader.leader_id), group, below_min_exec=below_min_exec
+    )
+
+
+# --- small-trade buffering ----------------------------------------------------------------------------
+
+
+def _buffer_trade(
+    state: PartitionState, leader: LeaderState, cfg: EffectiveConfig, trade: LeaderTrade, out: list[Output]
+) -> None:
+    if (
+        cfg.min_leader_trade_notional_micros > 0
+        and trade.notional_micros < cfg.min_leader_trade_notional_micros
+    ):
+        # Filtered before buffering, so a whale's micro-trades cannot slip past the filter in a bucket.
+        out.append(
+            _decide_now(
+                state, leader, _single_trade_group(leader.leader_id, trade, "IMMEDIATE", trade.detect_time_ms)
+            )
+        )
+        return
+    exposure = leader_exposure(leader.shadow, state.clock_ms, cfg)
+    raw_copy = raw_target(cfg, trade.notional_micros, exposure.used_micros).micros
+    same_side_only = cfg.netting_mode == "sameSideOnly"
+    if same_side_only:
+        opposite_key = (trade.asset_id, "SELL" if trade.side == "BUY" else "BUY")
+        opposite = leader.buckets.get(opposite_key)
+        if opposite is not None:
+            out.append(_flush(state, leader, opposite_key, opposite))
+    key: BucketKey = (trade.asset_id, trade.side if same_side_only else "")
+    bucket = leader.buckets.get(key)
+    if raw_copy >= cfg.notional_threshold_micros:
+        if bucket is None:
+            group = _single_trade_group(leader.leader_id, trade, "IMMEDIATE", trade.detect_time_ms)
+            out.append(_decide_now(state, leader, group))
+        else:  # a large trade joins the pending bucket and flushes it at once
+            _append(bucket, trade, raw_copy, state.clock_ms)
+            out.append(_flush(state, leader, key, bucket))
+        return
+    if bucket is None:
+        bucket = leader.buckets[key] = Bucket(
+            seq=_next_seq(state),
+            asset_id=trade.asset_id,
+            side=trade.side if same_side_only else None,
+            market_id=trade.market_id,
+            first_seen_ms=state.clock_ms,
+            last_updated_ms=state.clock_ms,
+        )
+        state.pending_buckets += 1
+    _append(bucket, trade, raw_copy, state.clock_ms)
+    if abs(bucket.net_copy_notional_micros) >= cfg.flush_min_notional_micros:
+        out.append(_flush(state, leader, key, bucket))
+    else:
+        _schedule_bucket(state, leader, key, bucket)
+
+
+def _append(bucket: Bucket, trade: LeaderTrade, copy_micros: int, clock_ms: int) -> None:
+    """Add one trade's copy notional to a bucket; the reference price is weighted by abs(net) and copy."""
+    old_weight = abs(bucket.net_copy_notional_micros)
+    weight = old_weight + copy_micros
+    if weight > 0:
+        bucket.reference_price_micros = (
+            old_weight * bucket.reference_price_micros + copy_micros * trade.price_micros
+        ) // weight
+    else:
+        bucket.reference_price_micros = trade.price_micros
+    sign = 1 if trade.side == "BUY" else -1
+    bucket.net_copy_notional_micros += sign * copy_micros
+    bucket.net_copy_share_micros += sign * shares_for(copy_micros, trade.price_micros)
+    bucket.leader_notional_micros += trade.notional_micros
+    bucket.last_updated_ms = clock_ms
+    bucket.trade_ids.append(trade.trade_id)
+    bucket.version += 1
+
+
+def _flush(state: PartitionState, leader: LeaderState, key: BucketKey, bucket: Bucket) -> CopyAttemptWire:
+    """Remove a bucket and decide it: one attempt per flush, a SKIP when below buffering.minExec."""
+    del leader.buckets[key]
+    state.pending_buckets -= 1
+    cfg = state.config.for_leader(leader.leader_id)
+    net = bucket.net_copy_notional_micros
+    side = bucket.side or ("BUY" if net >= 0 else "SELL")
+    group = Group(
+        source_type="BUFFER",
+        base_key=f"{leader.leader_id}:{bucket.asset_id}:{side}:{iso_ms(bucket.first_seen_ms)}:buffer",
+        asset_id=bucket.asset_id,
+        market_id=bucket.market_id,
+        side=side,
+        trade_ids=tuple(bucket.trade_ids),
+        their_notional_micros=bucket.leader_notional_micros,
+        reference_price_micros=bucket.reference_price_micros,
+        buffered_copy_micros=abs(net),
+    )
+    return decide(state, leader, cfg, group, below_min_exec=abs(net) < cfg.min_exec_notional_micros)
+
+
+def _flush_all_buckets(state: PartitionState, out: list[Output]) -> None:
+    """Flush every pending bucket in creation order (buffering was turned off)."""
+    pending = sorted(
+        ((b.seq, leader, key, b) for leader in state.leaders.values() for key, b in leader.buckets.items()),
+        key=lambda item: item[0],
+    )
+    for _, leader, key, bucket in pending:
+        out.append(_flush(state, leader, key, bucket))
+
+
+def process_all(state: PartitionState, events: Iterable[InputEvent]) -> list[Output]:
+    """Process `events` in order, then :func:`finish`; returns every output (a convenience for tests)."""
+    out: list[Output] = []
+    for event in events:
+        out.extend(process(state, event)[1])
+    out.extend(finish(state))
+    return out

@@ -1,0 +1,278 @@
+"""The wire contract (SPEC 3): input events and the copy-attempt output, as frozen pydantic models.
+
+camelCase on the wire, snake_case in Python. Decoding is strict: JSON integers only (no ``true``,
+no ``1.0``), ranges checked, unknown fields rejected. Fields typed "X or null" must be present; only
+``eventTimeMs`` may be left out.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, TypedDict
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter, model_validator
+from pydantic.alias_generators import to_camel
+
+from models.units import INT64_MAX, MAX_TIME_MS, MICROS
+
+Id = Annotated[str, StringConstraints(min_length=1, max_length=256)]
+TimeMs = Annotated[int, Field(ge=0, le=MAX_TIME_MS)]
+Micros = Annotated[int, Field(ge=0, le=INT64_MAX)]
+PriceMicros = Annotated[int, Field(ge=1, le=MICROS)]
+Side = Literal["BUY", "SELL"]
+SourceType = Literal["AGGREGATOR", "IMMEDIATE", "BUFFER"]
+Decision = Literal["EXECUTE", "SKIP"]
+ExposureStatus = Literal["fresh", "missing", "stale"]
+
+# Topic base names (the live system prefixes them; replay reports them as is).
+TOPIC_LEADER_TRADES = "copybot.leader-trades"
+TOPIC_SNAPSHOTS = "copybot.portfolio-snapshots"
+TOPIC_CONFIG_CHANGES = "copybot.config-changes"
+TOPIC_COPY_ATTEMPTS = "copybot.copy-attempts"
+TOPIC_DEAD_LETTERS = "copybot.dead-letters"
+TOPIC_TICKS = "copybot.ticks"
+GLOBAL_SNAPSHOT_KEY = "__global__"
+
+
+class WireModel(BaseModel):
+    """Base of every wire model: frozen, strict, camelCase aliases, unknown fields rejected."""
+
+    model_config = ConfigDict(
+        frozen=True,
+        strict=True,
+        extra="forbid",
+        alias_generator=to_camel,
+        populate_by_name=True,
+    )
+
+
+class LeaderTrade(WireModel):
+    """A fill made by a followed trader (leader)."""
+
+    kind: Literal["leaderTrade"]
+    trade_id: Id
+    followed_user_id: Id
+    asset_id: Id
+    market_id: Id | None
+    side: Side
+    price_micros: PriceMicros
+    share_micros: Annotated[int, Field(gt=0, le=INT64_MAX)]
+    notional_micros: Micros
+    detect_time_ms: TimeMs
+    event_time_ms: TimeMs | None = None
+
+
+class PortfolioSnapshot(WireModel):
+    """A mark-to-market snapshot of the leader's own book (SHADOW_USER) or of ours (EXEC_GLOBAL)."""
+
+    kind: Literal["portfolioSnapshot"]
+    portfolio_scope: Literal["SHADOW_USER", "EXEC_GLOBAL"]
+    followed_user_id: Id | None
+    bucket_time_ms: TimeMs
+    exposure_micros: Micros
+    equity_micros: Annotated[int, Field(ge=-INT64_MAX, le=INT64_MAX)] | None
+    cash_micros: Annotated[int, Field(ge=-INT64_MAX, le=INT64_MAX)] | None
+
+    @model_validator(mode="after")
+    def _only_exec_global_may_be_whole(self) -> PortfolioSnapshot:
+        if self.followed_user_id is None and self.portfolio_scope != "EXEC_GLOBAL":
+            raise ValueError("followedUserId may be null only for an EXEC_GLOBAL snapshot")
+        return self
+
+
+class ConfigChange(WireModel):
+    """A change of one scope's stored config documents; each section present replaces that section.
+
+    Sections are kept as raw JSON values here: their keys, types and ranges are checked by
+    :mod:`models.config`, which rejects a bad change whole with per-key errors.
+    """
+
+    kind: Literal["configChange"]
+    change_id: Id
+    scope: Literal["GLOBAL", "USER"]
+    followed_user_id: Id | None
+    changed_at_ms: TimeMs
+    sizing: Any = None
+    guardrails: Any = None
+    buffering: Any = None
+    system: Any = None
+    leader: Any = None
+
+    @model_validator(mode="after")
+    def _scope_matches_leader(self) -> ConfigChange:
+        if self.scope == "GLOBAL" and self.followed_user_id is not None:
+            raise ValueError("a GLOBAL change must have followedUserId null")
+        if self.scope == "USER" and self.followed_user_id is None:
+            raise ValueError("a USER change needs a followedUserId")
+        return self
+
+    def sections(self) -> dict[str, Any]:
+        """The sections present in the change (explicit nulls included, so they can be rejected)."""
+        return {name: getattr(self, name) for name in SECTION_NAMES if name in self.model_fields_set}
+
+
+SECTION_NAMES = ("sizing", "guardrails", "buffering", "system", "leader")
+
+
+class Tick(WireModel):
+    """Time passing: moves the partition clock to ``nowMs`` when that is later."""
+
+    kind: Literal["tick"]
+    now_ms: TimeMs
+
+
+InputEvent = Annotated[LeaderTrade | PortfolioSnapshot | ConfigChange | Tick, Field(discriminator="kind")]
+INPUT_EVENT: TypeAdapter[LeaderTrade | PortfolioSnapshot | ConfigChange | Tick] = TypeAdapter(InputEvent)
+"""Decodes any input event from JSON bytes: ``INPUT_EVENT.validate_json(raw)``."""
+
+TOPIC_OF_KIND = {
+    "leaderTrade": TOPIC_LEADER_TRADES,
+    "portfolioSnapshot": TOPIC_SNAPSHOTS,
+    "configChange": TOPIC_CONFIG_CHANGES,
+    "tick": TOPIC_TICKS,
+}
+
+
+# --- outputs -------------------------------------------------------------------------------------
+
+
+class AttemptSizing(WireModel):
+    """How the target was sized: the mode, the rate r_u and which clamps bound it."""
+
+    sizing_mode: Literal["fixedRate", "budgetedDynamic"]
+    budgeted_dynamic_enabled: bool
+    budgeted_dynamic_active: bool
+    budget_enforcement: Literal["hard", "soft"]
+    budget_usdc_micros: int
+    leader_exposure_micros: int | None
+    leader_exposure_status: ExposureStatus
+    r_u: float = Field(alias="rU")
+    effective_rate_bps: int
+    clamped_to_r_min: bool
+    clamped_to_r_max: bool
+    clamped_to_min: bool
+    clamped_to_max: bool
+    clamped_by_bankroll: bool
+    equity_micros: int
+
+
+class AttemptBudget(WireModel):
+    """Our exposure attributed to the leader when deciding, and the HARD budget's headroom."""
+
+    current_exposure_micros: int
+    headroom_micros: int | None
+    capped: bool
+    reducing: bool
+
+
+class CopyAttempt(WireModel):
+    """The decision for one group of leader trades (SPEC 3 ``copyAttempt``)."""
+
+    kind: Literal["copyAttempt"] = "copyAttempt"
+    attempt_id: str
+    followed_user_id: str
+    group_key: str
+    asset_id: str
+    market_id: str | None
+    side: Side
+    source_type: SourceType
+    trade_ids: tuple[str, ...]
+    buffered_trade_count: int
+    decision: Decision
+    reason_codes: tuple[str, ...]
+    their_notional_micros: int
+    their_reference_price_micros: int
+    raw_target_micros: int
+    target_notional_micros: int
+    target_share_micros: int
+    decided_at_ms: int
+    sizing: AttemptSizing
+    budget: AttemptBudget
+    config_version: str | None
+
+
+class ConfigRejected(WireModel):
+    """A well-formed config change that broke a rule; the previous config stays in force."""
+
+    kind: Literal["configRejected"] = "configRejected"
+    change_id: str
+    errors: tuple[str, ...]
+
+
+class ConfigWarning(WireModel):
+    """An accepted config change from which keys were dropped (e.g. a per-leader kill switch)."""
+
+    kind: Literal["configWarning"] = "configWarning"
+    change_id: str
+    warnings: tuple[str, ...]
+
+
+class DeadLetter(WireModel):
+    """An input that could not be decoded or validated, with the raw value and the reason."""
+
+    kind: Literal["deadLetter"] = "deadLetter"
+    source_topic: str
+    partition: int
+    offset: int
+    key: str | None
+    value: str
+    error: str
+    at_ms: int
+
+
+# The hot path emits attempts as plain dicts in wire shape: building and dumping a dict is about
+# eight times cheaper than constructing the pydantic model. `CopyAttempt` above is the contract that
+# consumers (and the tests) validate those dicts against.
+
+
+class SizingWire(TypedDict):
+    sizingMode: Literal["fixedRate", "budgetedDynamic"]
+    budgetedDynamicEnabled: bool
+    budgetedDynamicActive: bool
+    budgetEnforcement: Literal["hard", "soft"]
+    budgetUsdcMicros: int
+    leaderExposureMicros: int | None
+    leaderExposureStatus: ExposureStatus
+    rU: float
+    effectiveRateBps: int
+    clampedToRMin: bool
+    clampedToRMax: bool
+    clampedToMin: bool
+    clampedToMax: bool
+    clampedByBankroll: bool
+    equityMicros: int
+
+
+class BudgetWire(TypedDict):
+    currentExposureMicros: int
+    headroomMicros: int | None
+    capped: bool
+    reducing: bool
+
+
+class CopyAttemptWire(TypedDict):
+    kind: Literal["copyAttempt"]
+    attemptId: str
+    followedUserId: str
+    groupKey: str
+    assetId: str
+    marketId: str | None
+    side: Side
+    sourceType: SourceType
+    tradeIds: list[str]
+    bufferedTradeCount: int
+    decision: Decision
+    reasonCodes: list[str]
+    theirNotionalMicros: int
+    theirReferencePriceMicros: int
+    rawTargetMicros: int
+    targetNotionalMicros: int
+    targetShareMicros: int
+    decidedAtMs: int
+    sizing: SizingWire
+    budget: BudgetWire
+    configVersion: str | None
+
+
+"""A copy attempt as the core emits it: exactly the JSON object of SPEC 3 ``copyAttempt``."""
+
+Output = CopyAttemptWire | ConfigRejected | ConfigWarning

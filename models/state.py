@@ -1,0 +1,127 @@
+"""Per-partition processor state: the clock, config, equity, and each leader's books (SPEC 4, 7).
+
+Plain mutable dataclasses, owned by whoever drives :func:`models.engine.process` (replay keeps one in
+memory, the live worker keeps it in Faust tables). Everything here is derived from the input events
+alone, so the same events in the same order always rebuild the same state.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Literal
+
+from models.config import ConfigStore
+from models.events import Side
+
+WindowKey = tuple[str, str, int, int]
+"""(assetId, side, windowStartMs, windowEndMs) of an open aggregation window."""
+BucketKey = tuple[str, str]
+"""(assetId, side) in sameSideOnly; (assetId, "") in netBuySell."""
+
+
+@dataclass(slots=True)
+class Window:
+    """An open aggregation window: trades of one (leader, asset, side) in [start, end)."""
+
+    seq: int
+    asset_id: str
+    side: Side
+    start_ms: int
+    end_ms: int
+    market_id: str | None
+    trade_ids: list[str]
+    notional_micros: int = 0
+    share_micros: int = 0
+
+
+@dataclass(slots=True)
+class Bucket:
+    """A small-trade buffer bucket: already-scaled copy notional waiting to be netted and flushed."""
+
+    seq: int
+    asset_id: str
+    side: Side | None
+    """The bucket's side in sameSideOnly; None in netBuySell (the side follows the net's sign)."""
+    market_id: str | None
+    first_seen_ms: int
+    last_updated_ms: int
+    trade_ids: list[str] = field(default_factory=list)
+    net_copy_notional_micros: int = 0
+    """Signed: BUY adds, SELL subtracts."""
+    net_copy_share_micros: int = 0
+    leader_notional_micros: int = 0
+    """Σ of the leader notional of the buffered trades (gross, not netted)."""
+    reference_price_micros: int = 0
+    version: int = 0
+    """Bumped on every change, so stale entries in the deadline queue can be recognised."""
+
+
+@dataclass(slots=True)
+class Snapshot:
+    """The newest portfolio snapshot of one kind (by bucketTimeMs; on ties the later arrival)."""
+
+    bucket_time_ms: int
+    exposure_micros: int
+    equity_micros: int | None = None
+
+
+@dataclass(slots=True)
+class LeaderState:
+    """Everything the processor knows about one leader u."""
+
+    leader_id: str
+    seen_trade_ids: dict[str, int] = field(default_factory=dict)
+    """tradeId -> clock when first accepted (dedup within system.dedupWindowMs)."""
+    seen_order: deque[tuple[int, str]] = field(default_factory=deque)
+    used_group_keys: dict[str, int] = field(default_factory=dict)
+    """base groupKey -> how many groups used it (the next one gets ``~n+1``)."""
+    used_key_order: deque[tuple[int, str]] = field(default_factory=deque)
+    windows: dict[WindowKey, Window] = field(default_factory=dict)
+    buckets: dict[BucketKey, Bucket] = field(default_factory=dict)
+    held_share_micros: dict[str, int] = field(default_factory=dict)
+    """Our paper holdings per asset attributed to u (never negative)."""
+    mark_price_micros: dict[str, int] = field(default_factory=dict)
+    exposure_part_micros: dict[str, int] = field(default_factory=dict)
+    exposure_micros: int = 0
+    """Σ over assets floor(held × mark / 10^6): our exposure attributed to u."""
+    shadow: Snapshot | None = None
+    """Newest SHADOW_USER snapshot: E_u."""
+    exec_slice: Snapshot | None = None
+    """Newest EXEC_GLOBAL slice attributed to u (reporting only)."""
+
+
+DeadlineKind = Literal[0, 1]
+WINDOW: DeadlineKind = 0
+BUCKET: DeadlineKind = 1
+DeadlineEntry = tuple[int, int, int, int, str, tuple[str, str, int, int] | tuple[str, str]]
+"""(deadline, creation seq, kind, version, leader id, window or bucket key) in the deadline queue."""
+
+
+@dataclass(slots=True)
+class PartitionState:
+    """The state of one partition's processor (replay is one partition)."""
+
+    config: ConfigStore = field(default_factory=ConfigStore)
+    clock_ms: int = 0
+    """The largest detectTimeMs or tick nowMs seen; time moves only through events."""
+    equity: Snapshot | None = None
+    """Newest whole EXEC_GLOBAL snapshot with a non-null equity."""
+    leaders: dict[str, LeaderState] = field(default_factory=dict)
+    next_seq: int = 0
+    deadlines: list[DeadlineEntry] = field(default_factory=list)
+    """Min-heap of window ends and bucket flush deadlines (stale entries are skipped when popped)."""
+    pending_buckets: int = 0
+
+    def leader(self, leader_id: str) -> LeaderState:
+        """The state of `leader_id`, created empty on first sight."""
+        state = self.leaders.get(leader_id)
+        if state is None:
+            state = self.leaders[leader_id] = LeaderState(leader_id)
+        return state
+
+    def equity_micros(self) -> int:
+        """Equity for sizing: the newest whole EXEC_GLOBAL snapshot, else system.initialBankrollMicros."""
+        if self.equity is not None and self.equity.equity_micros is not None:
+            return self.equity.equity_micros
+        return self.config.global_effective.initial_bankroll_micros

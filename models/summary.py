@@ -1,0 +1,84 @@
+"""The per-leader budget summary an operator reads: B_u, E_u, r_u, our exposure, headroom, counts."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+from models.events import CopyAttemptWire, ExposureStatus
+from models.sizing import copy_rate, leader_exposure
+from models.state import PartitionState
+
+
+@dataclass(slots=True)
+class LeaderTally:
+    """Counts over one leader's attempts."""
+
+    executed: int = 0
+    skipped: int = 0
+    trades: int = 0
+    skip_reasons: Counter[str] = field(default_factory=Counter)
+
+    def observe(self, attempt: CopyAttemptWire) -> None:
+        self.trades += attempt["bufferedTradeCount"]
+        if attempt["decision"] == "EXECUTE":
+            self.executed += 1
+        else:
+            self.skipped += 1
+            self.skip_reasons.update(attempt["reasonCodes"])
+
+
+@dataclass(frozen=True, slots=True)
+class LeaderSummary:
+    """One row of the budget summary (money in micros; rate and utilization as fractions)."""
+
+    leader_id: str
+    label: str
+    sizing_mode: str
+    budgeted_dynamic_active: bool
+    budget_enforcement: str
+    budget_micros: int
+    leader_exposure_micros: int | None
+    leader_exposure_status: ExposureStatus
+    r_u: float
+    our_exposure_micros: int
+    headroom_micros: int | None
+    """B_u − our exposure, when HARD enforcement applies."""
+    utilization: float | None
+    """our exposure / B_u, when B_u > 0."""
+    executed: int
+    skipped: int
+    trades: int
+    top_skip_reasons: tuple[tuple[str, int], ...]
+
+
+def summarize(state: PartitionState, tallies: dict[str, LeaderTally], top: int = 3) -> list[LeaderSummary]:
+    """Summary rows for every leader the partition has seen, sorted by leader id, as of its clock."""
+    rows = []
+    for leader_id in sorted(state.leaders):
+        leader = state.leaders[leader_id]
+        cfg = state.config.for_leader(leader_id)
+        exposure = leader_exposure(leader.shadow, state.clock_ms, cfg)
+        tally = tallies.get(leader_id, LeaderTally())
+        budget = cfg.budget_usdc_micros
+        rows.append(
+            LeaderSummary(
+                leader_id=leader_id,
+                label=cfg.label or leader_id,
+                sizing_mode=cfg.sizing_mode,
+                budgeted_dynamic_active=cfg.budgeted_dynamic_active,
+                budget_enforcement=cfg.budget_enforcement,
+                budget_micros=budget,
+                leader_exposure_micros=exposure.shown_micros,
+                leader_exposure_status=exposure.status,
+                r_u=copy_rate(cfg, exposure.used_micros),
+                our_exposure_micros=leader.exposure_micros,
+                headroom_micros=budget - leader.exposure_micros if cfg.hard_budget else None,
+                utilization=leader.exposure_micros / budget if budget > 0 else None,
+                executed=tally.executed,
+                skipped=tally.skipped,
+                trades=tally.trades,
+                top_skip_reasons=tuple(tally.skip_reasons.most_common(top)),
+            )
+        )
+    return rows

@@ -1,0 +1,43 @@
+"""Integer money arithmetic (micros, bps) and time formatting shared by the whole domain."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from functools import lru_cache
+
+MICROS = 1_000_000
+"""1 USDC, one share, or a price of 1.0, in micros."""
+BPS = 10_000
+"""1.0 as a rate in basis points."""
+INT64_MAX = 2**63 - 1
+"""Upper bound of every integer on the wire, so values fit a SQL BIGINT."""
+MAX_TIME_MS = 253_402_300_799_999
+"""9999-12-31T23:59:59.999Z, the last instant an ISO-8601 key can show."""
+
+
+def notional(share_micros: int, price_micros: int) -> int:
+    """USDC micros paid for `share_micros` shares at `price_micros` (floored)."""
+    return share_micros * price_micros // MICROS
+
+
+def shares_for(notional_micros: int, price_micros: int) -> int:
+    """Shares (micros) that `notional_micros` buys at `price_micros`; 0 when the price is not positive."""
+    if price_micros <= 0:
+        return 0
+    return notional_micros * MICROS // price_micros
+
+
+def apply_bps(amount_micros: int, rate_bps: int) -> int:
+    """`amount_micros` scaled by a rate in bps (floored)."""
+    return amount_micros * rate_bps // BPS
+
+
+def iso_ms(time_ms: int) -> str:
+    """ISO-8601 UTC with milliseconds, e.g. ``1970-01-01T00:16:40.000Z``."""
+    seconds, millis = divmod(time_ms, 1000)
+    return f"{_iso_seconds(seconds)}.{millis:03d}Z"
+
+
+@lru_cache(maxsize=4096)
+def _iso_seconds(seconds: int) -> str:
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S")

@@ -1,0 +1,108 @@
+"""``copybot replay``: run the decision core offline over a tape of input events (SPEC 10).
+
+Attempts go to one stream as JSON lines in decision order; dead letters, rejected config changes and
+config warnings go to another. Identical input gives byte-identical output. This is also the backtest
+tool: replay a recorded tape under another config to see what budgets would have done.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import BinaryIO
+
+from models.engine import finish, process
+from models.events import DeadLetter, Output
+from models.state import PartitionState
+from models.summary import LeaderTally
+from streams.serde import MAX_DEAD_LETTER_VALUE, DecodeError, decode_event, encode, key_for_raw, topic_for_raw
+
+FLUSH_EVERY = 512
+"""Output lines buffered before a write."""
+
+
+@dataclass
+class ReplayResult:
+    """What a replay did: the final state, counts, and per-leader tallies for the summary."""
+
+    state: PartitionState
+    events: int = 0
+    trades: int = 0
+    attempts: int = 0
+    executed: int = 0
+    dead_letters: int = 0
+    config_rejected: int = 0
+    config_warnings: int = 0
+    tallies: dict[str, LeaderTally] = field(default_factory=dict)
+
+
+def replay(
+    lines: Iterable[bytes],
+    attempts_out: BinaryIO,
+    diagnostics_out: BinaryIO,
+    state: PartitionState | None = None,
+) -> ReplayResult:
+    """Process every line of a tape in order, then the end-of-input flush; write outputs as JSON lines."""
+    result = ReplayResult(state or PartitionState())
+    st = result.state
+    attempts: list[bytes] = []
+    diagnostics: list[bytes] = []
+
+    def emit(outputs: list[Output]) -> None:
+        for output in outputs:
+            if isinstance(output, dict):
+                attempts.append(encode(output))
+                result.attempts += 1
+                if output["decision"] == "EXECUTE":
+                    result.executed += 1
+                tally = result.tallies.get(output["followedUserId"])
+                if tally is None:
+                    tally = result.tallies[output["followedUserId"]] = LeaderTally()
+                tally.observe(output)
+            else:
+                diagnostics.append(encode(output))
+                if output.kind == "configRejected":
+                    result.config_rejected += 1
+                else:
+                    result.config_warnings += 1
+
+    for offset, line in enumerate(lines):
+        raw = line.strip()
+        if not raw:
+            continue
+        result.events += 1
+        try:
+            event = decode_event(raw)
+        except DecodeError as exc:
+            result.dead_letters += 1
+            diagnostics.append(encode(dead_letter(raw, offset, str(exc), st.clock_ms)))
+        else:
+            if event.kind == "leaderTrade":
+                result.trades += 1
+            emit(process(st, event)[1])
+        if len(attempts) >= FLUSH_EVERY:
+            attempts_out.write(b"\n".join(attempts) + b"\n")
+            attempts.clear()
+        if diagnostics:
+            diagnostics_out.write(b"\n".join(diagnostics) + b"\n")
+            diagnostics.clear()
+    emit(finish(st))
+    if attempts:
+        attempts_out.write(b"\n".join(attempts) + b"\n")
+    if diagnostics:
+        diagnostics_out.write(b"\n".join(diagnostics) + b"\n")
+    return result
+
+
+def dead_letter(raw: bytes, offset: int, error: str, clock_ms: int) -> DeadLetter:
+    """The dead letter of a tape line that failed to decode (SPEC 12.9)."""
+    text = raw.decode("utf-8", errors="replace")
+    return DeadLetter(
+        source_topic=topic_for_raw(raw, "replay"),
+        partition=0,
+        offset=offset,
+        key=key_for_raw(raw),
+        value=text[:MAX_DEAD_LETTER_VALUE],
+        error=error,
+        at_ms=clock_ms,
+    )

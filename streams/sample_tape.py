@@ -1,0 +1,242 @@
+"""A deterministic, realistic sample tape (the seed's background example) for demos and benchmarks.
+
+A $200 bankroll follows four leaders: alice, bob and carol (small books, budgets $60/$60/$50) and a
+whale (a $100k–$300k book, budget $30) who sprays many tiny trades and now and then a burst or a big
+one. The tape holds their trades (buys and later sells of what they bought), SHADOW_USER snapshots
+(E_u) and EXEC_GLOBAL equity snapshots every minute, redelivered duplicates, ticks every second, and
+config changes: the initial setup, buffering switched on, a whale min-trade filter, a rejected change,
+and the kill switch off and on again. The same seed and size always give the same bytes.
+"""
+
+from __future__ import annotations
+
+import heapq
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+START_MS = 1_793_628_000_000  # 2026-11-02T14:00:00Z
+MICROS = 1_000_000
+
+
+@dataclass
+class LeaderProfile:
+    """How one simulated leader trades."""
+
+    leader_id: str
+    mean_gap_ms: int
+    min_usd: float
+    max_usd: float
+    exposure_usd: tuple[float, float]
+    assets: int
+    burst_every_ms: int = 0
+    big_trade_chance: float = 0.0
+    holdings: dict[str, int] = field(default_factory=dict)
+
+
+def _profiles() -> list[LeaderProfile]:
+    return [
+        LeaderProfile("alice", 4_000, 20, 400, (3_000, 6_000), 6),
+        LeaderProfile("bob", 6_000, 50, 800, (8_000, 12_000), 5),
+        LeaderProfile("carol", 5_000, 10, 200, (1_000, 3_000), 8),
+        LeaderProfile(
+            "whale", 450, 0.5, 30, (100_000, 300_000), 12, burst_every_ms=120_000, big_trade_chance=0.01
+        ),
+    ]
+
+
+def _config_changes() -> list[tuple[float, dict[str, Any]]]:
+    """(fraction of the tape's duration, change) — the operator's actions during the session."""
+    setup_sizing: dict[str, Any] = {
+        "budgetedDynamicEnabled": True,
+        "sizingMode": "budgetedDynamic",
+        "budgetUsdcMicros": 50_000_000,
+        "budgetRMinBps": 0,
+        "budgetRMaxBps": 1_000,
+        "budgetEnforcement": "hard",
+        "minTradeNotionalMicros": 1_000_000,
+        "maxTradeNotionalMicros": 20_000_000,
+        "maxTradeBankrollBps": 500,
+    }
+    setup_global: dict[str, Any] = {
+        "scope": "GLOBAL",
+        "followedUserId": None,
+        "sizing": setup_sizing,
+        "guardrails": {"maxExposurePerUserBps": 3_500, "maxBuyCostPerShareMicros": 970_000},
+        "system": {"initialBankrollMicros": 200_000_000},
+    }
+    budgets = {"alice": 60, "bob": 60, "carol": 50, "whale": 30}
+    changes: list[tuple[float, dict[str, Any]]] = [(0.0, setup_global)]
+    for leader_id, usd in budgets.items():
+        user = {"scope": "USER", "followedUserId": leader_id, "sizing": {"budgetUsdcMicros": usd * MICROS}}
+        user["leader"] = {"label": leader_id.capitalize()}
+        changes.append((0.0, user))
+    changes += [
+        (0.25, {"scope": "GLOBAL", "followedUserId": None, "buffering": {"enabled": True}}),
+        (
+            0.40,
+            {  # rejected: r_min above r_max, and an unknown key
+                "scope": "USER",
+                "followedUserId": "whale",
+                "sizing": {"budgetUsdcMicros": 30 * MICROS, "budgetRMinBps": 500, "budgetRMaxBps": 100},
+                "guardrails": {"maxExposurePerUser": 1},
+            },
+        ),
+        (
+            0.45,
+            {
+                "scope": "USER",
+                "followedUserId": "whale",
+                "sizing": {"budgetUsdcMicros": 30 * MICROS, "minLeaderTradeNotionalMicros": 2 * MICROS},
+                "leader": {"label": "Whale"},
+            },
+        ),
+        (
+            0.60,
+            {
+                "scope": "GLOBAL",
+                "followedUserId": None,
+                "sizing": {**setup_sizing, "budgetedDynamicEnabled": False},
+            },
+        ),
+        (0.70, {"scope": "GLOBAL", "followedUserId": None, "sizing": setup_sizing}),
+        (
+            0.80,
+            {
+                "scope": "USER",
+                "followedUserId": "carol",
+                "sizing": {"budgetUsdcMicros": 50 * MICROS, "budgetEnforcement": "soft"},
+            },
+        ),
+    ]
+    return changes
+
+
+def generate(trades: int = 3_000, seed: int = 7) -> Iterator[bytes]:
+    """Yield the tape's JSON lines (without newlines): about `trades` leader trades plus the rest."""
+    rng = random.Random(seed)
+    profiles = _profiles()
+    # Expected trades per ms over all leaders sets the tape's length for the requested trade count.
+    rate = sum(1 / p.mean_gap_ms for p in profiles) * 1.08  # bursts and duplicates add about 8%
+    duration_ms = max(60_000, int(trades / rate))
+    end_ms = START_MS + duration_ms
+    prices: dict[str, int] = {}
+    exposure = {p.leader_id: rng.uniform(*p.exposure_usd) for p in profiles}
+    queue: list[tuple[int, int, str, str]] = []  # (time, order, kind, who)
+    order = 0
+
+    def schedule(at_ms: int, kind: str, who: str = "") -> None:
+        nonlocal order
+        order += 1
+        heapq.heappush(queue, (at_ms, order, kind, who))
+
+    for p in profiles:
+        schedule(START_MS + int(rng.expovariate(1 / p.mean_gap_ms)), "trade", p.leader_id)
+        if p.burst_every_ms:
+            schedule(START_MS + p.burst_every_ms // 2, "burst", p.leader_id)
+    schedule(START_MS + 1_000, "tick")
+    schedule(START_MS, "snapshots")
+    for n, (fraction, _) in enumerate(_config_changes()):
+        schedule(START_MS + int(fraction * duration_ms), "config", str(n))
+    changes = _config_changes()
+    by_id = {p.leader_id: p for p in profiles}
+    trade_seq = 0
+    recent: list[bytes] = []
+
+    def trade_line(p: LeaderProfile, at_ms: int, usd: float) -> bytes:
+        nonlocal trade_seq
+        trade_seq += 1
+        holdings = [a for a, s in p.holdings.items() if s > 0]
+        sell = bool(holdings) and rng.random() < 0.3
+        asset = rng.choice(holdings) if sell else f"{p.leader_id[:1]}-asset-{rng.randrange(p.assets)}"
+        price = prices.get(asset) or rng.randrange(80_000, 920_000)
+        price = min(990_000, max(10_000, price + rng.randrange(-15_000, 15_001)))
+        prices[asset] = price
+        shares = max(1, int(usd * MICROS) * MICROS // price)
+        if sell:
+            shares = min(shares, p.holdings[asset])
+        p.holdings[asset] = p.holdings.get(asset, 0) + (-shares if sell else shares)
+        return orjson.dumps(
+            {
+                "kind": "leaderTrade",
+                "tradeId": f"{p.leader_id}-{trade_seq:08d}",
+                "followedUserId": p.leader_id,
+                "assetId": asset,
+                "marketId": f"market-{asset.rsplit('-', 1)[1]}-{asset[0]}",
+                "side": "SELL" if sell else "BUY",
+                "priceMicros": price,
+                "shareMicros": shares,
+                "notionalMicros": shares * price // MICROS,
+                "detectTimeMs": at_ms,
+                "eventTimeMs": at_ms - rng.randrange(200, 3_000),
+            }
+        )
+
+    while queue:
+        at_ms, _, kind, who = heapq.heappop(queue)
+        if at_ms > end_ms and kind != "config":
+            continue
+        if kind == "trade":
+            p = by_id[who]
+            usd = rng.uniform(p.min_usd, p.max_usd)
+            if p.big_trade_chance and rng.random() < p.big_trade_chance:
+                usd = rng.uniform(2_000, 20_000)
+            line = trade_line(p, at_ms, usd)
+            yield line
+            recent.append(line)
+            if rng.random() < 0.01 and recent:  # the poller re-delivers a trade it already sent
+                yield rng.choice(recent[-20:])
+            del recent[:-20]
+            schedule(at_ms + 1 + int(rng.expovariate(1 / p.mean_gap_ms)), "trade", who)
+        elif kind == "burst":
+            p = by_id[who]
+            t = at_ms
+            for _ in range(rng.randrange(20, 60)):
+                t += rng.randrange(5, 60)
+                yield trade_line(p, t, rng.uniform(p.min_usd, p.max_usd))
+            schedule(at_ms + p.burst_every_ms, "burst", who)
+        elif kind == "tick":
+            yield orjson.dumps({"kind": "tick", "nowMs": at_ms})
+            schedule(at_ms + 1_000, "tick")
+        elif kind == "snapshots":
+            bucket = at_ms // 60_000 * 60_000
+            for p in profiles:
+                lo, hi = p.exposure_usd
+                exposure[p.leader_id] = min(hi, max(lo, exposure[p.leader_id] * rng.uniform(0.95, 1.05)))
+                yield orjson.dumps(
+                    {
+                        "kind": "portfolioSnapshot",
+                        "portfolioScope": "SHADOW_USER",
+                        "followedUserId": p.leader_id,
+                        "bucketTimeMs": bucket,
+                        "exposureMicros": int(exposure[p.leader_id] * MICROS),
+                        "equityMicros": None,
+                        "cashMicros": None,
+                    }
+                )
+            equity = int(rng.uniform(190, 215) * MICROS)
+            yield orjson.dumps(
+                {
+                    "kind": "portfolioSnapshot",
+                    "portfolioScope": "EXEC_GLOBAL",
+                    "followedUserId": None,
+                    "bucketTimeMs": bucket,
+                    "exposureMicros": int(rng.uniform(40, 120) * MICROS),
+                    "equityMicros": equity,
+                    "cashMicros": equity - 80 * MICROS,
+                }
+            )
+            schedule(at_ms + 60_000, "snapshots")
+        elif kind == "config":
+            n = int(who)
+            yield orjson.dumps(
+                {
+                    "kind": "configChange",
+                    "changeId": f"chg-{n + 1:03d}",
+                    "changedAtMs": at_ms,
+                    **changes[n][1],
+                }
+            )

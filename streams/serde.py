@@ -1,0 +1,77 @@
+"""Serialisation in one place: JSON bytes <-> wire models. Topics and files carry raw bytes."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+from pydantic import BaseModel, ValidationError
+
+from models.events import INPUT_EVENT, TOPIC_OF_KIND, ConfigChange, LeaderTrade, PortfolioSnapshot, Tick
+
+InputEvent = LeaderTrade | PortfolioSnapshot | ConfigChange | Tick
+MAX_DEAD_LETTER_VALUE = 1000
+"""Characters of the raw input kept in a dead letter."""
+
+
+class DecodeError(ValueError):
+    """An input message that is not a valid event: it goes to the dead letters, with this reason."""
+
+
+def decode_event(raw: bytes | str) -> InputEvent:
+    """Strictly decode one input event; raises :class:`DecodeError` with a readable reason."""
+    try:
+        return INPUT_EVENT.validate_json(raw)
+    except ValidationError as exc:
+        raise DecodeError(describe_validation_error(exc)) from None
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    """One line naming each offending field, e.g. ``leaderTrade.priceMicros: Input should be ...``."""
+    parts = []
+    for err in exc.errors(include_url=False):
+        where = ".".join(str(p) for p in err["loc"])
+        parts.append(f"{where}: {err['msg']}" if where else str(err["msg"]))
+    return "; ".join(parts)
+
+
+def encode(output: BaseModel | Mapping[str, Any]) -> bytes:
+    """The wire JSON of an output or event (camelCase, compact); attempts arrive as wire dicts."""
+    if isinstance(output, BaseModel):
+        return output.model_dump_json(by_alias=True).encode()
+    return orjson.dumps(output)
+
+
+def dumps(value: Any) -> bytes:
+    """Plain JSON for non-model values (reports, tables)."""
+    return orjson.dumps(value)
+
+
+def peek(raw: bytes | str) -> dict[str, Any] | None:
+    """The raw JSON object, if the input parses as one (used to route and key dead letters)."""
+    try:
+        value = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def topic_for_raw(raw: bytes | str, default: str) -> str:
+    """The topic an input would belong to by its ``kind``, or `default` when that is unknown."""
+    obj = peek(raw)
+    kind = obj.get("kind") if obj else None
+    return TOPIC_OF_KIND.get(kind, default) if isinstance(kind, str) else default
+
+
+def key_for_raw(raw: bytes | str) -> str | None:
+    """The Kafka key an input would carry (its leader id, or GLOBAL), when it can be read."""
+    obj = peek(raw)
+    if obj is None:
+        return None
+    leader = obj.get("followedUserId")
+    if isinstance(leader, str):
+        return leader
+    if obj.get("kind") == "configChange" and obj.get("scope") == "GLOBAL":
+        return "GLOBAL"
+    return None
