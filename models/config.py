@@ -141,20 +141,15 @@ class EffectiveConfig:
     dedup_window_ms: int
     leader_enabled: bool
     label: str | None
-
-    @property
-    def budgeted_dynamic_active(self) -> bool:
-        """Budgeted Dynamic sizing applies: the GLOBAL kill switch is on and the mode selects it."""
-        return self.budgeted_dynamic_enabled and self.sizing_mode == "budgetedDynamic"
-
-    @property
-    def hard_budget(self) -> bool:
-        """The HARD budget cap applies (Budgeted Dynamic active with hard enforcement)."""
-        return self.budgeted_dynamic_active and self.budget_enforcement == "hard"
+    budgeted_dynamic_active: bool
+    """Budgeted Dynamic sizing applies: the GLOBAL kill switch is on and the mode selects it."""
+    hard_budget: bool
+    """The HARD budget cap applies (Budgeted Dynamic active with hard enforcement)."""
 
 
 def _flatten(merged: Docs) -> EffectiveConfig:
     s, g, b, y, ld = (merged[name] for name in SECTION_NAMES)
+    active = s["budgetedDynamicEnabled"] and s["sizingMode"] == "budgetedDynamic"
     return EffectiveConfig(
         copy_pct_notional_bps=s["copyPctNotionalBps"],
         min_trade_notional_micros=s["minTradeNotionalMicros"],
@@ -183,6 +178,8 @@ def _flatten(merged: Docs) -> EffectiveConfig:
         dedup_window_ms=y["dedupWindowMs"],
         leader_enabled=ld["enabled"],
         label=ld.get("label"),
+        budgeted_dynamic_active=active,
+        hard_budget=active and s["budgetEnforcement"] == "hard",
     )
 
 

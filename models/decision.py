@@ -7,14 +7,15 @@ fills at once at the reference price, so the next group of the leader sees the n
 from __future__ import annotations
 
 import hashlib
+import heapq
 import uuid
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from models.config import EffectiveConfig
 from models.events import CopyAttemptWire, Side, SourceType
 from models.sizing import clamp_target, copy_rate, effective_rate_bps, leader_exposure, raw_target
 from models.state import LeaderState, PartitionState
-from models.units import apply_bps, notional, shares_for
+from models.units import apply_bps, iso_ms, notional, shares_for
 
 ENGINE_PAUSED = "ENGINE_PAUSED"
 USER_DISABLED = "USER_DISABLED"
@@ -56,13 +57,12 @@ def attempt_id(leader_id: str, group_key: str) -> str:
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:32]}"
 
 
-@dataclass(frozen=True, slots=True)
-class Group:
+class Group(NamedTuple):
     """Leader trades to be decided together (an aggregation window, one trade, or a buffer flush)."""
 
     source_type: SourceType
-    base_key: str
-    """The groupKey before the uniqueness suffix."""
+    key_time_ms: int
+    """The time shown in the groupKey: window start, detect time, or a bucket's first-seen time."""
     asset_id: str
     market_id: str | None
     side: Side
@@ -73,17 +73,32 @@ class Group:
     """BUFFER only: abs(net copy notional), an already-scaled raw target."""
 
 
-def unique_group_key(leader: LeaderState, base_key: str, clock_ms: int, dedup_window_ms: int) -> str:
-    """`base_key`, or `base_key~n` when the leader already used it (remembered for the dedup window)."""
-    order = leader.used_key_order
-    while order and clock_ms - order[0][0] > dedup_window_ms:
-        _, old = order.popleft()
-        leader.used_group_keys.pop(old, None)
-    count = leader.used_group_keys.get(base_key, 0) + 1
+def unique_group_key(leader: LeaderState, group: Group, clock_ms: int, dedup_window_ms: int) -> str:
+    """The group's key, ``{u}:{asset}:{side}:{ISO}[:buffer]``, made unique for the leader.
+
+    A key already used gets ``~2``, ``~3``, …. Used keys are remembered while the time in them is within
+    the dedup window of the clock, so memory stays bounded; a group whose key time is older than what
+    is remembered (a trade more than a dedup window late) gets ``~late{n}`` from a per-leader counter,
+    which can never repeat.
+    """
+    base = f"{leader.leader_id}:{group.asset_id}:{group.side}:{iso_ms(group.key_time_ms)}"
+    if group.source_type == "BUFFER":
+        base += ":buffer"
+    floor = clock_ms - dedup_window_ms
+    if floor > leader.group_key_floor_ms:
+        leader.group_key_floor_ms = floor
+        times = leader.used_key_times
+        while times and times[0][0] < floor:
+            del leader.used_group_keys[heapq.heappop(times)[1]]
+    if group.key_time_ms < leader.group_key_floor_ms:
+        leader.late_groups += 1
+        return f"{base}~late{leader.late_groups}"
+    count = leader.used_group_keys.get(base, 0) + 1
+    leader.used_group_keys[base] = count
     if count == 1:
-        order.append((clock_ms, base_key))
-    leader.used_group_keys[base_key] = count
-    return base_key if count == 1 else f"{base_key}~{count}"
+        heapq.heappush(leader.used_key_times, (group.key_time_ms, base))
+        return base
+    return f"{base}~{count}"
 
 
 def set_holding(leader: LeaderState, asset_id: str, held: int | None = None, mark: int | None = None) -> None:
@@ -186,7 +201,7 @@ def decide(
         # A fill marks the asset at its price; a zero reference price (a notional-0 trade) is no price.
         set_holding(leader, group.asset_id, held=held, mark=ref if ref > 0 else None)
 
-    group_key = unique_group_key(leader, group.base_key, clock, cfg.dedup_window_ms)
+    group_key = unique_group_key(leader, group, clock, cfg.dedup_window_ms)
     return {
         "kind": "copyAttempt",
         "attemptId": attempt_id(leader.leader_id, group_key),

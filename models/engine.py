@@ -26,7 +26,7 @@ from models.events import (
 )
 from models.sizing import leader_exposure, raw_target
 from models.state import BUCKET, WINDOW, Bucket, BucketKey, LeaderState, PartitionState, Snapshot, Window
-from models.units import MICROS, iso_ms, shares_for
+from models.units import MICROS, shares_for
 
 InputEvent = LeaderTrade | PortfolioSnapshot | ConfigChange | Tick
 
@@ -177,10 +177,10 @@ def _is_duplicate(leader: LeaderState, trade_id: str, clock_ms: int, window_ms: 
 # --- aggregation (buffering off) --------------------------------------------------------------------
 
 
-def _single_trade_group(leader_id: str, trade: LeaderTrade, source: SourceType, key_time_ms: int) -> Group:
+def _single_trade_group(trade: LeaderTrade, source: SourceType, key_time_ms: int) -> Group:
     return Group(
         source_type=source,
-        base_key=f"{leader_id}:{trade.asset_id}:{trade.side}:{iso_ms(key_time_ms)}",
+        key_time_ms=key_time_ms,
         asset_id=trade.asset_id,
         market_id=trade.market_id,
         side=trade.side,
@@ -199,16 +199,14 @@ def _aggregate_trade(
             _decide_now(
                 state,
                 leader,
-                _single_trade_group(leader.leader_id, trade, "AGGREGATOR", trade.detect_time_ms),
+                _single_trade_group(trade, "AGGREGATOR", trade.detect_time_ms),
             )
         )
         return
     start = trade.detect_time_ms // width * width
     end = start + width
     if end <= state.clock_ms:  # its window already closed: the trade is a group of its own, decided now
-        out.append(
-            _decide_now(state, leader, _single_trade_group(leader.leader_id, trade, "AGGREGATOR", start))
-        )
+        out.append(_decide_now(state, leader, _single_trade_group(trade, "AGGREGATOR", start)))
         return
     key = (trade.asset_id, trade.side, start, end)
     window = leader.windows.get(key)
@@ -226,7 +224,7 @@ def _aggregate_trade(
 def _decide_window(state: PartitionState, leader: LeaderState, window: Window) -> CopyAttemptWire:
     group = Group(
         source_type="AGGREGATOR",
-        base_key=f"{leader.leader_id}:{window.asset_id}:{window.side}:{iso_ms(window.start_ms)}",
+        key_time_ms=window.start_ms,
         asset_id=window.asset_id,
         market_id=window.market_id,
         side=window.side,
@@ -256,11 +254,7 @@ def _buffer_trade(
         and trade.notional_micros < cfg.min_leader_trade_notional_micros
     ):
         # Filtered before buffering, so a whale's micro-trades cannot slip past the filter in a bucket.
-        out.append(
-            _decide_now(
-                state, leader, _single_trade_group(leader.leader_id, trade, "IMMEDIATE", trade.detect_time_ms)
-            )
-        )
+        out.append(_decide_now(state, leader, _single_trade_group(trade, "IMMEDIATE", trade.detect_time_ms)))
         return
     exposure = leader_exposure(leader.shadow, state.clock_ms, cfg)
     raw_copy = raw_target(cfg, trade.notional_micros, exposure.used_micros).micros
@@ -274,7 +268,7 @@ def _buffer_trade(
     bucket = leader.buckets.get(key)
     if raw_copy >= cfg.notional_threshold_micros:
         if bucket is None:
-            group = _single_trade_group(leader.leader_id, trade, "IMMEDIATE", trade.detect_time_ms)
+            group = _single_trade_group(trade, "IMMEDIATE", trade.detect_time_ms)
             out.append(_decide_now(state, leader, group))
         else:  # a large trade joins the pending bucket and flushes it at once
             _append(bucket, trade, raw_copy, state.clock_ms)
@@ -325,7 +319,7 @@ def _flush(state: PartitionState, leader: LeaderState, key: BucketKey, bucket: B
     side = bucket.side or ("BUY" if net >= 0 else "SELL")
     group = Group(
         source_type="BUFFER",
-        base_key=f"{leader.leader_id}:{bucket.asset_id}:{side}:{iso_ms(bucket.first_seen_ms)}:buffer",
+        key_time_ms=bucket.first_seen_ms,
         asset_id=bucket.asset_id,
         market_id=bucket.market_id,
         side=side,

@@ -175,10 +175,10 @@ class CopyAttempt(WireModel):
     market_id: str | None
     side: Side
     source_type: SourceType
-    trade_ids: tuple[str, ...]
+    trade_ids: list[str]
     buffered_trade_count: int
     decision: Decision
-    reason_codes: tuple[str, ...]
+    reason_codes: list[str]
     their_notional_micros: int
     their_reference_price_micros: int
     raw_target_micros: int

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from models.config import EffectiveConfig
 from models.events import ExposureStatus
@@ -10,8 +10,7 @@ from models.state import Snapshot
 from models.units import BPS, apply_bps
 
 
-@dataclass(frozen=True, slots=True)
-class LeaderExposure:
+class LeaderExposure(NamedTuple):
     """E_u as seen at decision time: the snapshot value shown, the value sizing uses, and its status."""
 
     shown_micros: int | None
@@ -44,8 +43,7 @@ def copy_rate(cfg: EffectiveConfig, exposure_micros: int) -> float:
     return rate
 
 
-@dataclass(frozen=True, slots=True)
-class RawTarget:
+class RawTarget(NamedTuple):
     """The copy notional before the trade clamps, and which r_u bound applied."""
 
     micros: int
@@ -70,8 +68,7 @@ def raw_target(cfg: EffectiveConfig, leader_notional_micros: int, exposure_micro
     return RawTarget(raw)
 
 
-@dataclass(frozen=True, slots=True)
-class ClampedTarget:
+class ClampedTarget(NamedTuple):
     """The target after the min / max / bankroll clamps (SPEC 5.2)."""
 
     micros: int

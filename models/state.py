@@ -76,7 +76,11 @@ class LeaderState:
     seen_order: deque[tuple[int, str]] = field(default_factory=deque)
     used_group_keys: dict[str, int] = field(default_factory=dict)
     """base groupKey -> how many groups used it (the next one gets ``~n+1``)."""
-    used_key_order: deque[tuple[int, str]] = field(default_factory=deque)
+    used_key_times: list[tuple[int, str]] = field(default_factory=list)
+    """Min-heap of (time in the key, base groupKey), to forget keys older than the dedup window."""
+    group_key_floor_ms: int = 0
+    """Keys whose time is below this may have been forgotten; such groups get a ``~lateN`` suffix."""
+    late_groups: int = 0
     windows: dict[WindowKey, Window] = field(default_factory=dict)
     buckets: dict[BucketKey, Bucket] = field(default_factory=dict)
     held_share_micros: dict[str, int] = field(default_factory=dict)

@@ -22,7 +22,8 @@ class DecodeError(ValueError):
 def decode_event(raw: bytes | str) -> InputEvent:
     """Strictly decode one input event; raises :class:`DecodeError` with a readable reason."""
     try:
-        return INPUT_EVENT.validate_json(raw)
+        # camelCase only: the Python field names are not part of the wire contract.
+        return INPUT_EVENT.validate_json(raw, by_alias=True, by_name=False)
     except ValidationError as exc:
         raise DecodeError(describe_validation_error(exc)) from None
 

@@ -43,7 +43,8 @@ def start_or_fail(settings: broker.BrokerSettings) -> broker.BrokerHandle:
     try:
         return broker.start(settings)
     except broker.BrokerError as error:
-        pytest.fail(f"could not start the Kafka broker for the integration tests:\n{error}", pytrace=False)
+        reason = str(error)
+    pytest.fail(f"could not start the Kafka broker for the integration tests:\n{reason}", pytrace=False)
 
 
 @pytest.fixture(scope="session")

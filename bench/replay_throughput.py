@@ -1,0 +1,118 @@
+"""Throughput of the replay core, as a ratio to a plain orjson read-and-write of the same tape.
+
+    python bench/replay_throughput.py [--trades 500000] [--rounds 3]
+
+The machine is shared and noisy, so both are measured in the same run, interleaved, and the median
+ratio over the rounds is reported. The tape comes from ``copybot sample-tape`` (cached under .cache/).
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import orjson
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from streams.replay import replay  # noqa: E402
+from streams.sample_tape import generate  # noqa: E402
+
+
+class Sink(io.RawIOBase):
+    """Counts bytes written, keeps nothing (so output cost is serialisation, not memory)."""
+
+    def __init__(self) -> None:
+        self.size = 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, b: bytes) -> int:  # type: ignore[override]
+        self.size += len(b)
+        return len(b)
+
+
+def tape_path(trades: int, seed: int) -> Path:
+    path = ROOT / ".cache" / "bench" / f"sample-tape-{trades}-{seed}.jsonl"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        print(f"generating a tape of ~{trades:,} trades -> {path.relative_to(ROOT)}", file=sys.stderr)
+        tmp = path.with_suffix(".tmp")
+        with tmp.open("wb") as out:
+            for line in generate(trades=trades, seed=seed):
+                out.write(line + b"\n")
+        tmp.rename(path)
+    return path
+
+
+def baseline(lines: list[bytes]) -> None:
+    """Read every line with orjson and write it back: the floor any JSON-lines processor pays."""
+    sink = Sink()
+    out = []
+    for line in lines:
+        out.append(orjson.dumps(orjson.loads(line)))
+        if len(out) >= 512:
+            sink.write(b"\n".join(out) + b"\n")
+            out.clear()
+    sink.write(b"\n".join(out) + b"\n")
+
+
+def core(lines: list[bytes]) -> None:
+    """The replay command's work: decode, decide, encode attempts and diagnostics."""
+    replay(lines, Sink(), Sink())  # type: ignore[arg-type]
+
+
+def timed(fn: Callable[[list[bytes]], None], lines: list[bytes]) -> float:
+    started = time.perf_counter()
+    fn(lines)
+    return time.perf_counter() - started
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--trades", type=int, default=500_000, help="leader trades in the tape (default 500k)"
+    )
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved measurement rounds (default 3)")
+    parser.add_argument("--seed", type=int, default=7)
+    args = parser.parse_args()
+
+    lines = tape_path(args.trades, args.seed).read_bytes().splitlines()
+    trades = sum(1 for line in lines if line.startswith(b'{"kind":"leaderTrade"'))
+    result = io.BytesIO()
+    stats = replay(lines, result, Sink())  # type: ignore[arg-type]
+    print(
+        f"tape: {len(lines):,} events, {trades:,} leader trades -> {stats.attempts:,} attempts",
+        file=sys.stderr,
+    )
+    ratios, core_rates, base_rates = [], [], []
+    for n in range(args.rounds):
+        base_s = timed(baseline, lines)
+        core_s = timed(core, lines)
+        ratios.append(base_s / core_s)
+        core_rates.append(trades / core_s)
+        base_rates.append(len(lines) / base_s)
+        print(
+            f"round {n + 1}/{args.rounds}: orjson read+write {base_s:6.2f}s, replay core {core_s:6.2f}s, "
+            f"ratio {ratios[-1]:.3f}",
+            file=sys.stderr,
+        )
+    print(
+        f"replay core: {statistics.median(core_rates):,.0f} trades/s "
+        f"(orjson baseline {statistics.median(base_rates):,.0f} lines/s); "
+        f"ratio {statistics.median(ratios):.3f} (median of {args.rounds}; target >= 0.10)"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,163 @@
+"""Event factories and a tiny driver for unit tests: build wire events with sensible defaults."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterable
+from typing import Any
+
+from models.engine import InputEvent, finish, process
+from models.events import (
+    ConfigChange,
+    ConfigRejected,
+    ConfigWarning,
+    CopyAttemptWire,
+    LeaderTrade,
+    Output,
+    PortfolioSnapshot,
+    Tick,
+)
+from models.state import PartitionState
+
+T0 = 1_000_000  # a round start time (ms); 1970-01-01T00:16:40.000Z
+USD = 1_000_000
+_ids = itertools.count(1)
+
+
+def trade(
+    leader: str = "u1",
+    *,
+    at: int = T0,
+    side: str = "BUY",
+    notional: int = 100 * USD,
+    price: int = 500_000,
+    asset: str = "a1",
+    market: str | None = "m1",
+    trade_id: str | None = None,
+    shares: int | None = None,
+) -> LeaderTrade:
+    """A leader trade; shares default to notional / price so the VWAP equals `price`."""
+    return LeaderTrade.model_validate(
+        {
+            "kind": "leaderTrade",
+            "tradeId": trade_id or f"t{next(_ids)}",
+            "followedUserId": leader,
+            "assetId": asset,
+            "marketId": market,
+            "side": side,
+            "priceMicros": price,
+            "shareMicros": shares if shares is not None else max(1, notional * USD // price),
+            "notionalMicros": notional,
+            "detectTimeMs": at,
+        }
+    )
+
+
+def shadow(leader: str = "u1", exposure: int = 100_000 * USD, at: int = T0) -> PortfolioSnapshot:
+    """A SHADOW_USER snapshot: the leader's exposure E_u as of `at`."""
+    return PortfolioSnapshot.model_validate(
+        {
+            "kind": "portfolioSnapshot",
+            "portfolioScope": "SHADOW_USER",
+            "followedUserId": leader,
+            "bucketTimeMs": at,
+            "exposureMicros": exposure,
+            "equityMicros": None,
+            "cashMicros": None,
+        }
+    )
+
+
+def equity(equity_micros: int | None, at: int = T0) -> PortfolioSnapshot:
+    """A whole EXEC_GLOBAL snapshot carrying our equity."""
+    return PortfolioSnapshot.model_validate(
+        {
+            "kind": "portfolioSnapshot",
+            "portfolioScope": "EXEC_GLOBAL",
+            "followedUserId": None,
+            "bucketTimeMs": at,
+            "exposureMicros": 0,
+            "equityMicros": equity_micros,
+            "cashMicros": None,
+        }
+    )
+
+
+def global_change(change_id: str | None = None, **sections: Any) -> ConfigChange:
+    """A GLOBAL config change with the given sections, e.g. ``global_change(sizing={...})``."""
+    return ConfigChange.model_validate(
+        {
+            "kind": "configChange",
+            "changeId": change_id or f"c{next(_ids)}",
+            "scope": "GLOBAL",
+            "followedUserId": None,
+            "changedAtMs": 0,
+            **sections,
+        }
+    )
+
+
+def user_change(leader_id: str, /, change_id: str | None = None, **sections: Any) -> ConfigChange:
+    """A USER config change for `leader`."""
+    return ConfigChange.model_validate(
+        {
+            "kind": "configChange",
+            "changeId": change_id or f"c{next(_ids)}",
+            "scope": "USER",
+            "followedUserId": leader_id,
+            "changedAtMs": 0,
+            **sections,
+        }
+    )
+
+
+def tick(now: int) -> Tick:
+    return Tick(kind="tick", now_ms=now)
+
+
+BUDGETED: dict[str, Any] = {"budgetedDynamicEnabled": True, "sizingMode": "budgetedDynamic"}
+"""GLOBAL sizing keys that switch Budgeted Dynamic on for every leader."""
+
+
+class Driver:
+    """Feeds events to one partition and collects what comes out."""
+
+    def __init__(self, *events: InputEvent) -> None:
+        self.state = PartitionState()
+        self.outputs: list[Output] = []
+        self.feed(*events)
+
+    def feed(self, *events: InputEvent) -> list[Output]:
+        new: list[Output] = []
+        for event in events:
+            new.extend(process(self.state, event)[1])
+        self.outputs.extend(new)
+        return new
+
+    def finish(self) -> list[Output]:
+        new = finish(self.state)
+        self.outputs.extend(new)
+        return new
+
+    @property
+    def attempts(self) -> list[CopyAttemptWire]:
+        return attempts_of(self.outputs)
+
+    @property
+    def rejections(self) -> list[ConfigRejected]:
+        return [o for o in self.outputs if isinstance(o, ConfigRejected)]
+
+    @property
+    def warnings(self) -> list[ConfigWarning]:
+        return [o for o in self.outputs if isinstance(o, ConfigWarning)]
+
+
+def attempts_of(outputs: Iterable[Output]) -> list[CopyAttemptWire]:
+    return [o for o in outputs if isinstance(o, dict)]
+
+
+def run(*events: InputEvent) -> list[CopyAttemptWire]:
+    """Process `events`, then the end-of-input flush; return every attempt."""
+    driver = Driver(*events)
+    driver.finish()
+    return driver.attempts
