@@ -7,7 +7,6 @@ fills at once at the reference price, so the next group of the leader sees the n
 from __future__ import annotations
 
 import hashlib
-import heapq
 import uuid
 from typing import NamedTuple
 
@@ -15,7 +14,7 @@ from models.config import EffectiveConfig
 from models.events import CopyAttemptWire, Side, SourceType
 from models.sizing import clamp_target, copy_rate, effective_rate_bps, leader_exposure, raw_target
 from models.state import LeaderState, PartitionState
-from models.units import apply_bps, iso_ms, notional, shares_for
+from models.units import MICROS, apply_bps, iso_ms, notional, shares_for
 
 ENGINE_PAUSED = "ENGINE_PAUSED"
 USER_DISABLED = "USER_DISABLED"
@@ -89,29 +88,34 @@ def unique_group_key(leader: LeaderState, group: Group, clock_ms: int, dedup_win
         leader.group_key_floor_ms = floor
         times = leader.used_key_times
         while times and times[0][0] < floor:
-            del leader.used_group_keys[heapq.heappop(times)[1]]
+            del leader.used_group_keys[times.popleft()[1]]
     if group.key_time_ms < leader.group_key_floor_ms:
         leader.late_groups += 1
         return f"{base}~late{leader.late_groups}"
     count = leader.used_group_keys.get(base, 0) + 1
     leader.used_group_keys[base] = count
     if count == 1:
-        heapq.heappush(leader.used_key_times, (group.key_time_ms, base))
+        leader.used_key_times.append((group.key_time_ms, base))
         return base
     return f"{base}~{count}"
 
 
-def set_holding(leader: LeaderState, asset_id: str, held: int | None = None, mark: int | None = None) -> None:
-    """Update our holding and/or the mark of an asset, keeping the leader's exposure sum current."""
-    if held is not None:
-        leader.held_share_micros[asset_id] = held
-    else:
-        held = leader.held_share_micros.get(asset_id, 0)
-    if mark is not None:
-        leader.mark_price_micros[asset_id] = mark
-    else:
-        mark = leader.mark_price_micros.get(asset_id, 0)
-    part = notional(held, mark)
+def set_mark(leader: LeaderState, asset_id: str, price_micros: int) -> None:
+    """Mark an asset at a new price, revaluing our holding of it (and so the leader's exposure)."""
+    leader.mark_price_micros[asset_id] = price_micros
+    held = leader.held_share_micros.get(asset_id)
+    if held:
+        part = held * price_micros // MICROS
+        leader.exposure_micros += part - leader.exposure_part_micros.get(asset_id, 0)
+        leader.exposure_part_micros[asset_id] = part
+
+
+def fill(leader: LeaderState, asset_id: str, held_share_micros: int, price_micros: int) -> None:
+    """Record our new holding of an asset after a paper fill at `price_micros` (0: keep the old mark)."""
+    leader.held_share_micros[asset_id] = held_share_micros
+    if price_micros > 0:
+        leader.mark_price_micros[asset_id] = price_micros
+    part = notional(held_share_micros, leader.mark_price_micros.get(asset_id, 0))
     leader.exposure_micros += part - leader.exposure_part_micros.get(asset_id, 0)
     leader.exposure_part_micros[asset_id] = part
 
@@ -199,7 +203,7 @@ def decide(
         held = leader.held_share_micros.get(group.asset_id, 0)
         held = held - shares if is_sell else held + shares
         # A fill marks the asset at its price; a zero reference price (a notional-0 trade) is no price.
-        set_holding(leader, group.asset_id, held=held, mark=ref if ref > 0 else None)
+        fill(leader, group.asset_id, held, ref)
 
     group_key = unique_group_key(leader, group, clock, cfg.dedup_window_ms)
     return {

@@ -12,7 +12,7 @@ import heapq
 from collections.abc import Iterable
 
 from models.config import EffectiveConfig, apply_change
-from models.decision import Group, decide, set_holding
+from models.decision import Group, decide, set_mark
 from models.events import (
     ConfigChange,
     ConfigRejected,
@@ -80,7 +80,7 @@ def _advance(state: PartitionState, now_ms: int, out: list[Output]) -> None:
     state.clock_ms = now_ms
     heap = state.deadlines
     while heap and heap[0][0] <= now_ms:
-        _, seq, kind, version, leader_id, key = heapq.heappop(heap)
+        deadline, seq, kind, leader_id, key = heapq.heappop(heap)
         leader = state.leaders[leader_id]
         if kind == WINDOW:
             window = leader.windows.get(key)  # type: ignore[arg-type]
@@ -89,8 +89,14 @@ def _advance(state: PartitionState, now_ms: int, out: list[Output]) -> None:
                 out.append(_decide_window(state, leader, window))
         else:
             bucket = leader.buckets.get(key)  # type: ignore[arg-type]
-            if bucket is not None and bucket.seq == seq and bucket.version == version:
+            if bucket is None or bucket.seq != seq or bucket.scheduled_ms != deadline:
+                continue  # flushed already, or superseded by an earlier entry
+            actual = _bucket_deadline(bucket, state.config.global_effective)
+            if actual <= now_ms:
                 out.append(_flush(state, leader, key, bucket))  # type: ignore[arg-type]
+            else:  # trades joined it since: wait for its real deadline
+                bucket.scheduled_ms = actual
+                heapq.heappush(heap, (actual, seq, BUCKET, leader_id, key))
 
 
 def _next_seq(state: PartitionState) -> int:
@@ -106,9 +112,11 @@ def _bucket_deadline(bucket: Bucket, cfg: EffectiveConfig) -> int:
 
 
 def _schedule_bucket(state: PartitionState, leader: LeaderState, key: BucketKey, bucket: Bucket) -> None:
-    bucket.version += 1
+    """Queue the bucket's flush deadline unless an entry at or before it is already queued."""
     deadline = _bucket_deadline(bucket, state.config.global_effective)
-    heapq.heappush(state.deadlines, (deadline, bucket.seq, BUCKET, bucket.version, leader.leader_id, key))
+    if bucket.scheduled_ms is None or deadline < bucket.scheduled_ms:
+        bucket.scheduled_ms = deadline
+        heapq.heappush(state.deadlines, (deadline, bucket.seq, BUCKET, leader.leader_id, key))
 
 
 # --- events ---------------------------------------------------------------------------------------
@@ -149,15 +157,15 @@ def _on_config_change(state: PartitionState, change: ConfigChange, out: list[Out
 
 def _on_trade(state: PartitionState, trade: LeaderTrade, out: list[Output]) -> None:
     leader = state.leader(trade.followed_user_id)
-    cfg = state.config.for_leader(leader.leader_id)
+    cfg = state.config.for_leader(leader.leader_id)  # deciding due groups never changes the config
     if _is_duplicate(leader, trade.trade_id, state.clock_ms, cfg.dedup_window_ms):
         return
-    _advance(state, trade.detect_time_ms, out)
-    cfg = state.config.for_leader(leader.leader_id)
+    if trade.detect_time_ms > state.clock_ms:
+        _advance(state, trade.detect_time_ms, out)
     clock = state.clock_ms
     leader.seen_trade_ids[trade.trade_id] = clock
     leader.seen_order.append((clock, trade.trade_id))
-    set_holding(leader, trade.asset_id, mark=trade.price_micros)  # marks move before the group is decided
+    set_mark(leader, trade.asset_id, trade.price_micros)  # marks move before the group is decided
     if cfg.buffering_enabled:
         _buffer_trade(state, leader, cfg, trade, out)
     else:
@@ -215,7 +223,7 @@ def _aggregate_trade(
         window = leader.windows[key] = Window(
             seq, trade.asset_id, trade.side, start, end, trade.market_id, []
         )
-        heapq.heappush(state.deadlines, (end, seq, WINDOW, 0, leader.leader_id, key))
+        heapq.heappush(state.deadlines, (end, seq, WINDOW, leader.leader_id, key))
     window.trade_ids.append(trade.trade_id)
     window.notional_micros += trade.notional_micros
     window.share_micros += trade.share_micros
@@ -307,7 +315,6 @@ def _append(bucket: Bucket, trade: LeaderTrade, copy_micros: int, clock_ms: int)
     bucket.leader_notional_micros += trade.notional_micros
     bucket.last_updated_ms = clock_ms
     bucket.trade_ids.append(trade.trade_id)
-    bucket.version += 1
 
 
 def _flush(state: PartitionState, leader: LeaderState, key: BucketKey, bucket: Bucket) -> CopyAttemptWire:

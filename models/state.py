@@ -53,8 +53,8 @@ class Bucket:
     leader_notional_micros: int = 0
     """Σ of the leader notional of the buffered trades (gross, not netted)."""
     reference_price_micros: int = 0
-    version: int = 0
-    """Bumped on every change, so stale entries in the deadline queue can be recognised."""
+    scheduled_ms: int | None = None
+    """The deadline of its live entry in the deadline queue; never later than its real flush deadline."""
 
 
 @dataclass(slots=True)
@@ -76,8 +76,10 @@ class LeaderState:
     seen_order: deque[tuple[int, str]] = field(default_factory=deque)
     used_group_keys: dict[str, int] = field(default_factory=dict)
     """base groupKey -> how many groups used it (the next one gets ``~n+1``)."""
-    used_key_times: list[tuple[int, str]] = field(default_factory=list)
-    """Min-heap of (time in the key, base groupKey), to forget keys older than the dedup window."""
+    used_key_times: deque[tuple[int, str]] = field(default_factory=deque)
+    """(time in the key, base groupKey) in first-use order, to forget keys older than the dedup window.
+
+    Key times are almost always increasing; a late key behind a newer one is just forgotten later."""
     group_key_floor_ms: int = 0
     """Keys whose time is below this may have been forgotten; such groups get a ``~lateN`` suffix."""
     late_groups: int = 0
@@ -98,8 +100,8 @@ class LeaderState:
 DeadlineKind = Literal[0, 1]
 WINDOW: DeadlineKind = 0
 BUCKET: DeadlineKind = 1
-DeadlineEntry = tuple[int, int, int, int, str, tuple[str, str, int, int] | tuple[str, str]]
-"""(deadline, creation seq, kind, version, leader id, window or bucket key) in the deadline queue."""
+DeadlineEntry = tuple[int, int, int, str, tuple[str, str, int, int] | tuple[str, str]]
+"""(deadline, creation seq, kind, leader id, window or bucket key) in the deadline queue."""
 
 
 @dataclass(slots=True)
@@ -114,7 +116,11 @@ class PartitionState:
     leaders: dict[str, LeaderState] = field(default_factory=dict)
     next_seq: int = 0
     deadlines: list[DeadlineEntry] = field(default_factory=list)
-    """Min-heap of window ends and bucket flush deadlines (stale entries are skipped when popped)."""
+    """Min-heap of window ends and bucket flush deadlines (stale entries are skipped when popped).
+
+    A bucket's deadline only moves later as trades join it, so its entry stays put and is re-queued
+    at the real deadline when popped early; an entry is pushed again only when a deadline moves earlier.
+    """
     pending_buckets: int = 0
 
     def leader(self, leader_id: str) -> LeaderState:

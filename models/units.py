@@ -34,10 +34,10 @@ def apply_bps(amount_micros: int, rate_bps: int) -> int:
 
 def iso_ms(time_ms: int) -> str:
     """ISO-8601 UTC with milliseconds, e.g. ``1970-01-01T00:16:40.000Z``."""
-    seconds, millis = divmod(time_ms, 1000)
-    return f"{_iso_seconds(seconds)}.{millis:03d}Z"
+    minute, millis = divmod(time_ms, 60_000)
+    return f"{_iso_minute(minute)}{millis // 1000:02d}.{millis % 1000:03d}Z"
 
 
 @lru_cache(maxsize=4096)
-def _iso_seconds(seconds: int) -> str:
-    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+def _iso_minute(minutes_since_epoch: int) -> str:
+    return datetime.fromtimestamp(minutes_since_epoch * 60, UTC).strftime("%Y-%m-%dT%H:%M:")

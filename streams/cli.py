@@ -120,7 +120,7 @@ def _cmd_replay(args: argparse.Namespace) -> int:
                     yield line
 
             try:
-                result = replay(tracked() if big else lines, out, diag)
+                result = replay(tracked() if big else lines, out, diag, tally=args.summary)
             except OSError as exc:
                 print(f"copybot replay: cannot read {args.tape}: {exc.strerror or exc}", file=sys.stderr)
                 return 1

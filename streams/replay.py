@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import BinaryIO
 
 from models.engine import finish, process
-from models.events import DeadLetter, Output
+from models.events import DeadLetter, LeaderTrade, Output
 from models.state import PartitionState
 from models.summary import LeaderTally
 from streams.serde import MAX_DEAD_LETTER_VALUE, DecodeError, decode_event, encode, key_for_raw, topic_for_raw
@@ -41,8 +41,12 @@ def replay(
     attempts_out: BinaryIO,
     diagnostics_out: BinaryIO,
     state: PartitionState | None = None,
+    tally: bool = False,
 ) -> ReplayResult:
-    """Process every line of a tape in order, then the end-of-input flush; write outputs as JSON lines."""
+    """Process every line of a tape in order, then the end-of-input flush; write outputs as JSON lines.
+
+    With `tally`, per-leader counts for the summary table are kept in ``result.tallies``.
+    """
     result = ReplayResult(state or PartitionState())
     st = result.state
     attempts: list[bytes] = []
@@ -55,10 +59,12 @@ def replay(
                 result.attempts += 1
                 if output["decision"] == "EXECUTE":
                     result.executed += 1
-                tally = result.tallies.get(output["followedUserId"])
-                if tally is None:
-                    tally = result.tallies[output["followedUserId"]] = LeaderTally()
-                tally.observe(output)
+                if tally:
+                    leader = output["followedUserId"]
+                    counts = result.tallies.get(leader)
+                    if counts is None:
+                        counts = result.tallies[leader] = LeaderTally()
+                    counts.observe(output)
             else:
                 diagnostics.append(encode(output))
                 if output.kind == "configRejected":
@@ -67,19 +73,20 @@ def replay(
                     result.config_warnings += 1
 
     for offset, line in enumerate(lines):
-        raw = line.strip()
-        if not raw:
+        if len(line) < 8 and not line.strip():  # blank lines are skipped (only short lines are stripped)
             continue
         result.events += 1
         try:
-            event = decode_event(raw)
+            event = decode_event(line)
         except DecodeError as exc:
             result.dead_letters += 1
-            diagnostics.append(encode(dead_letter(raw, offset, str(exc), st.clock_ms)))
+            diagnostics.append(encode(dead_letter(line.strip(), offset, str(exc), st.clock_ms)))
         else:
-            if event.kind == "leaderTrade":
+            if type(event) is LeaderTrade:
                 result.trades += 1
-            emit(process(st, event)[1])
+            outputs = process(st, event)[1]
+            if outputs:
+                emit(outputs)
         if len(attempts) >= FLUSH_EVERY:
             attempts_out.write(b"\n".join(attempts) + b"\n")
             attempts.clear()

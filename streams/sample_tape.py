@@ -2,10 +2,12 @@
 
 A $200 bankroll follows four leaders: alice, bob and carol (small books, budgets $60/$60/$50) and a
 whale (a $100k–$300k book, budget $30) who sprays many tiny trades and now and then a burst or a big
-one. The tape holds their trades (buys and later sells of what they bought), SHADOW_USER snapshots
-(E_u) and EXEC_GLOBAL equity snapshots every minute, redelivered duplicates, ticks every second, and
-config changes: the initial setup, buffering switched on, a whale min-trade filter, a rejected change,
-and the kill switch off and on again. The same seed and size always give the same bytes.
+one. As on the venue, an order that matches several makers arrives as several fills (trades) a few
+milliseconds apart. The tape holds their trades (buys and later sells of what they bought),
+SHADOW_USER snapshots (E_u) and EXEC_GLOBAL equity snapshots every minute, redelivered duplicates,
+ticks every second, and config changes: the initial setup, buffering switched on, a whale min-trade
+filter, a rejected change, and the kill switch off and on again. The same seed and size always give
+the same bytes.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ import orjson
 
 START_MS = 1_793_628_000_000  # 2026-11-02T14:00:00Z
 MICROS = 1_000_000
+FILLS_SINGLE = 0.45
+"""Share of orders filled by a single maker; the others fill against 2–6 makers (one trade each)."""
 
 
 @dataclass
@@ -120,7 +124,8 @@ def generate(trades: int = 3_000, seed: int = 7) -> Iterator[bytes]:
     rng = random.Random(seed)
     profiles = _profiles()
     # Expected trades per ms over all leaders sets the tape's length for the requested trade count.
-    rate = sum(1 / p.mean_gap_ms for p in profiles) * 1.08  # bursts and duplicates add about 8%
+    fills_per_order = FILLS_SINGLE + (1 - FILLS_SINGLE) * 4
+    rate = sum(1 / p.mean_gap_ms for p in profiles) * fills_per_order * 1.08  # bursts, duplicates: ~8%
     duration_ms = max(60_000, int(trades / rate))
     end_ms = START_MS + duration_ms
     prices: dict[str, int] = {}
@@ -146,34 +151,45 @@ def generate(trades: int = 3_000, seed: int = 7) -> Iterator[bytes]:
     trade_seq = 0
     recent: list[bytes] = []
 
-    def trade_line(p: LeaderProfile, at_ms: int, usd: float) -> bytes:
+    def order_lines(p: LeaderProfile, at_ms: int, usd: float) -> list[bytes]:
+        """One leader order, filled against one or several makers: a fill per maker, milliseconds apart."""
         nonlocal trade_seq
-        trade_seq += 1
         holdings = [a for a, s in p.holdings.items() if s > 0]
         sell = bool(holdings) and rng.random() < 0.3
         asset = rng.choice(holdings) if sell else f"{p.leader_id[:1]}-asset-{rng.randrange(p.assets)}"
         price = prices.get(asset) or rng.randrange(80_000, 920_000)
         price = min(990_000, max(10_000, price + rng.randrange(-15_000, 15_001)))
         prices[asset] = price
-        shares = max(1, int(usd * MICROS) * MICROS // price)
-        if sell:
-            shares = min(shares, p.holdings[asset])
-        p.holdings[asset] = p.holdings.get(asset, 0) + (-shares if sell else shares)
-        return orjson.dumps(
-            {
-                "kind": "leaderTrade",
-                "tradeId": f"{p.leader_id}-{trade_seq:08d}",
-                "followedUserId": p.leader_id,
-                "assetId": asset,
-                "marketId": f"market-{asset.rsplit('-', 1)[1]}-{asset[0]}",
-                "side": "SELL" if sell else "BUY",
-                "priceMicros": price,
-                "shareMicros": shares,
-                "notionalMicros": shares * price // MICROS,
-                "detectTimeMs": at_ms,
-                "eventTimeMs": at_ms - rng.randrange(200, 3_000),
-            }
-        )
+        fills = 1 if rng.random() < FILLS_SINGLE else rng.randrange(2, 7)
+        lines = []
+        for n in range(fills):
+            trade_seq += 1
+            fill_price = min(990_000, price + n * 1_000 * (-1 if sell else 1))
+            shares = max(1, int(usd / fills * MICROS) * MICROS // fill_price)
+            if sell:
+                shares = min(shares, p.holdings[asset])
+                if shares <= 0:
+                    break
+            p.holdings[asset] = p.holdings.get(asset, 0) + (-shares if sell else shares)
+            detect = at_ms + n * rng.randrange(0, 15)
+            lines.append(
+                orjson.dumps(
+                    {
+                        "kind": "leaderTrade",
+                        "tradeId": f"{p.leader_id}-{trade_seq:08d}",
+                        "followedUserId": p.leader_id,
+                        "assetId": asset,
+                        "marketId": f"market-{asset.rsplit('-', 1)[1]}-{asset[0]}",
+                        "side": "SELL" if sell else "BUY",
+                        "priceMicros": fill_price,
+                        "shareMicros": shares,
+                        "notionalMicros": shares * fill_price // MICROS,
+                        "detectTimeMs": detect,
+                        "eventTimeMs": detect - rng.randrange(200, 3_000),
+                    }
+                )
+            )
+        return lines
 
     while queue:
         at_ms, _, kind, who = heapq.heappop(queue)
@@ -184,9 +200,9 @@ def generate(trades: int = 3_000, seed: int = 7) -> Iterator[bytes]:
             usd = rng.uniform(p.min_usd, p.max_usd)
             if p.big_trade_chance and rng.random() < p.big_trade_chance:
                 usd = rng.uniform(2_000, 20_000)
-            line = trade_line(p, at_ms, usd)
-            yield line
-            recent.append(line)
+            lines = order_lines(p, at_ms, usd)
+            yield from lines
+            recent.extend(lines)
             if rng.random() < 0.01 and recent:  # the poller re-delivers a trade it already sent
                 yield rng.choice(recent[-20:])
             del recent[:-20]
@@ -196,7 +212,7 @@ def generate(trades: int = 3_000, seed: int = 7) -> Iterator[bytes]:
             t = at_ms
             for _ in range(rng.randrange(20, 60)):
                 t += rng.randrange(5, 60)
-                yield trade_line(p, t, rng.uniform(p.min_usd, p.max_usd))
+                yield from order_lines(p, t, rng.uniform(p.min_usd, p.max_usd))
             schedule(at_ms + p.burst_every_ms, "burst", who)
         elif kind == "tick":
             yield orjson.dumps({"kind": "tick", "nowMs": at_ms})
