@@ -45,15 +45,14 @@ _NAMESPACE_BYTES = ATTEMPT_NAMESPACE.bytes
 def attempt_id(leader_id: str, group_key: str) -> str:
     """The deterministic id of the attempt for `group_key`: every consumer's idempotency key.
 
-    Equal to ``str(uuid.uuid5(ATTEMPT_NAMESPACE, name))``, computed without building UUID objects.
+    Equal to ``str(uuid.uuid5(ATTEMPT_NAMESPACE, name))``, formatted straight from the SHA-1 hex digest.
     """
-    digest = bytearray(
-        hashlib.sha1(_NAMESPACE_BYTES + f"EXEC_GLOBAL|{leader_id}|{group_key}".encode()).digest()
-    )
-    digest[6] = (digest[6] & 0x0F) | 0x50  # version 5
-    digest[8] = (digest[8] & 0x3F) | 0x80  # RFC 4122 variant
-    h = digest[:16].hex()
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:32]}"
+    h = hashlib.sha1(_NAMESPACE_BYTES + f"EXEC_GLOBAL|{leader_id}|{group_key}".encode()).hexdigest()
+    # version 5 in the 13th hex digit; the RFC 4122 variant (10xx) in the 17th
+    return f"{h[:8]}-{h[8:12]}-5{h[13:16]}-{_VARIANT[int(h[16], 16)]}{h[17:20]}-{h[20:32]}"
+
+
+_VARIANT = "89ab89ab89ab89ab"
 
 
 class Group(NamedTuple):
@@ -65,7 +64,8 @@ class Group(NamedTuple):
     asset_id: str
     market_id: str | None
     side: Side
-    trade_ids: tuple[str, ...]
+    trade_ids: list[str]
+    """In arrival order; owned by the group (it becomes the attempt's tradeIds)."""
     their_notional_micros: int
     reference_price_micros: int
     buffered_copy_micros: int = 0
@@ -135,7 +135,7 @@ def decide(
     """
     clock = state.clock_ms
     equity = state.equity_micros()
-    exposure = leader_exposure(leader.shadow, clock, cfg)
+    exposure_shown, exposure_used, exposure_status = leader_exposure(leader.shadow, clock, cfg)
     current = leader.exposure_micros
     is_sell = group.side == "SELL"
     n = group.their_notional_micros
@@ -162,15 +162,8 @@ def decide(
         if group.source_type == "BUFFER":
             raw = group.buffered_copy_micros
         else:
-            r = raw_target(cfg, n, exposure.used_micros)
-            raw, to_r_min, to_r_max = r.micros, r.clamped_to_r_min, r.clamped_to_r_max
-        c = clamp_target(cfg, raw, equity)
-        target, to_min, to_max, by_bankroll = (
-            c.micros,
-            c.clamped_to_min,
-            c.clamped_to_max,
-            c.clamped_by_bankroll,
-        )
+            raw, to_r_min, to_r_max = raw_target(cfg, n, exposure_used)
+        target, to_min, to_max, by_bankroll = clamp_target(cfg, raw, equity)
         shares = shares_for(target, ref)
         held = leader.held_share_micros.get(group.asset_id, 0)
         if is_sell and held <= 0:
@@ -215,7 +208,7 @@ def decide(
         "marketId": group.market_id,
         "side": group.side,
         "sourceType": group.source_type,
-        "tradeIds": list(group.trade_ids),
+        "tradeIds": group.trade_ids,
         "bufferedTradeCount": len(group.trade_ids),
         "decision": "EXECUTE" if reason is None else "SKIP",
         "reasonCodes": [] if reason is None else [reason],
@@ -231,9 +224,9 @@ def decide(
             "budgetedDynamicActive": cfg.budgeted_dynamic_active,
             "budgetEnforcement": cfg.budget_enforcement,
             "budgetUsdcMicros": cfg.budget_usdc_micros,
-            "leaderExposureMicros": exposure.shown_micros,
-            "leaderExposureStatus": exposure.status,
-            "rU": copy_rate(cfg, exposure.used_micros),
+            "leaderExposureMicros": exposure_shown,
+            "leaderExposureStatus": exposure_status,
+            "rU": copy_rate(cfg, exposure_used),
             "effectiveRateBps": effective_rate_bps(raw, n),
             "clampedToRMin": to_r_min,
             "clampedToRMax": to_r_max,

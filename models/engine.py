@@ -38,13 +38,13 @@ def process(state: PartitionState, event: InputEvent) -> tuple[PartitionState, l
     copy attempts and, for config changes, ``configRejected`` / ``configWarning`` reports.
     """
     out: list[Output] = []
-    if isinstance(event, LeaderTrade):
+    if event.kind == "leaderTrade":  # dispatch on the tag: cheaper than isinstance on pydantic models
         _on_trade(state, event, out)
-    elif isinstance(event, Tick):
+    elif event.kind == "tick":
         _advance(state, event.now_ms, out)
         if state.pending_buckets and not state.config.global_effective.buffering_enabled:
             _flush_all_buckets(state, out)
-    elif isinstance(event, PortfolioSnapshot):
+    elif event.kind == "portfolioSnapshot":
         _on_snapshot(state, event)
     else:
         _on_config_change(state, event, out)
@@ -156,13 +156,16 @@ def _on_config_change(state: PartitionState, change: ConfigChange, out: list[Out
 
 
 def _on_trade(state: PartitionState, trade: LeaderTrade, out: list[Output]) -> None:
-    leader = state.leader(trade.followed_user_id)
+    leader = state.leaders.get(trade.followed_user_id) or state.leader(trade.followed_user_id)
     cfg = state.config.for_leader(leader.leader_id)  # deciding due groups never changes the config
-    if _is_duplicate(leader, trade.trade_id, state.clock_ms, cfg.dedup_window_ms):
+    if trade.trade_id in leader.seen_trade_ids and _is_duplicate(
+        leader, trade.trade_id, state.clock_ms, cfg.dedup_window_ms
+    ):
         return
     if trade.detect_time_ms > state.clock_ms:
         _advance(state, trade.detect_time_ms, out)
     clock = state.clock_ms
+    _forget_old_trade_ids(leader, clock, cfg.dedup_window_ms)
     leader.seen_trade_ids[trade.trade_id] = clock
     leader.seen_order.append((clock, trade.trade_id))
     set_mark(leader, trade.asset_id, trade.price_micros)  # marks move before the group is decided
@@ -173,13 +176,18 @@ def _on_trade(state: PartitionState, trade: LeaderTrade, out: list[Output]) -> N
 
 
 def _is_duplicate(leader: LeaderState, trade_id: str, clock_ms: int, window_ms: int) -> bool:
-    """True when `trade_id` was accepted within the dedup window; forgets ids older than the window."""
+    """True when `trade_id` was accepted within the dedup window of `clock_ms`."""
+    _forget_old_trade_ids(leader, clock_ms, window_ms)
+    return trade_id in leader.seen_trade_ids
+
+
+def _forget_old_trade_ids(leader: LeaderState, clock_ms: int, window_ms: int) -> None:
+    """Forget trade ids accepted more than the dedup window ago (memory stays bounded)."""
     order, seen = leader.seen_order, leader.seen_trade_ids
     while order and clock_ms - order[0][0] > window_ms:
         seen_at, old = order.popleft()
         if seen.get(old) == seen_at:
             del seen[old]
-    return trade_id in seen
 
 
 # --- aggregation (buffering off) --------------------------------------------------------------------
@@ -192,7 +200,7 @@ def _single_trade_group(trade: LeaderTrade, source: SourceType, key_time_ms: int
         asset_id=trade.asset_id,
         market_id=trade.market_id,
         side=trade.side,
-        trade_ids=(trade.trade_id,),
+        trade_ids=[trade.trade_id],
         their_notional_micros=trade.notional_micros,
         reference_price_micros=trade.notional_micros * MICROS // trade.share_micros,
     )
@@ -204,7 +212,7 @@ def _aggregate_trade(
     width = cfg.aggregation_window_ms
     if width == 0:
         out.append(
-            _decide_now(
+            _decide(
                 state,
                 leader,
                 _single_trade_group(trade, "AGGREGATOR", trade.detect_time_ms),
@@ -214,7 +222,7 @@ def _aggregate_trade(
     start = trade.detect_time_ms // width * width
     end = start + width
     if end <= state.clock_ms:  # its window already closed: the trade is a group of its own, decided now
-        out.append(_decide_now(state, leader, _single_trade_group(trade, "AGGREGATOR", start)))
+        out.append(_decide(state, leader, _single_trade_group(trade, "AGGREGATOR", start)))
         return
     key = (trade.asset_id, trade.side, start, end)
     window = leader.windows.get(key)
@@ -229,6 +237,11 @@ def _aggregate_trade(
     window.share_micros += trade.share_micros
 
 
+def _decide(state: PartitionState, leader: LeaderState, group: Group) -> CopyAttemptWire:
+    """Decide `group` now under the leader's config in force."""
+    return decide(state, leader, state.config.for_leader(leader.leader_id), group)
+
+
 def _decide_window(state: PartitionState, leader: LeaderState, window: Window) -> CopyAttemptWire:
     group = Group(
         source_type="AGGREGATOR",
@@ -236,19 +249,11 @@ def _decide_window(state: PartitionState, leader: LeaderState, window: Window) -
         asset_id=window.asset_id,
         market_id=window.market_id,
         side=window.side,
-        trade_ids=tuple(window.trade_ids),
+        trade_ids=window.trade_ids,  # the window is gone: its list moves to the attempt
         their_notional_micros=window.notional_micros,
         reference_price_micros=window.notional_micros * MICROS // window.share_micros,
     )
-    return _decide_now(state, leader, group)
-
-
-def _decide_now(
-    state: PartitionState, leader: LeaderState, group: Group, below_min_exec: bool = False
-) -> CopyAttemptWire:
-    return decide(
-        state, leader, state.config.for_leader(leader.leader_id), group, below_min_exec=below_min_exec
-    )
+    return _decide(state, leader, group)
 
 
 # --- small-trade buffering ----------------------------------------------------------------------------
@@ -262,10 +267,10 @@ def _buffer_trade(
         and trade.notional_micros < cfg.min_leader_trade_notional_micros
     ):
         # Filtered before buffering, so a whale's micro-trades cannot slip past the filter in a bucket.
-        out.append(_decide_now(state, leader, _single_trade_group(trade, "IMMEDIATE", trade.detect_time_ms)))
+        out.append(_decide(state, leader, _single_trade_group(trade, "IMMEDIATE", trade.detect_time_ms)))
         return
-    exposure = leader_exposure(leader.shadow, state.clock_ms, cfg)
-    raw_copy = raw_target(cfg, trade.notional_micros, exposure.used_micros).micros
+    _, exposure_used, _ = leader_exposure(leader.shadow, state.clock_ms, cfg)
+    raw_copy = raw_target(cfg, trade.notional_micros, exposure_used)[0]
     same_side_only = cfg.netting_mode == "sameSideOnly"
     if same_side_only:
         opposite_key = (trade.asset_id, "SELL" if trade.side == "BUY" else "BUY")
@@ -277,7 +282,7 @@ def _buffer_trade(
     if raw_copy >= cfg.notional_threshold_micros:
         if bucket is None:
             group = _single_trade_group(trade, "IMMEDIATE", trade.detect_time_ms)
-            out.append(_decide_now(state, leader, group))
+            out.append(_decide(state, leader, group))
         else:  # a large trade joins the pending bucket and flushes it at once
             _append(bucket, trade, raw_copy, state.clock_ms)
             out.append(_flush(state, leader, key, bucket))
@@ -330,7 +335,7 @@ def _flush(state: PartitionState, leader: LeaderState, key: BucketKey, bucket: B
         asset_id=bucket.asset_id,
         market_id=bucket.market_id,
         side=side,
-        trade_ids=tuple(bucket.trade_ids),
+        trade_ids=bucket.trade_ids,  # the bucket is gone: its list moves to the attempt
         their_notional_micros=bucket.leader_notional_micros,
         reference_price_micros=bucket.reference_price_micros,
         buffered_copy_micros=abs(net),

@@ -58,7 +58,7 @@ def summarize(state: PartitionState, tallies: dict[str, LeaderTally], top: int =
     for leader_id in sorted(state.leaders):
         leader = state.leaders[leader_id]
         cfg = state.config.for_leader(leader_id)
-        exposure = leader_exposure(leader.shadow, state.clock_ms, cfg)
+        shown, used, status = leader_exposure(leader.shadow, state.clock_ms, cfg)
         tally = tallies.get(leader_id, LeaderTally())
         budget = cfg.budget_usdc_micros
         rows.append(
@@ -69,9 +69,9 @@ def summarize(state: PartitionState, tallies: dict[str, LeaderTally], top: int =
                 budgeted_dynamic_active=cfg.budgeted_dynamic_active,
                 budget_enforcement=cfg.budget_enforcement,
                 budget_micros=budget,
-                leader_exposure_micros=exposure.shown_micros,
-                leader_exposure_status=exposure.status,
-                r_u=copy_rate(cfg, exposure.used_micros),
+                leader_exposure_micros=shown,
+                leader_exposure_status=status,
+                r_u=copy_rate(cfg, used),
                 our_exposure_micros=leader.exposure_micros,
                 headroom_micros=budget - leader.exposure_micros if cfg.hard_budget else None,
                 utilization=leader.exposure_micros / budget if budget > 0 else None,

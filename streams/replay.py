@@ -51,14 +51,15 @@ def replay(
     st = result.state
     attempts: list[bytes] = []
     diagnostics: list[bytes] = []
+    executed = 0
 
     def emit(outputs: list[Output]) -> None:
+        nonlocal executed
         for output in outputs:
             if isinstance(output, dict):
                 attempts.append(encode(output))
-                result.attempts += 1
                 if output["decision"] == "EXECUTE":
-                    result.executed += 1
+                    executed += 1
                 if tally:
                     leader = output["followedUserId"]
                     counts = result.tallies.get(leader)
@@ -72,10 +73,11 @@ def replay(
                 else:
                     result.config_warnings += 1
 
+    events = trades = written = 0
     for offset, line in enumerate(lines):
         if len(line) < 8 and not line.strip():  # blank lines are skipped (only short lines are stripped)
             continue
-        result.events += 1
+        events += 1
         try:
             event = decode_event(line)
         except DecodeError as exc:
@@ -83,21 +85,24 @@ def replay(
             diagnostics.append(encode(dead_letter(line.strip(), offset, str(exc), st.clock_ms)))
         else:
             if type(event) is LeaderTrade:
-                result.trades += 1
+                trades += 1
             outputs = process(st, event)[1]
             if outputs:
                 emit(outputs)
-        if len(attempts) >= FLUSH_EVERY:
-            attempts_out.write(b"\n".join(attempts) + b"\n")
-            attempts.clear()
+                if len(attempts) >= FLUSH_EVERY:
+                    written += len(attempts)
+                    attempts_out.write(b"\n".join(attempts) + b"\n")
+                    attempts.clear()
         if diagnostics:
             diagnostics_out.write(b"\n".join(diagnostics) + b"\n")
             diagnostics.clear()
     emit(finish(st))
+    written += len(attempts)
     if attempts:
         attempts_out.write(b"\n".join(attempts) + b"\n")
     if diagnostics:
         diagnostics_out.write(b"\n".join(diagnostics) + b"\n")
+    result.events, result.trades, result.attempts, result.executed = events, trades, written, executed
     return result
 
 

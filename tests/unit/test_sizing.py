@@ -66,11 +66,11 @@ def test_fixed_rate_bankroll_clamp_caps_a_large_trade() -> None:
 def test_whale_budget_over_exposure_gives_four_bps() -> None:
     # Given B = $40 and E = $100,000: r_u = 0.0004 (4 bps); N = $1,000 → raw = $0.40
     c = cfg(**BUDGETED, budgetUsdcMicros=40 * USD)
-    raw = raw_target(c, 1_000 * USD, 100_000 * USD)
-    assert raw.micros == 400_000
-    assert not raw.clamped_to_r_min
-    assert not raw.clamped_to_r_max
-    assert effective_rate_bps(raw.micros, 1_000 * USD) == 4
+    raw, to_r_min, to_r_max = raw_target(c, 1_000 * USD, 100_000 * USD)
+    assert raw == 400_000
+    assert not to_r_min
+    assert not to_r_max
+    assert effective_rate_bps(raw, 1_000 * USD) == 4
     assert copy_rate(c, 100_000 * USD) == pytest.approx(0.0004)
 
 
@@ -86,9 +86,7 @@ def test_whale_raw_target_is_then_raised_to_the_trade_minimum() -> None:
 
 def test_zero_leader_exposure_uses_r_max() -> None:
     c = cfg(**BUDGETED, budgetUsdcMicros=40 * USD, budgetRMaxBps=150)
-    raw = raw_target(c, 1_000 * USD, 0)
-    assert raw.micros == 15 * USD  # 1.5% of $1,000
-    assert raw.clamped_to_r_max
+    assert raw_target(c, 1_000 * USD, 0) == (15 * USD, False, True)  # r_max: 1.5% of $1,000
     assert copy_rate(c, 0) == 0.015
 
 
@@ -116,27 +114,21 @@ def test_stale_leader_exposure_counts_as_missing_but_is_shown() -> None:
 
 def test_r_min_bounds_the_raw_target_from_below() -> None:
     c = cfg(**BUDGETED, budgetUsdcMicros=40 * USD, budgetRMinBps=10)
-    raw = raw_target(c, 1_000 * USD, 100_000 * USD)  # 4 bps < 10 bps
-    assert raw.micros == 1 * USD
-    assert raw.clamped_to_r_min
-    assert not raw.clamped_to_r_max
+    assert raw_target(c, 1_000 * USD, 100_000 * USD) == (1 * USD, True, False)  # 4 bps < 10 bps
     assert copy_rate(c, 100_000 * USD) == 0.001
 
 
 def test_r_max_bounds_the_raw_target_from_above() -> None:
     c = cfg(**BUDGETED, budgetUsdcMicros=40 * USD, budgetRMaxBps=100)
-    raw = raw_target(c, 1_000 * USD, 1_000 * USD)  # B/E = 4% > 1%
-    assert raw.micros == 10 * USD
-    assert raw.clamped_to_r_max
-    assert not raw.clamped_to_r_min
+    assert raw_target(c, 1_000 * USD, 1_000 * USD) == (10 * USD, False, True)  # B/E = 4% > 1%
     assert copy_rate(c, 1_000 * USD) == 0.01
 
 
 def test_raw_target_floors_integer_division() -> None:
     c = cfg(**BUDGETED, budgetUsdcMicros=40 * USD)
-    raw = raw_target(c, 1_000 * USD, 300_000 * USD)
-    assert raw.micros == 133_333  # floor(1e9 * 4e7 / 3e11)
-    assert effective_rate_bps(raw.micros, 1_000 * USD) == 1
+    raw, _, _ = raw_target(c, 1_000 * USD, 300_000 * USD)
+    assert raw == 133_333  # floor(1e9 * 4e7 / 3e11)
+    assert effective_rate_bps(raw, 1_000 * USD) == 1
 
 
 # --- trade clamps (SPEC 5.2) -----------------------------------------------------------------------
@@ -144,32 +136,23 @@ def test_raw_target_floors_integer_division() -> None:
 
 def test_clamps_apply_min_then_max_then_bankroll() -> None:
     c = ConfigStore().global_effective
-    low = clamp_target(c, 1_000_000, 10_000 * USD)
-    assert (low.micros, low.clamped_to_min, low.clamped_to_max, low.clamped_by_bankroll) == (
-        5 * USD,
-        True,
-        False,
-        False,
-    )
-    high = clamp_target(c, 900 * USD, 1_000_000 * USD)
-    assert (high.micros, high.clamped_to_max) == (250 * USD, True)
-    bank = clamp_target(c, 100 * USD, 1_000 * USD)  # bankroll max 0.75% of $1,000 = $7.50
-    assert (bank.micros, bank.clamped_by_bankroll, bank.clamped_to_min) == (7_500_000, True, False)
+    # (target, clampedToMin, clampedToMax, clampedByBankroll)
+    assert clamp_target(c, 1_000_000, 10_000 * USD) == (5 * USD, True, False, False)
+    assert clamp_target(c, 900 * USD, 1_000_000 * USD) == (250 * USD, False, True, False)
+    # bankroll max 0.75% of $1,000 = $7.50
+    assert clamp_target(c, 100 * USD, 1_000 * USD) == (7_500_000, False, False, True)
 
 
 def test_min_wins_over_a_bankroll_clamp_below_it() -> None:
     c = ConfigStore().global_effective
     # equity $100: bankroll max $0.75 < min $5 → min, flagged clampedToMin and not clampedByBankroll
-    result = clamp_target(c, 20 * USD, 100 * USD)
-    assert (result.micros, result.clamped_to_min, result.clamped_by_bankroll) == (5 * USD, True, False)
+    assert clamp_target(c, 20 * USD, 100 * USD) == (5 * USD, True, False, False)
 
 
 def test_no_bankroll_clamp_without_positive_equity() -> None:
     c = ConfigStore().global_effective
-    result = clamp_target(c, 20 * USD, 0)
-    assert (result.micros, result.clamped_by_bankroll) == (20 * USD, False)
-    result = clamp_target(c, 20 * USD, -5 * USD)
-    assert (result.micros, result.clamped_by_bankroll) == (20 * USD, False)
+    assert clamp_target(c, 20 * USD, 0) == (20 * USD, False, False, False)
+    assert clamp_target(c, 20 * USD, -5 * USD) == (20 * USD, False, False, False)
 
 
 def test_equity_comes_from_newest_whole_exec_global_snapshot_with_equity() -> None:
