@@ -235,6 +235,8 @@ class ConfigStore:
     user_effective: MappingProxyType[str, EffectiveConfig] = field(
         default_factory=lambda: MappingProxyType({})
     )
+    applied: frozenset[str] = frozenset()
+    """changeIds of every accepted change: a change delivered twice is applied once."""
 
     def for_leader(self, leader_id: str) -> EffectiveConfig:
         """The effective config of `leader_id` (the GLOBAL-effective one when it has no USER documents)."""
@@ -242,19 +244,27 @@ class ConfigStore:
 
     def to_json(self) -> dict[str, Json]:
         """The stored documents as plain JSON (effective configs are derived again on load)."""
-        return {"global": self.global_docs, "users": dict(self.user_docs), "version": self.version}
+        return {
+            "global": self.global_docs,
+            "users": dict(self.user_docs),
+            "version": self.version,
+            "applied": sorted(self.applied),
+        }
 
     @classmethod
     def from_json(cls, data: dict[str, Json]) -> ConfigStore:
         """Rebuild a store saved with :meth:`to_json`."""
-        return _build(data["global"], dict(data["users"]), data["version"])
+        return _build(data["global"], dict(data["users"]), data["version"], frozenset(data["applied"]))
 
 
-def _build(global_docs: Docs, user_docs: dict[str, Docs], version: str | None) -> ConfigStore:
+def _build(
+    global_docs: Docs, user_docs: dict[str, Docs], version: str | None, applied: frozenset[str]
+) -> ConfigStore:
     return ConfigStore(
         global_docs=global_docs,
         user_docs=MappingProxyType(user_docs),
         version=version,
+        applied=applied,
         global_effective=merge_effective(global_docs, None),
         user_effective=MappingProxyType({u: merge_effective(global_docs, d) for u, d in user_docs.items()}),
     )
@@ -267,6 +277,8 @@ class ChangeOutcome:
     store: ConfigStore | None
     errors: tuple[str, ...] = ()
     warnings: tuple[str, ...] = ()
+    duplicate: bool = False
+    """The change was accepted before (a redelivery): nothing to apply and nothing to report."""
 
     @property
     def accepted(self) -> bool:
@@ -310,6 +322,8 @@ def _check_sections(change: ConfigChange) -> tuple[Docs, list[str], list[str]]:
 
 def apply_change(store: ConfigStore, change: ConfigChange) -> ChangeOutcome:
     """Validate `change` against every effective config it affects; accept or reject it whole."""
+    if change.change_id in store.applied:
+        return ChangeOutcome(store, duplicate=True)
     # Cross-field rules are checked on the keys that passed, so one report names every problem.
     docs, errors, warnings = _check_sections(change)
     global_docs = dict(store.global_docs)
@@ -319,7 +333,7 @@ def apply_change(store: ConfigStore, change: ConfigChange) -> ChangeOutcome:
     else:
         assert change.followed_user_id is not None  # guaranteed by ConfigChange's validator
         user_docs[change.followed_user_id] = {**user_docs.get(change.followed_user_id, {}), **docs}
-    new_store = _build(global_docs, user_docs, change.change_id)
+    new_store = _build(global_docs, user_docs, change.change_id, store.applied | {change.change_id})
     if change.scope == "GLOBAL":
         errors.extend(cross_field_errors(new_store.global_effective))
         checked = sorted(new_store.user_effective)

@@ -51,8 +51,12 @@ def process(state: PartitionState, event: InputEvent) -> tuple[PartitionState, l
     return state, out
 
 
-def finish(state: PartitionState) -> list[Output]:
-    """End of input: move the clock past every open window and bucket deadline, deciding them all."""
+def finish_time(state: PartitionState) -> int | None:
+    """The clock that decides everything still open: the latest window end or bucket max-time deadline.
+
+    None when nothing is open. A live run reproduces a replay's end of input by sending a tick at this
+    time into every partition (``copybot publish --finish``).
+    """
     last = max(
         [w.end_ms for leader in state.leaders.values() for w in leader.windows.values()]
         + [
@@ -62,9 +66,15 @@ def finish(state: PartitionState) -> list[Output]:
         ],
         default=None,
     )
+    return None if last is None else max(last, state.clock_ms)
+
+
+def finish(state: PartitionState) -> list[Output]:
+    """End of input: move the clock past every open window and bucket deadline, deciding them all."""
+    last = finish_time(state)
     out: list[Output] = []
     if last is not None:
-        _, out = process(state, Tick(kind="tick", now_ms=max(last, state.clock_ms)))
+        _, out = process(state, Tick(kind="tick", now_ms=last))
     if state.pending_buckets:  # buffering is on and a deadline equals the clock: flush what is left
         _flush_all_buckets(state, out)
     return out
@@ -91,7 +101,7 @@ def _advance(state: PartitionState, now_ms: int, out: list[Output]) -> None:
             bucket = leader.buckets.get(key)  # type: ignore[arg-type]
             if bucket is None or bucket.seq != seq or bucket.scheduled_ms != deadline:
                 continue  # flushed already, or superseded by an earlier entry
-            actual = _bucket_deadline(bucket, state.config.global_effective)
+            actual = bucket_deadline(bucket, state.config.global_effective)
             if actual <= now_ms:
                 out.append(_flush(state, leader, key, bucket))  # type: ignore[arg-type]
             else:  # trades joined it since: wait for its real deadline
@@ -104,7 +114,7 @@ def _next_seq(state: PartitionState) -> int:
     return state.next_seq
 
 
-def _bucket_deadline(bucket: Bucket, cfg: EffectiveConfig) -> int:
+def bucket_deadline(bucket: Bucket, cfg: EffectiveConfig) -> int:
     deadline = bucket.first_seen_ms + cfg.max_buffer_ms
     if abs(bucket.net_copy_notional_micros) >= cfg.min_exec_notional_micros:
         deadline = min(deadline, bucket.last_updated_ms + cfg.quiet_flush_ms)
@@ -113,7 +123,7 @@ def _bucket_deadline(bucket: Bucket, cfg: EffectiveConfig) -> int:
 
 def _schedule_bucket(state: PartitionState, leader: LeaderState, key: BucketKey, bucket: Bucket) -> None:
     """Queue the bucket's flush deadline unless an entry at or before it is already queued."""
-    deadline = _bucket_deadline(bucket, state.config.global_effective)
+    deadline = bucket_deadline(bucket, state.config.global_effective)
     if bucket.scheduled_ms is None or deadline < bucket.scheduled_ms:
         bucket.scheduled_ms = deadline
         heapq.heappush(state.deadlines, (deadline, bucket.seq, BUCKET, leader.leader_id, key))
@@ -143,6 +153,8 @@ def _newer(old: Snapshot | None, new: Snapshot) -> bool:
 
 def _on_config_change(state: PartitionState, change: ConfigChange, out: list[Output]) -> None:
     outcome = apply_change(state.config, change)
+    if outcome.duplicate:
+        return
     if outcome.store is None:
         out.append(ConfigRejected(change_id=change.change_id, errors=outcome.errors))
         return

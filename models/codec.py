@@ -1,0 +1,143 @@
+"""Partition state <-> plain JSON values, so the live worker can keep it in changelog-backed tables.
+
+Per-leader state (one record per leader) and partition-level state (clock, config, equity, the last
+applied input offset) are separate records. The deadline queue is not stored: it is derived again from
+the leaders' open windows and buckets, which carry their creation sequence numbers, so a restored
+partition decides exactly as the original would have.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections import deque
+from typing import Any
+
+from models.config import ConfigStore
+from models.decision import set_mark
+from models.engine import bucket_deadline
+from models.state import BUCKET, WINDOW, Bucket, LeaderState, PartitionState, Snapshot, Window
+
+Json = Any
+
+
+def _snap(s: Snapshot | None) -> Json:
+    return None if s is None else [s.bucket_time_ms, s.exposure_micros, s.equity_micros]
+
+
+def _unsnap(v: Json) -> Snapshot | None:
+    return None if v is None else Snapshot(v[0], v[1], v[2])
+
+
+def leader_to_json(leader: LeaderState) -> dict[str, Json]:
+    """One leader's state as JSON values (exposure sums are derived again on load)."""
+    return {
+        "id": leader.leader_id,
+        "seen": [list(item) for item in leader.seen_order],
+        "keys": [[t, base, leader.used_group_keys[base]] for t, base in leader.used_key_times],
+        "keyFloor": leader.group_key_floor_ms,
+        "late": leader.late_groups,
+        "windows": [
+            [
+                w.seq,
+                w.asset_id,
+                w.side,
+                w.start_ms,
+                w.end_ms,
+                w.market_id,
+                w.trade_ids,
+                w.notional_micros,
+                w.share_micros,
+            ]
+            for w in leader.windows.values()
+        ],
+        "buckets": [
+            [
+                b.seq,
+                b.asset_id,
+                b.side,
+                b.market_id,
+                b.first_seen_ms,
+                b.last_updated_ms,
+                b.trade_ids,
+                b.net_copy_notional_micros,
+                b.net_copy_share_micros,
+                b.leader_notional_micros,
+                b.reference_price_micros,
+            ]
+            for b in leader.buckets.values()
+        ],
+        "held": leader.held_share_micros,
+        "marks": leader.mark_price_micros,
+        "shadow": _snap(leader.shadow),
+        "execSlice": _snap(leader.exec_slice),
+    }
+
+
+def leader_from_json(data: dict[str, Json]) -> LeaderState:
+    """Rebuild a leader saved with :func:`leader_to_json`."""
+    leader = LeaderState(data["id"])
+    for seen_at, trade_id in data["seen"]:
+        leader.seen_order.append((seen_at, trade_id))
+        leader.seen_trade_ids[trade_id] = seen_at
+    leader.used_key_times = deque((t, base) for t, base, _ in data["keys"])
+    leader.used_group_keys = {base: count for _, base, count in data["keys"]}
+    leader.group_key_floor_ms = data["keyFloor"]
+    leader.late_groups = data["late"]
+    for seq, asset, side, start, end, market, trade_ids, notional, shares in data["windows"]:
+        leader.windows[asset, side, start, end] = Window(
+            seq, asset, side, start, end, market, list(trade_ids), notional, shares
+        )
+    for seq, asset, side, market, first, last, trade_ids, net, net_shares, leader_notional, ref in data[
+        "buckets"
+    ]:
+        leader.buckets[asset, side or ""] = Bucket(
+            seq, asset, side, market, first, last, list(trade_ids), net, net_shares, leader_notional, ref
+        )
+    leader.held_share_micros = dict(data["held"])
+    for asset, price in data["marks"].items():
+        set_mark(leader, asset, price)
+    leader.shadow = _unsnap(data["shadow"])
+    leader.exec_slice = _unsnap(data["execSlice"])
+    return leader
+
+
+def partition_to_json(state: PartitionState, offset: int) -> dict[str, Json]:
+    """The partition-level record: clock, config, equity, sequence, leaders, last applied input offset."""
+    return {
+        "clock": state.clock_ms,
+        "nextSeq": state.next_seq,
+        "config": state.config.to_json(),
+        "equity": _snap(state.equity),
+        "leaders": sorted(state.leaders),
+        "offset": offset,
+    }
+
+
+def partition_from_json(data: dict[str, Json], leaders: dict[str, LeaderState]) -> tuple[PartitionState, int]:
+    """Rebuild a partition (and its deadline queue) from its record and its leaders' records."""
+    state = PartitionState(
+        config=ConfigStore.from_json(data["config"]),
+        clock_ms=data["clock"],
+        equity=_unsnap(data["equity"]),
+        leaders=leaders,
+        next_seq=data["nextSeq"],
+    )
+    rebuild_deadlines(state)
+    return state, data["offset"]
+
+
+def rebuild_deadlines(state: PartitionState) -> None:
+    """Derive the deadline queue and the pending-bucket count from the open windows and buckets."""
+    cfg = state.config.global_effective
+    heap: list[Any] = []
+    pending = 0
+    for leader_id, leader in state.leaders.items():
+        for key, window in leader.windows.items():
+            heap.append((window.end_ms, window.seq, WINDOW, leader_id, key))
+        for bkey, bucket in leader.buckets.items():
+            bucket.scheduled_ms = bucket_deadline(bucket, cfg)
+            heap.append((bucket.scheduled_ms, bucket.seq, BUCKET, leader_id, bkey))
+            pending += 1
+    heapq.heapify(heap)
+    state.deadlines = heap
+    state.pending_buckets = pending

@@ -1,0 +1,105 @@
+"""The live system's settings: one frozen object built once per process from the environment.
+
+Nothing else reads ``os.environ`` for these. Every command takes the same variables:
+
+====================================  ==================  ================================================
+variable                              default             meaning
+====================================  ==================  ================================================
+COPYBOT_BOOTSTRAP                     127.0.0.1:9092      Kafka bootstrap servers
+COPYBOT_TOPIC_PREFIX                  copybot             topics are ``{prefix}.leader-trades`` etc.
+COPYBOT_PARTITIONS                    8                   partitions of the leader-keyed topics
+COPYBOT_APP_ID                        copybot             Faust app id (the worker's consumer group)
+COPYBOT_TICKS                         1                   0: the worker sends no wall-clock ticks
+COPYBOT_TICK_INTERVAL_MS              100                 wall-clock tick period
+COPYBOT_WORKER_DIR                    .cache/worker       Faust data dir (table stores)
+COPYBOT_GUARANTEE                     at_least_once       or exactly_once (Kafka transactions)
+COPYBOT_WORKER_WEB_PORT               6066                the worker's web port (health, metrics)
+====================================  ==================  ================================================
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+ROOT = Path(__file__).resolve().parents[1]
+
+TRADES = "leader-trades"
+SNAPSHOTS = "portfolio-snapshots"
+CONFIG_CHANGES = "config-changes"
+COPY_ATTEMPTS = "copy-attempts"
+DEAD_LETTERS = "dead-letters"
+CONFIG_REPORTS = "config-reports"
+LEADER_KEYED = (TRADES, SNAPSHOTS, COPY_ATTEMPTS)
+"""Topics keyed by leader id, all with the same partition count (the decision partitions)."""
+SINGLE_PARTITION = (CONFIG_CHANGES, DEAD_LETTERS, CONFIG_REPORTS)
+"""Topics whose order is global (config) or that are low volume (reports)."""
+
+SOURCE_HEADER = "copybot-source"
+"""Header on a message the worker copied into the decision log: ``{topic}:{partition}:{offset}``."""
+
+
+class SettingsError(ValueError):
+    """An environment variable holds a value copybot cannot use."""
+
+
+def _int(env: dict[str, str], name: str, default: int, minimum: int = 0) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{name}={raw!r} is not an integer") from None
+    if value < minimum:
+        raise SettingsError(f"{name}={value} must be ≥ {minimum}")
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Where the live system runs and how it is shaped."""
+
+    bootstrap: str = "127.0.0.1:9092"
+    topic_prefix: str = "copybot"
+    partitions: int = 8
+    app_id: str = "copybot"
+    ticks: bool = True
+    tick_interval_ms: int = 100
+    worker_dir: Path = ROOT / ".cache" / "worker"
+    guarantee: Literal["at_least_once", "exactly_once"] = "at_least_once"
+    worker_web_port: int = 6066
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> Settings:
+        """Read the settings from `env` (default: the process environment)."""
+        e = dict(os.environ if env is None else env)
+        guarantee = e.get("COPYBOT_GUARANTEE", "at_least_once")
+        if guarantee not in ("at_least_once", "exactly_once"):
+            raise SettingsError(f"COPYBOT_GUARANTEE={guarantee!r}: use at_least_once or exactly_once")
+        prefix = e.get("COPYBOT_TOPIC_PREFIX", "copybot")
+        if not prefix or any(
+            c not in "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-" for c in prefix
+        ):
+            raise SettingsError(f"COPYBOT_TOPIC_PREFIX={prefix!r}: use letters, digits, '.', '_' or '-'")
+        return cls(
+            bootstrap=e.get("COPYBOT_BOOTSTRAP", "127.0.0.1:9092"),
+            topic_prefix=prefix,
+            partitions=_int(e, "COPYBOT_PARTITIONS", 8, minimum=1),
+            app_id=e.get("COPYBOT_APP_ID", "copybot"),
+            ticks=e.get("COPYBOT_TICKS", "1") not in ("0", "false", "no", "off"),
+            tick_interval_ms=_int(e, "COPYBOT_TICK_INTERVAL_MS", 100, minimum=10),
+            worker_dir=Path(e.get("COPYBOT_WORKER_DIR", str(ROOT / ".cache" / "worker"))),
+            guarantee=guarantee,  # type: ignore[arg-type]
+            worker_web_port=_int(e, "COPYBOT_WORKER_WEB_PORT", 6066, minimum=1),
+        )
+
+    def topic(self, name: str) -> str:
+        """The full name of one of copybot's topics, e.g. ``topic(TRADES)`` → ``copybot.leader-trades``."""
+        return f"{self.topic_prefix}.{name}"
+
+    def partitions_of(self, name: str) -> int:
+        """How many partitions a copybot topic has."""
+        return 1 if name in SINGLE_PARTITION else self.partitions
