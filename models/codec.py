@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import heapq
 from collections import deque
+from datetime import UTC, datetime
 from typing import Any
 
 from models.config import ConfigStore
@@ -28,12 +29,38 @@ def _unsnap(v: Json) -> Snapshot | None:
     return None if v is None else Snapshot(v[0], v[1], v[2])
 
 
-def leader_to_json(leader: LeaderState) -> dict[str, Json]:
-    """One leader's state as JSON values (exposure sums are derived again on load)."""
+def key_time_of(group_key_base: str) -> int:
+    """The time in a base groupKey: its ISO-8601 part, the last 24 characters before ``:buffer``."""
+    iso = group_key_base.removesuffix(":buffer")[-24:]
+    return int(datetime.strptime(iso, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC).timestamp() * 1000)
+
+
+def leader_memory(leader: LeaderState) -> tuple[list[list[Json]], list[list[Json]]]:
+    """The leader's dedup memory in canonical order: ([seenAt, tradeId]…, [keyTime, baseKey, count]…).
+
+    Group keys older than the key floor are left out: they can no longer affect a decision.
+    """
+    seen = sorted([seen_at, trade_id] for seen_at, trade_id in leader.seen_order)
+    floor = leader.group_key_floor_ms
+    keys = sorted(
+        [t, base, leader.used_group_keys[base]]
+        for t, base in leader.used_key_times
+        if t >= floor and base in leader.used_group_keys
+    )
+    return seen, keys
+
+
+def leader_to_json(leader: LeaderState, with_memory: bool = True) -> dict[str, Json]:
+    """One leader's state as JSON values (exposure sums are derived again on load).
+
+    Without memory, the record leaves out the seen trade ids and used group keys (the live worker keeps
+    those as one record each, see :class:`models.state.Journal`).
+    """
+    seen, keys = leader_memory(leader) if with_memory else ([], [])
     return {
         "id": leader.leader_id,
-        "seen": [list(item) for item in leader.seen_order],
-        "keys": [[t, base, leader.used_group_keys[base]] for t, base in leader.used_key_times],
+        "seen": seen,
+        "keys": keys,
         "keyFloor": leader.group_key_floor_ms,
         "late": leader.late_groups,
         "windows": [

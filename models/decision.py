@@ -88,12 +88,17 @@ def unique_group_key(leader: LeaderState, group: Group, clock_ms: int, dedup_win
         leader.group_key_floor_ms = floor
         times = leader.used_key_times
         while times and times[0][0] < floor:
-            del leader.used_group_keys[times.popleft()[1]]
+            forgotten = times.popleft()[1]
+            del leader.used_group_keys[forgotten]
+            if leader.journal is not None:
+                leader.journal.group_keys.add(forgotten)
     if group.key_time_ms < leader.group_key_floor_ms:
         leader.late_groups += 1
         return f"{base}~late{leader.late_groups}"
     count = leader.used_group_keys.get(base, 0) + 1
     leader.used_group_keys[base] = count
+    if leader.journal is not None:
+        leader.journal.group_keys.add(base)
     if count == 1:
         leader.used_key_times.append((group.key_time_ms, base))
         return base

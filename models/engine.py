@@ -180,6 +180,8 @@ def _on_trade(state: PartitionState, trade: LeaderTrade, out: list[Output]) -> N
     _forget_old_trade_ids(leader, clock, cfg.dedup_window_ms)
     leader.seen_trade_ids[trade.trade_id] = clock
     leader.seen_order.append((clock, trade.trade_id))
+    if leader.journal is not None:
+        leader.journal.trade_ids.add(trade.trade_id)
     set_mark(leader, trade.asset_id, trade.price_micros)  # marks move before the group is decided
     if cfg.buffering_enabled:
         _buffer_trade(state, leader, cfg, trade, out)
@@ -200,6 +202,8 @@ def _forget_old_trade_ids(leader: LeaderState, clock_ms: int, window_ms: int) ->
         seen_at, old = order.popleft()
         if seen.get(old) == seen_at:
             del seen[old]
+            if leader.journal is not None:
+                leader.journal.trade_ids.add(old)
 
 
 # --- aggregation (buffering off) --------------------------------------------------------------------

@@ -67,6 +67,18 @@ class Snapshot:
 
 
 @dataclass(slots=True)
+class Journal:
+    """What changed in a leader's long-lived memory (trade ids, group keys) since it was last drained.
+
+    The live worker persists those as one small record each instead of rewriting the leader's whole
+    dedup memory every batch; replay leaves ``LeaderState.journal`` as None and pays nothing.
+    """
+
+    trade_ids: set[str] = field(default_factory=set)
+    group_keys: set[str] = field(default_factory=set)
+
+
+@dataclass(slots=True)
 class LeaderState:
     """Everything the processor knows about one leader u."""
 
@@ -95,6 +107,8 @@ class LeaderState:
     """Newest SHADOW_USER snapshot: E_u."""
     exec_slice: Snapshot | None = None
     """Newest EXEC_GLOBAL slice attributed to u (reporting only)."""
+    journal: Journal | None = None
+    """Changes of trade ids and group keys to persist (live worker only)."""
 
 
 DeadlineKind = Literal[0, 1]

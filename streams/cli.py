@@ -72,8 +72,36 @@ def build_parser() -> argparse.ArgumentParser:
     tape.add_argument("-o", "--output", help="file to write (default stdout)")
     tape.set_defaults(func=_cmd_sample_tape)
 
-    _add_optional(sub, "streams.broker")
+    worker = sub.add_parser(
+        "worker",
+        help="run the live decision worker (a Faust worker) against the Kafka broker",
+        description=(
+            "Run a Faust worker: it consumes leader trades, snapshots and config changes, keeps "
+            "per-leader state in changelog-backed tables, and emits copy attempts. Start more workers "
+            "with the same COPYBOT_APP_ID to share the partitions. Settings come from COPYBOT_* "
+            "environment variables (streams/settings.py): COPYBOT_BOOTSTRAP, COPYBOT_TOPIC_PREFIX, "
+            "COPYBOT_PARTITIONS, COPYBOT_APP_ID, COPYBOT_TICKS (0: no wall-clock ticks, time moves only "
+            "with the ticks in the log), COPYBOT_WORKER_DIR, COPYBOT_GUARANTEE."
+        ),
+    )
+    worker.add_argument("--loglevel", default="info", help="log level (default info)")
+    worker.set_defaults(func=_cmd_worker)
+
+    for module in (
+        "streams.broker",
+        "streams.topics",
+        "streams.publish",
+        "streams.tail",
+        "streams.configcmd",
+    ):
+        _add_optional(sub, module)
     return parser
+
+
+def _cmd_worker(args: argparse.Namespace) -> int:
+    from streams.worker import run_worker
+
+    return run_worker(args.loglevel)
 
 
 def _add_optional(sub: argparse._SubParsersAction[argparse.ArgumentParser], module: str) -> None:

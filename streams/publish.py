@@ -1,0 +1,353 @@
+"""``copybot publish FILE.jsonl``: send a tape of input events to the live system.
+
+Each line is decoded strictly (as the worker will) and routed by its kind (see :mod:`streams.client`):
+trades and ticks to leader-trades, snapshots to portfolio-snapshots, config changes to config-changes.
+Invalid lines are skipped and reported on stderr with their line number and reason.
+
+Ordering. Within one topic partition Kafka keeps the publish order, but the worker copies snapshots and
+config changes into leader-trades (its decision log) only when it reads them, so without help a snapshot
+can land after trades that followed it in the file. ``--ordered`` makes the worker see the file's order:
+before each snapshot or config change it waits until everything before it is acknowledged, publishes it,
+then waits until the worker's copy (header ``copybot-source`` = topic:partition:offset of the published
+message) is in every leader-trades partition it must reach, before publishing anything else. Trades and
+ticks in between are batched.
+
+``--finish`` then ends the input the way ``copybot replay`` does: it runs the file through the decision
+core (``models.engine.process``) and publishes one tick at ``models.engine.finish_time`` into every
+leader-trades partition, so the live run decides every window and buffer the replay decides.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer
+from aiokafka.errors import KafkaError
+from aiokafka.structs import TopicPartition
+
+from models.engine import finish_time, process
+from models.state import PartitionState
+from streams.client import CopybotClient, KafkaUnavailable, quiet_kafka_logs
+from streams.serde import DecodeError, InputEvent, decode_event
+from streams.settings import SOURCE_HEADER, TRADES, Settings, SettingsError
+
+DEFAULT_WAIT_TIMEOUT_S = 30.0
+
+
+class NoWorker(RuntimeError):
+    """``--ordered``: the worker did not copy a snapshot or config change into leader-trades in time."""
+
+
+@dataclass
+class PublishSummary:
+    """What a publish did."""
+
+    kinds: Counter[str] = field(default_factory=Counter)
+    """Valid events published, per kind."""
+    messages: Counter[str] = field(default_factory=Counter)
+    """Kafka messages sent, per full topic name (a tick is one message per partition)."""
+    invalid: int = 0
+    finish_tick_ms: int | None = None
+    finished: bool = False
+    """``--finish`` was asked for (the tick is only sent when something is open)."""
+    waited_s: float = 0.0
+    """``--ordered``: time spent waiting for the worker's copies."""
+
+
+class CopyWatcher:
+    """Reads leader-trades from the end offsets at :meth:`start` and notes the worker's copies by source."""
+
+    def __init__(self, settings: Settings, partitions: list[int]) -> None:
+        self.topic = settings.topic(TRADES)
+        self.partitions = partitions
+        self._tps = [TopicPartition(self.topic, p) for p in partitions]
+        self._consumer: Any = AIOKafkaConsumer(
+            bootstrap_servers=settings.bootstrap,
+            client_id="copybot-publish-watcher",
+            group_id=None,
+            enable_auto_commit=False,
+            isolation_level="read_committed",
+        )
+        self._seen: dict[str, set[int]] = {}
+
+    async def start(self) -> None:
+        await self._consumer.start()
+        self._consumer.assign(self._tps)
+        for tp, offset in (await self._consumer.end_offsets(self._tps)).items():
+            self._consumer.seek(tp, offset)
+
+    async def stop(self) -> None:
+        await self._consumer.stop()
+
+    async def wait_for(self, source: str, partitions: set[int], timeout_s: float, what: str) -> None:
+        """Return once a copy of `source` was seen in every one of `partitions`; raise :class:`NoWorker`."""
+        deadline = time.monotonic() + timeout_s
+        while not partitions <= self._seen.get(source, set()):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                missing = sorted(partitions - self._seen.get(source, set()))
+                raise NoWorker(
+                    f"no worker copied {what} ({source}) into {self.topic} partition"
+                    f"{'s' if len(missing) > 1 else ''} {', '.join(map(str, missing))} within "
+                    f"{timeout_s:g}s: is `copybot worker` running (with the same COPYBOT_TOPIC_PREFIX)?"
+                )
+            batches = await self._consumer.getmany(timeout_ms=max(1, int(min(remaining, 0.2) * 1000)))
+            for records in batches.values():
+                for record in records:
+                    for name, value in record.headers or ():
+                        if name == SOURCE_HEADER:
+                            self._seen.setdefault(value.decode(), set()).add(record.partition)
+        self._seen.pop(source, None)
+
+
+async def publish_lines(
+    client: CopybotClient,
+    lines: Iterable[bytes],
+    *,
+    rate: float | None = None,
+    ordered: bool = False,
+    wait_timeout_s: float = DEFAULT_WAIT_TIMEOUT_S,
+    finish: bool = False,
+    on_invalid: Callable[[int, str], None] = lambda line_no, reason: None,
+    on_progress: Callable[[int], None] = lambda done_bytes: None,
+) -> PublishSummary:
+    """Publish every valid line of a tape (see the module docstring); returns the counts.
+
+    `on_invalid(line number, reason)` is called for each skipped line (1-based line numbers);
+    `on_progress(bytes read)` after each line. Raises :class:`NoWorker` (``--ordered``) and
+    :class:`streams.client.KafkaUnavailable`.
+    """
+    summary = PublishSummary()
+    state = PartitionState() if finish else None
+    trades_partitions = await client.partitions(TRADES)
+    trades_topic = client.topic(TRADES)
+    watcher = CopyWatcher(client.settings, trades_partitions) if ordered else None
+    if watcher is not None:
+        try:
+            await watcher.start()
+        except (KafkaError, OSError) as exc:
+            await watcher.stop()
+            raise KafkaUnavailable(
+                f"cannot read {trades_topic} at {client.settings.bootstrap}: {exc}"
+            ) from exc
+    started = time.monotonic()
+    sent = 0
+    done_bytes = 0
+    try:
+        for line_no, line in enumerate(lines, start=1):
+            done_bytes += len(line)
+            raw = line.strip()
+            if not raw:
+                continue
+            try:
+                event = decode_event(raw)
+            except DecodeError as exc:
+                summary.invalid += 1
+                on_invalid(line_no, str(exc))
+                continue
+            if state is not None:
+                process(state, event)
+            if rate:
+                ahead = started + sent / rate - time.monotonic()
+                if ahead > 0:
+                    await asyncio.sleep(ahead)  # pacing (--rate), not synchronisation
+            sent += 1
+            if watcher is not None and event.kind in ("portfolioSnapshot", "configChange"):
+                summary.waited_s += await _publish_and_wait(
+                    client, watcher, event, raw, line_no, wait_timeout_s
+                )
+            else:
+                await client.publish_decoded(event, raw)
+            summary.kinds[event.kind] += 1
+            _count_messages(summary, client, event, len(trades_partitions))
+            on_progress(done_bytes)
+        if state is not None:
+            summary.finished = True
+            summary.finish_tick_ms = finish_time(state)
+            if summary.finish_tick_ms is not None:
+                await client.publish_tick(summary.finish_tick_ms)
+                summary.messages[trades_topic] += len(trades_partitions)
+        await client.flush()
+    finally:
+        if watcher is not None:
+            await watcher.stop()
+    return summary
+
+
+def _count_messages(
+    summary: PublishSummary, client: CopybotClient, event: InputEvent, partitions: int
+) -> None:
+    from streams.client import route
+
+    topic, key = route(event)
+    summary.messages[client.topic(topic)] += partitions if key is None else 1
+
+
+async def _publish_and_wait(
+    client: CopybotClient, watcher: CopyWatcher, event: InputEvent, raw: bytes, line_no: int, timeout_s: float
+) -> float:
+    """Publish a snapshot or config change after everything before it, and wait for the worker's copies."""
+    await client.flush()  # everything earlier is in Kafka before the worker can copy this one
+    (future,) = await client.publish_decoded(event, raw)
+    await client.flush()
+    meta = future.result()
+    source = f"{meta.topic}:{meta.partition}:{meta.offset}"
+    if event.kind == "portfolioSnapshot" and event.followed_user_id is not None:
+        need = {meta.partition}  # snapshots partition p is copied into leader-trades partition p
+    else:
+        need = set(watcher.partitions)  # config changes and whole EXEC_GLOBAL snapshots: every partition
+    began = time.monotonic()
+    await watcher.wait_for(source, need, timeout_s, f"the {event.kind} of line {line_no}")
+    return time.monotonic() - began
+
+
+# --- command line -------------------------------------------------------------------------------------
+
+
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add ``copybot publish``."""
+    cmd = subparsers.add_parser(
+        "publish",
+        help="publish a tape of events (JSON lines) to the live system",
+        description=(
+            "Publish a tape (one JSON event per line: leaderTrade, portfolioSnapshot, configChange, tick) "
+            "to copybot's Kafka topics, each kind to its topic (ticks into every leader-trades partition). "
+            "Lines are validated strictly first; invalid lines are skipped and reported on stderr with "
+            "their line number. Prints a summary at the end. Exit code 0 on success, 1 if the file cannot "
+            "be read, Kafka cannot be reached, or (--ordered) no worker copies an event in time. "
+            "For a live run that decides exactly what `copybot replay` decides, use --ordered --finish "
+            "with a running `copybot worker`."
+        ),
+    )
+    cmd.add_argument("tape", help="the tape file (JSON lines), or - for standard input")
+    cmd.add_argument(
+        "--rate",
+        type=float,
+        metavar="N",
+        help="publish at most N events per second (default: as fast as possible)",
+    )
+    cmd.add_argument(
+        "--ordered",
+        action="store_true",
+        help=(
+            "make the worker see the events in file order: after each snapshot or config change, wait until "
+            "the worker has copied it into leader-trades before publishing the next event (needs a worker)"
+        ),
+    )
+    cmd.add_argument(
+        "--wait-timeout",
+        type=float,
+        default=DEFAULT_WAIT_TIMEOUT_S,
+        metavar="S",
+        help=f"--ordered: seconds to wait for each copy (default {DEFAULT_WAIT_TIMEOUT_S:g})",
+    )
+    cmd.add_argument(
+        "--finish",
+        action="store_true",
+        help=(
+            "after the file, publish a tick at the end-of-input time `copybot replay` uses into every "
+            "leader-trades partition, so every open window and buffer is decided"
+        ),
+    )
+    cmd.set_defaults(func=_cmd_publish)
+
+
+def _cmd_publish(args: argparse.Namespace) -> int:
+    from streams.progress import ProgressBar
+
+    name = "copybot publish"
+    quiet_kafka_logs()
+    if args.rate is not None and args.rate <= 0:
+        print(f"{name}: --rate must be > 0", file=sys.stderr)
+        return 2
+    try:
+        settings = Settings.from_env()
+    except SettingsError as exc:
+        print(f"{name}: {exc}", file=sys.stderr)
+        return 2
+    try:
+        if args.tape == "-":
+            handle = sys.stdin.buffer
+            size = 0
+        else:
+            handle = open(args.tape, "rb")  # noqa: SIM115 - closed below
+            size = _size(handle)
+    except OSError as exc:
+        print(f"{name}: cannot read {args.tape}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+
+    def invalid(line_no: int, reason: str) -> None:
+        print(f"{name}: line {line_no} skipped: {reason}", file=sys.stderr)
+
+    async def run(bar: ProgressBar) -> PublishSummary:
+        async with CopybotClient(settings, client_id="copybot-publish") as client:
+            return await publish_lines(
+                client,
+                handle,
+                rate=args.rate,
+                ordered=args.ordered,
+                wait_timeout_s=args.wait_timeout,
+                finish=args.finish,
+                on_invalid=invalid,
+                on_progress=bar.update if size else lambda done: None,
+            )
+
+    try:
+        with ProgressBar(size, sys.stderr, label="publish") as bar:
+            bar.enabled = bar.enabled and size > 0
+            summary = asyncio.run(run(bar))
+    except OSError as exc:
+        print(f"{name}: cannot read {args.tape}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+    except (KafkaUnavailable, NoWorker) as exc:
+        print(f"{name}: {exc}", file=sys.stderr)
+        return 1
+    except KafkaError as exc:
+        print(f"{name}: Kafka at {settings.bootstrap} failed: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"{name}: interrupted", file=sys.stderr)
+        return 130
+    finally:
+        if handle is not sys.stdin.buffer:
+            handle.close()
+    print(format_summary(summary))
+    return 0
+
+
+def _size(handle: Any) -> int:
+    import os
+
+    return os.fstat(handle.fileno()).st_size
+
+
+def format_summary(summary: PublishSummary) -> str:
+    """The end-of-run summary: events per kind, messages per topic, skipped lines, the finish tick."""
+    from streams.report import table
+
+    kinds = [[kind, f"{n:,}"] for kind, n in sorted(summary.kinds.items())]
+    kinds.append(["total", f"{sum(summary.kinds.values()):,}"])
+    topics = [[topic, f"{n:,}"] for topic, n in sorted(summary.messages.items())]
+    parts = [
+        table(["kind", "events"], kinds, [False, True]),
+        "",
+        table(["topic", "messages"], topics, [False, True]),
+        "",
+        f"{summary.invalid:,} invalid line{'s' if summary.invalid != 1 else ''} skipped",
+    ]
+    if summary.waited_s:
+        parts.append(f"waited {summary.waited_s:.1f}s for the worker's copies (--ordered)")
+    if summary.finish_tick_ms is not None:
+        parts.append(
+            f"finish tick nowMs={summary.finish_tick_ms} published into every leader-trades partition"
+        )
+    elif summary.finished:
+        parts.append("--finish: nothing was open at the end of the file; no finish tick needed")
+    return "\n".join(parts)
