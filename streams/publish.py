@@ -12,9 +12,10 @@ then waits until the worker's copy (header ``copybot-source`` = topic:partition:
 message) is in every leader-trades partition it must reach, before publishing anything else. Trades and
 ticks in between are batched.
 
-``--finish`` then ends the input the way ``copybot replay`` does: it runs the file through the decision
-core (``models.engine.process``) and publishes one tick at ``models.engine.finish_time`` into every
-leader-trades partition, so the live run decides every window and buffer the replay decides.
+``--finish`` then ends the input the way ``copybot replay`` does: it runs each partition's share of the
+file through the decision core (``models.engine.process``, routed as the worker will see it) and
+publishes one tick at the latest ``models.engine.finish_time`` into every leader-trades partition, so the
+live run decides every window and buffer still open (with one partition: exactly what replay decides).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from aiokafka.structs import TopicPartition
 from models.engine import finish_time, process
 from models.state import PartitionState
 from streams.client import CopybotClient, KafkaUnavailable, quiet_kafka_logs
+from streams.routing import log_partitions
 from streams.serde import DecodeError, InputEvent, decode_event
 from streams.settings import SOURCE_HEADER, TRADES, Settings, SettingsError
 
@@ -125,8 +127,9 @@ async def publish_lines(
     :class:`streams.client.KafkaUnavailable`.
     """
     summary = PublishSummary()
-    state = PartitionState() if finish else None
     trades_partitions = await client.partitions(TRADES)
+    # --finish: the core runs each partition's share of the tape, as the worker will see it
+    states = [PartitionState() for _ in trades_partitions] if finish else None
     trades_topic = client.topic(TRADES)
     watcher = CopyWatcher(client.settings, trades_partitions) if ordered else None
     if watcher is not None:
@@ -152,8 +155,9 @@ async def publish_lines(
                 summary.invalid += 1
                 on_invalid(line_no, str(exc))
                 continue
-            if state is not None:
-                process(state, event)
+            if states is not None:
+                for p in log_partitions(event, len(states)):
+                    process(states[p], event)
             if rate:
                 ahead = started + sent / rate - time.monotonic()
                 if ahead > 0:
@@ -168,9 +172,9 @@ async def publish_lines(
             summary.kinds[event.kind] += 1
             _count_messages(summary, client, event, len(trades_partitions))
             on_progress(done_bytes)
-        if state is not None:
+        if states is not None:
             summary.finished = True
-            summary.finish_tick_ms = finish_time(state)
+            summary.finish_tick_ms = max((t for t in map(finish_time, states) if t is not None), default=None)
             if summary.finish_tick_ms is not None:
                 await client.publish_tick(summary.finish_tick_ms)
                 summary.messages[trades_topic] += len(trades_partitions)

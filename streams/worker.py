@@ -33,7 +33,6 @@ from typing import Any
 
 import faust
 import orjson
-from aiokafka.partitioner import murmur2
 
 from models.codec import key_time_of, leader_from_json, leader_to_json, partition_from_json, partition_to_json
 from models.config import ConfigStore, apply_change
@@ -57,11 +56,6 @@ log = logging.getLogger("copybot.worker")
 BATCH_MAX = 4_000
 """Events taken from the log per batch: state is written once per leader per batch."""
 BATCH_WITHIN_S = 0.02
-
-
-def leader_partition(leader_id: str, partitions: int) -> int:
-    """The log partition of a leader's key under Kafka's default partitioner."""
-    return (int(murmur2(leader_id.encode())) & 0x7FFFFFFF) % partitions
 
 
 def partition_key(partition: int) -> bytes:

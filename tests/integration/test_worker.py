@@ -1,0 +1,349 @@
+"""The live worker on a real broker: it decides what replay decides, survives crashes, rebalances and
+broker restarts, applies config live, and dead-letters bad input (SPEC 8, issue 3)."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from models.codec import leader_to_json
+from models.engine import finish_time
+from models.events import DeadLetter
+from models.state import PartitionState
+from streams import broker
+from streams.client import CopybotClient
+from streams.sample_tape import generate
+from streams.settings import CONFIG_REPORTS, DEAD_LETTERS, SNAPSHOTS, TRADES
+from tests.integration.conftest import start_or_fail
+from tests.integration.live import (
+    SAMPLE_TAPE,
+    LiveSystem,
+    accepted_trades,
+    by_attempt_id,
+    partitioned_replay,
+    replay_attempts,
+    tape_events,
+    wait_until,
+)
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def system(kafka_bootstrap: str, tmp_path: Path) -> Iterator[LiveSystem]:
+    live = LiveSystem(kafka_bootstrap, tmp_path)
+    try:
+        yield live
+    finally:
+        live.close()
+
+
+def finish_tick(events: list[Any], partitions: int) -> int | None:
+    """The tick ``copybot publish --finish`` sends: the latest finish time over the partitions."""
+    _, states = partitioned_replay(events, partitions, None)
+    return max((t for t in map(finish_time, states) if t is not None), default=None)
+
+
+def assert_invariants(
+    attempts: list[dict[str, Any]], trades: set[tuple[str, str]]
+) -> dict[str, dict[str, Any]]:
+    """Conservation, identical duplicates, HARD budget never overshot; returns attempts by id."""
+    unique = by_attempt_id(attempts)
+    covered = Counter((a["followedUserId"], t) for a in unique.values() for t in a["tradeIds"])
+    assert set(covered) == trades
+    assert max(covered.values()) == 1
+    for a in unique.values():
+        hard = a["sizing"]["budgetedDynamicActive"] and a["sizing"]["budgetEnforcement"] == "hard"
+        if a["decision"] == "EXECUTE" and hard and not a["budget"]["reducing"]:
+            assert (
+                a["budget"]["currentExposureMicros"] + a["targetNotionalMicros"]
+                <= a["sizing"]["budgetUsdcMicros"]
+            )
+    return unique
+
+
+# --- live equals replay -----------------------------------------------------------------------------
+
+
+def test_one_partition_live_run_yields_exactly_the_replay_attempts(system: LiveSystem) -> None:
+    # Given a worker without wall-clock ticks, and the sample tape published in file order
+    system.worker().start()
+    system.copybot("topics", "create")
+    system.publish(SAMPLE_TAPE, "--ordered", "--finish")
+    events = tape_events(SAMPLE_TAPE)
+    # When every trade is accounted for
+    live = system.attempts_covering(accepted_trades(events))
+    # Then the attempts are exactly replay's, by attemptId and contents
+    expected = by_attempt_id(replay_attempts(SAMPLE_TAPE.read_bytes().splitlines()))
+    assert by_attempt_id(live) == expected
+
+
+def test_eight_partitions_conserve_every_trade_and_match_each_partition_replay(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    system = LiveSystem(kafka_bootstrap, tmp_path, partitions=8)
+    try:
+        system.worker().start()
+        system.publish(SAMPLE_TAPE, "--ordered", "--finish")
+        events = tape_events(SAMPLE_TAPE)
+        trades = accepted_trades(events)
+        live = assert_invariants(system.attempts_covering(trades), trades)
+        expected, _ = partitioned_replay(events, 8, finish_tick(events, 8))
+        assert live == by_attempt_id(expected)
+        assert len({a["followedUserId"] for a in live.values()}) == 4
+    finally:
+        system.close()
+
+
+# --- config, bad input ---------------------------------------------------------------------------------
+
+
+def _tape(path: Path, events: list[dict[str, Any]]) -> Path:
+    path.write_bytes(b"\n".join(orjson.dumps(e) for e in events) + b"\n")
+    return path
+
+
+def _trade(trade_id: str, at: int, leader: str = "u1", notional: int = 100_000_000) -> dict[str, Any]:
+    return {
+        "kind": "leaderTrade",
+        "tradeId": trade_id,
+        "followedUserId": leader,
+        "assetId": "a1",
+        "marketId": "m1",
+        "side": "BUY",
+        "priceMicros": 500_000,
+        "shareMicros": notional * 2,
+        "notionalMicros": notional,
+        "detectTimeMs": at,
+    }
+
+
+def _change(
+    change_id: str, scope: str = "GLOBAL", leader: str | None = None, **sections: Any
+) -> dict[str, Any]:
+    return {
+        "kind": "configChange",
+        "changeId": change_id,
+        "scope": scope,
+        "followedUserId": leader,
+        "changedAtMs": 0,
+        **sections,
+    }
+
+
+def test_config_changes_take_effect_live_and_an_invalid_one_changes_nothing(
+    system: LiveSystem, tmp_path: Path
+) -> None:
+    t0 = 1_800_000_000_000
+    tape = _tape(
+        tmp_path / "config.jsonl",
+        [
+            # (window 0: each trade is decided on arrival, under the config in force then)
+            _change("pause", system={"copyEngineEnabled": False, "aggregationWindowMs": 0}),
+            _trade("t1", t0),
+            _change("resume", system={"copyEngineEnabled": True, "aggregationWindowMs": 0}),
+            _trade("t2", t0 + 1_000),
+            _change(  # Budgeted Dynamic for u1 only: $40 budget, E_u missing → r_max 1%
+                "dynamic",
+                sizing={"budgetedDynamicEnabled": True, "budgetUsdcMicros": 40_000_000},
+            ),
+            _change(
+                "u1-dynamic", "USER", "u1", sizing={"sizingMode": "budgetedDynamic", "budgetRMaxBps": 50}
+            ),
+            _trade("t3", t0 + 2_000),
+            _trade("t4", t0 + 2_000, leader="u2"),
+            _change("bad", "USER", "u1", sizing={"budgetRMinBps": 900, "budgetRMaxBps": 100}),
+            _trade("t5", t0 + 3_000),
+            {"kind": "tick", "nowMs": t0 + 10_000},
+        ],
+    )
+    system.worker().start()
+    system.publish(tape, "--ordered")
+    trades = {("u1", "t1"), ("u1", "t2"), ("u1", "t3"), ("u2", "t4"), ("u1", "t5")}
+    attempts = {a["tradeIds"][0]: a for a in system.attempts_covering(trades)}
+    assert attempts["t1"]["reasonCodes"] == ["ENGINE_PAUSED"]
+    assert attempts["t2"]["decision"] == "EXECUTE"
+    assert attempts["t2"]["configVersion"] == "resume"
+    assert attempts["t3"]["sizing"]["budgetedDynamicActive"] is True
+    assert attempts["t3"]["rawTargetMicros"] == 500_000  # 0.5% of $100 (r_max of the override)
+    assert attempts["t4"]["sizing"]["budgetedDynamicActive"] is False  # u2 keeps fixed rate
+    # the invalid change was rejected, reported once, and u1 is still sized by the old override
+    assert attempts["t5"]["rawTargetMicros"] == 500_000
+    assert attempts["t5"]["configVersion"] == "u1-dynamic"
+    reports = system.read_topic(CONFIG_REPORTS, lambda v: any(r["changeId"] == "bad" for r in v), 60)
+    (rejected,) = [r for r in reports if r["changeId"] == "bad"]
+    assert rejected["kind"] == "configRejected"
+    assert any("budgetRMinBps" in e for e in rejected["errors"])
+
+
+def test_bad_input_on_every_topic_is_dead_lettered_and_the_worker_keeps_going(system: LiveSystem) -> None:
+    system.worker().start()
+    good = _trade("ok-1", 1_800_000_000_000)
+    bad = {
+        TRADES: [b"{not json", orjson.dumps({**good, "priceMicros": "cheap"}), b'{"kind":"mystery"}'],
+        SNAPSHOTS: [b"\xff\xfe", orjson.dumps({"kind": "portfolioSnapshot", "portfolioScope": "X"})],
+        "config-changes": [orjson.dumps({"kind": "configChange", "changeId": ""}), b"[]"],
+    }
+
+    async def send() -> None:
+        async with CopybotClient(system.settings) as client:
+            for topic, values in bad.items():
+                for value in values:
+                    await client.publish_raw(
+                        topic, value, key="u1" if topic != "config-changes" else "GLOBAL"
+                    )
+            await client.publish(good)
+            await client.publish({"kind": "tick", "nowMs": 1_800_000_010_000})
+            await client.flush()
+
+    asyncio.run(send())
+    (attempt,) = system.attempts_covering({("u1", "ok-1")})
+    assert attempt["decision"] == "EXECUTE"
+    letters = system.read_topic(DEAD_LETTERS, lambda v: len(v) >= 7, 60)
+    parsed = [DeadLetter.model_validate(d) for d in letters]
+    assert Counter(d.source_topic.split(".", 1)[1] for d in parsed) == {
+        TRADES: 3,
+        SNAPSHOTS: 2,
+        "config-changes": 2,
+    }
+    assert all(d.error for d in parsed)
+    assert any("priceMicros" in d.error for d in parsed)
+    assert any(d.value == "{not json" for d in parsed)
+
+
+# --- crashes, rebalances, broker restarts ---------------------------------------------------------------
+
+
+def _big_tape(path: Path, trades: int) -> Path:
+    with path.open("wb") as out:
+        for line in generate(trades=trades, seed=11):
+            out.write(line + b"\n")
+    return path
+
+
+def _final_leader_records(system: LiveSystem) -> dict[str, Any]:
+    """The leaders' core records as the worker last saved them (latest value per key in the changelog)."""
+    changelog = f"{system.prefix}-partition-state-changelog"
+
+    async def read() -> dict[str, Any]:
+        from aiokafka import AIOKafkaConsumer
+        from aiokafka.structs import TopicPartition
+
+        consumer = AIOKafkaConsumer(bootstrap_servers=system.bootstrap, enable_auto_commit=False)
+        await consumer.start()
+        try:
+            tps = [
+                TopicPartition(changelog, p) for p in sorted(consumer.partitions_for_topic(changelog) or [])
+            ]
+            consumer.assign(tps)
+            ends = await consumer.end_offsets(tps)
+            await consumer.seek_to_beginning(*tps)
+            latest: dict[str, Any] = {}
+
+            async def behind() -> bool:
+                return any([await consumer.position(tp) < ends[tp] for tp in tps])
+
+            while await behind():
+                for records in (await consumer.getmany(timeout_ms=1000)).values():
+                    for r in records:
+                        if r.key.startswith(b"L:"):
+                            latest[r.key[2:].decode()] = (
+                                orjson.loads(r.value) if r.value is not None else None
+                            )
+            return latest
+        finally:
+            await consumer.stop()
+
+    return asyncio.run(read())
+
+
+def _expected_leader_records(states: list[PartitionState]) -> dict[str, Any]:
+    return {u: leader_to_json(leader, with_memory=False) for s in states for u, leader in s.leaders.items()}
+
+
+def test_sigkill_at_several_points_loses_nothing_and_applies_nothing_twice(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    # Given a tape of 50k+ trades, published up front, and a worker killed three times mid-run
+    tape = _big_tape(tmp_path / "big.jsonl", 50_000)
+    events = tape_events(tape)
+    trades = accepted_trades(events)
+    assert len(trades) >= 50_000
+    system = LiveSystem(kafka_bootstrap, tmp_path, partitions=2)
+    try:
+        worker = system.worker()
+        worker.start()
+        system.publish(tape, "--ordered", "--finish")
+        for fraction in (0.2, 0.5, 0.8):
+            system.read_topic(
+                "copy-attempts",
+                lambda v, f=fraction: sum(len(a["tradeIds"]) for a in v) >= f * len(trades),  # type: ignore[misc]
+                240,
+            )
+            worker.kill(signal.SIGKILL)
+            worker.start()
+        attempts = system.attempts_covering(trades, timeout_s=300)
+        live = assert_invariants(attempts, trades)
+        expected, states = partitioned_replay(events, 2, finish_tick(events, 2))
+        assert live == by_attempt_id(expected)
+        wait_until(
+            lambda: _final_leader_records(system) == _expected_leader_records(states),
+            60,
+            "the saved per-leader state to equal an uninterrupted run's",
+            poll_s=1.0,
+        )
+    finally:
+        system.close()
+
+
+def test_a_second_worker_takes_over_when_the_first_is_killed(kafka_bootstrap: str, tmp_path: Path) -> None:
+    tape = _big_tape(tmp_path / "tape.jsonl", 20_000)
+    events = tape_events(tape)
+    trades = accepted_trades(events)
+    system = LiveSystem(kafka_bootstrap, tmp_path, partitions=4)
+    try:
+        first, second = system.worker("w1").start(), system.worker("w2").start()
+        first.wait_log("[^Worker]: Ready")
+        system.publish(tape, "--ordered", "--finish")
+        system.read_topic(
+            "copy-attempts", lambda v: sum(len(a["tradeIds"]) for a in v) >= len(trades) // 3, 240
+        )
+        first.kill(signal.SIGKILL)
+        live = assert_invariants(system.attempts_covering(trades, timeout_s=300), trades)
+        expected, _ = partitioned_replay(events, 4, finish_tick(events, 4))
+        assert live == by_attempt_id(expected)
+        assert "restored" in second.current_log() or "partition" in second.current_log()
+    finally:
+        system.close()
+
+
+def test_a_broker_restart_mid_run_loses_nothing(
+    own_broker_settings: broker.BrokerSettings, tmp_path: Path
+) -> None:
+    start_or_fail(own_broker_settings)
+    system = LiveSystem(broker.bootstrap(own_broker_settings), tmp_path, partitions=2)
+    tape = _big_tape(tmp_path / "tape.jsonl", 10_000)
+    events = tape_events(tape)
+    trades = accepted_trades(events)
+    try:
+        worker = system.worker().start()
+        system.publish(tape, "--ordered", "--finish")
+        system.read_topic(
+            "copy-attempts", lambda v: sum(len(a["tradeIds"]) for a in v) >= len(trades) // 4, 240
+        )
+        broker.stop(own_broker_settings)
+        start_or_fail(own_broker_settings)
+        if worker.process is not None and worker.process.poll() is not None:
+            worker.start()  # a worker that gave up while the broker was away is simply restarted
+        live = assert_invariants(system.attempts_covering(trades, timeout_s=300), trades)
+        expected, _ = partitioned_replay(events, 2, finish_tick(events, 2))
+        assert live == by_attempt_id(expected)
+    finally:
+        system.close()
