@@ -213,8 +213,8 @@ def create_app(settings: Settings) -> faust.App:
     )
     # Writes go straight to the changelog partition of the log partition they belong to (see _persist);
     # Faust restores the tables from those changelogs on start and on rebalance.
-    state_table = app.Table("partition-state", partitions=n, schema=raw)
-    config_table = app.Table("config-store", partitions=1, schema=raw)
+    state_table = app.Table("partition-state", partitions=n, key_type=bytes, value_type=bytes, schema=raw)
+    config_table = app.Table("config-store", partitions=1, key_type=bytes, value_type=bytes, schema=raw)
     live: dict[int, LivePartition] = {}
     counters = Counters()
 

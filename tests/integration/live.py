@@ -173,6 +173,44 @@ class LiveSystem:
             worker.stop()
 
 
+async def _assign_all(consumer: AIOKafkaConsumer, topic: str, deadline: float) -> list[TopicPartition]:
+    """Assign every partition of `topic` to `consumer` (waiting for the topic's metadata)."""
+    partitions = None
+    while not partitions:
+        partitions = consumer.partitions_for_topic(topic)
+        if not partitions:
+            await consumer._client.force_metadata_update()
+            if time.monotonic() > deadline:
+                raise AssertionError(f"topic {topic} never appeared")
+    tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+    consumer.assign(tps)
+    await consumer.seek_to_beginning(*tps)
+    return tps
+
+
+def read_to_end(bootstrap: str, topic: str, timeout_s: float = 60.0) -> list[Any]:
+    """Every record (aiokafka ConsumerRecord) of a topic up to its current end."""
+
+    async def read() -> list[Any]:
+        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+        await consumer.start()
+        try:
+            deadline = time.monotonic() + timeout_s
+            tps = await _assign_all(consumer, topic, deadline)
+            ends = await consumer.end_offsets(tps)
+            records: list[Any] = []
+            while any([await consumer.position(tp) < ends[tp] for tp in tps]):
+                if time.monotonic() > deadline:
+                    raise AssertionError(f"timed out reading {topic} to its end")
+                for batch in (await consumer.getmany(timeout_ms=1000, max_records=10_000)).values():
+                    records.extend(batch)
+            return records
+        finally:
+            await consumer.stop()
+
+    return asyncio.run(read())
+
+
 async def _read(
     bootstrap: str, topic: str, until: Callable[[list[dict[str, Any]]], bool], timeout_s: float
 ) -> list[Any]:
@@ -180,16 +218,7 @@ async def _read(
     await consumer.start()
     try:
         deadline = time.monotonic() + timeout_s
-        partitions = None
-        while not partitions:
-            partitions = consumer.partitions_for_topic(topic)
-            if not partitions:
-                await consumer._client.force_metadata_update()
-                if time.monotonic() > deadline:
-                    raise AssertionError(f"topic {topic} never appeared")
-        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
+        await _assign_all(consumer, topic, deadline)
         values: list[dict[str, Any]] = []
         while not until(values):
             remaining = deadline - time.monotonic()

@@ -28,6 +28,7 @@ from tests.integration.live import (
     accepted_trades,
     by_attempt_id,
     partitioned_replay,
+    read_to_end,
     replay_attempts,
     tape_events,
     wait_until,
@@ -230,38 +231,11 @@ def _big_tape(path: Path, trades: int) -> Path:
 
 def _final_leader_records(system: LiveSystem) -> dict[str, Any]:
     """The leaders' core records as the worker last saved them (latest value per key in the changelog)."""
-    changelog = f"{system.prefix}-partition-state-changelog"
-
-    async def read() -> dict[str, Any]:
-        from aiokafka import AIOKafkaConsumer
-        from aiokafka.structs import TopicPartition
-
-        consumer = AIOKafkaConsumer(bootstrap_servers=system.bootstrap, enable_auto_commit=False)
-        await consumer.start()
-        try:
-            tps = [
-                TopicPartition(changelog, p) for p in sorted(consumer.partitions_for_topic(changelog) or [])
-            ]
-            consumer.assign(tps)
-            ends = await consumer.end_offsets(tps)
-            await consumer.seek_to_beginning(*tps)
-            latest: dict[str, Any] = {}
-
-            async def behind() -> bool:
-                return any([await consumer.position(tp) < ends[tp] for tp in tps])
-
-            while await behind():
-                for records in (await consumer.getmany(timeout_ms=1000)).values():
-                    for r in records:
-                        if r.key.startswith(b"L:"):
-                            latest[r.key[2:].decode()] = (
-                                orjson.loads(r.value) if r.value is not None else None
-                            )
-            return latest
-        finally:
-            await consumer.stop()
-
-    return asyncio.run(read())
+    latest: dict[str, Any] = {}
+    for r in read_to_end(system.bootstrap, f"{system.prefix}-partition-state-changelog"):
+        if r.key.startswith(b"L:"):
+            latest[r.key[2:].decode()] = orjson.loads(r.value) if r.value is not None else None
+    return latest
 
 
 def _expected_leader_records(states: list[PartitionState]) -> dict[str, Any]:
