@@ -93,6 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
         "streams.publish",
         "streams.tail",
         "streams.configcmd",
+        "streams.demo",
     ):
         _add_optional(sub, module)
     return parser

@@ -14,11 +14,11 @@ import orjson
 import pytest
 
 from models.codec import leader_to_json
-from models.engine import finish_time
 from models.events import DeadLetter
 from models.state import PartitionState
 from streams import broker
 from streams.client import CopybotClient
+from streams.livetools import finish_tick
 from streams.sample_tape import generate
 from streams.settings import CONFIG_REPORTS, DEAD_LETTERS, SNAPSHOTS, TRADES
 from tests.integration.conftest import start_or_fail
@@ -44,12 +44,6 @@ def system(kafka_bootstrap: str, tmp_path: Path) -> Iterator[LiveSystem]:
         yield live
     finally:
         live.close()
-
-
-def finish_tick(events: list[Any], partitions: int) -> int | None:
-    """The tick ``copybot publish --finish`` sends: the latest finish time over the partitions."""
-    _, states = partitioned_replay(events, partitions, None)
-    return max((t for t in map(finish_time, states) if t is not None), default=None)
 
 
 def assert_invariants(
