@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 import time
 from collections import defaultdict
 from collections.abc import Awaitable, Iterable, Iterator, Sequence
@@ -52,6 +53,14 @@ from streams.settings import (
 )
 
 log = logging.getLogger("copybot.worker")
+
+EXACTLY_ONCE_REFUSED = (
+    "copybot worker: COPYBOT_GUARANTEE=exactly_once is not supported. The worker is already "
+    "effectively-once without Kafka transactions (attempts are acknowledged before the state that "
+    "produced them is saved, the state records the last applied offset, attemptIds are deterministic), "
+    "and it sends in batches through the producer directly, which Faust's transactional mode does not "
+    "cover. See README, 'Delivery'."
+)
 
 BATCH_MAX = 4_000
 """Events taken from the log per batch: state is written once per leader per batch."""
@@ -431,6 +440,9 @@ def run_worker(loglevel: str = "info") -> int:
     from streams.topics import create_topics
 
     settings = Settings.from_env()
+    if settings.guarantee == "exactly_once":
+        print(EXACTLY_ONCE_REFUSED, file=sys.stderr)
+        return 2
     asyncio.run(create_topics(settings))
     app = create_app(settings)
     worker = faust.Worker(app, loglevel=loglevel, quiet=True)
