@@ -12,7 +12,7 @@ COPYBOT_APP_ID                        copybot             Faust app id (the work
 COPYBOT_TICKS                         1                   0: the worker sends no wall-clock ticks
 COPYBOT_TICK_INTERVAL_MS              100                 wall-clock tick period
 COPYBOT_WORKER_DIR                    .cache/worker       Faust data dir (table stores)
-COPYBOT_GUARANTEE                     at_least_once       exactly_once is refused by the worker (README, Delivery)
+COPYBOT_GUARANTEE                     at_least_once       exactly_once is refused (README, Delivery)
 COPYBOT_WORKER_WEB_PORT               6066                the worker's web port (health, metrics)
 ====================================  ==================  ================================================
 """
