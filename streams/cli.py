@@ -94,6 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
         "streams.tail",
         "streams.configcmd",
         "streams.demo",
+        "projections.consumer",
     ):
         _add_optional(sub, module)
     return parser

@@ -190,7 +190,7 @@ def create_app(settings: Settings) -> faust.App:
         processing_guarantee=settings.guarantee,
         web_enabled=False,
         producer_linger_ms=5,
-        producer_max_batch_size=1_048_576,
+        producer_max_batch_size=262_144,  # a batch must stay under the 1 MiB request limit
         stream_buffer_maxsize=16_384,
         broker_commit_every=20_000,
         broker_commit_interval=1.0,

@@ -1,0 +1,309 @@
+"""``copybot project``: the projection consumer — copy attempts, config changes and snapshots into SQL.
+
+A plain aiokafka consumer (no Faust, no consumer group): it is assigned every partition of copy-attempts,
+config-changes and portfolio-snapshots, seeks each to the offset stored in the database (or the
+beginning), and processes ``getmany`` batches. Each batch is decoded strictly, folded into row changes
+(:mod:`projections.rows`) and written with the offsets it consumed in **one transaction**
+(:mod:`projections.store`), so a crash at any point neither loses nor double-counts anything: the
+restarted consumer resumes from the offsets committed with the rows.
+
+A message that does not decode is skipped (the worker has dead-lettered it already), and its offset
+still advances. ``--once`` stops when every partition has reached the end offset seen at start;
+``--rebuild`` empties the tables first and re-consumes everything.
+
+From code (tests, the demo)::
+
+    result = asyncio.run(project(Settings.from_env(), "out/copybot.db", once=True))
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer
+from aiokafka.errors import KafkaError
+from aiokafka.structs import TopicPartition
+from pydantic import TypeAdapter, ValidationError
+from sqlalchemy.exc import SQLAlchemyError
+
+from models.events import ConfigChange, CopyAttempt, PortfolioSnapshot
+from projections.rows import BatchProjection, SnapshotKey, snapshot_row
+from projections.store import DEFAULT_DB, Offsets, ProjectionStore, StoreError
+from streams.serde import DecodeError, decode_event
+from streams.settings import CONFIG_CHANGES, COPY_ATTEMPTS, SNAPSHOTS, Settings, SettingsError
+from streams.topics import TopicError, ensure_topics
+
+PROJECTED = (COPY_ATTEMPTS, CONFIG_CHANGES, SNAPSHOTS)
+"""The topics the projection consumes (base names)."""
+MAX_RECORDS = 5_000
+"""Messages per batch (per transaction) at most."""
+_ATTEMPT = TypeAdapter(CopyAttempt).validator.validate_json
+
+
+@dataclass(slots=True)
+class ProjectionResult:
+    """What a projection run consumed."""
+
+    batches: int = 0
+    messages: int = 0
+    attempts: int = 0
+    duplicate_attempts: int = 0
+    snapshots: int = 0
+    config_changes: int = 0
+    undecodable: int = 0
+    offsets: Offsets = field(default_factory=dict)
+
+    def describe(self) -> str:
+        return (
+            f"{self.messages:,} messages in {self.batches:,} batches: {self.attempts:,} new copy attempts "
+            f"({self.duplicate_attempts:,} redelivered), {self.snapshots:,} snapshots, "
+            f"{self.config_changes:,} config changes, {self.undecodable:,} undecodable (skipped)"
+        )
+
+
+def decode_attempt(raw: bytes) -> CopyAttempt:
+    """Strictly decode a copy attempt (camelCase only, as emitted); raises ``ValidationError``."""
+    return _ATTEMPT(raw, by_alias=True, by_name=False)  # type: ignore[no-any-return]
+
+
+Decoded = tuple[str, int, int, Any, str]
+"""(base topic, partition, offset, decoded event, the raw JSON text)."""
+
+
+def decode_batch(
+    batch: dict[TopicPartition, list[Any]], base_of: dict[str, str], result: ProjectionResult
+) -> tuple[list[Decoded], Offsets]:
+    """Decode a ``getmany`` batch; undecodable messages are counted and skipped (offsets still advance)."""
+    decoded: list[Decoded] = []
+    offsets: Offsets = {}
+    for tp, records in batch.items():
+        base = base_of[tp.topic]
+        for record in records:
+            offsets[(tp.topic, tp.partition)] = record.offset + 1
+            result.messages += 1
+            value = record.value
+            try:
+                if value is None:
+                    raise DecodeError("empty message")
+                event: Any = decode_attempt(value) if base == COPY_ATTEMPTS else decode_event(value)
+                text = value.decode()
+            except (DecodeError, ValidationError, UnicodeDecodeError):
+                result.undecodable += 1
+                continue
+            wanted = {SNAPSHOTS: PortfolioSnapshot, CONFIG_CHANGES: ConfigChange}.get(base, CopyAttempt)
+            if not isinstance(event, wanted):  # a valid event on the wrong topic: the worker ignores it
+                result.undecodable += 1
+                continue
+            decoded.append((base, tp.partition, record.offset, event, text))
+    return decoded, offsets
+
+
+def project_batch(store: ProjectionStore, decoded: list[Decoded], offsets: Offsets) -> ProjectionResult:
+    """Fold decoded messages into row changes and write them with `offsets` in one transaction."""
+    counts = ProjectionResult()
+    attempt_ids = [e.attempt_id for base, _, _, e, _ in decoded if base == COPY_ATTEMPTS]
+    leaders: set[str] | None = {e.followed_user_id for base, _, _, e, _ in decoded if base == COPY_ATTEMPTS}
+    snapshot_keys: set[SnapshotKey] = set()
+    for base, partition, offset, event, _ in decoded:
+        if base == SNAPSHOTS:
+            key = snapshot_row(event, partition, offset).key
+            snapshot_keys.add(key)
+            if leaders is not None and key[1]:
+                leaders.add(key[1])
+        elif base == CONFIG_CHANGES:
+            leaders = None  # a config change may touch every leader's configured columns
+    with store.batch() as tx:
+        projection = BatchProjection(tx.load(attempt_ids, leaders, snapshot_keys))
+        for base, partition, offset, event, text in decoded:
+            if base == COPY_ATTEMPTS:
+                if projection.attempt(event, text, partition, offset):
+                    counts.attempts += 1
+            elif base == SNAPSHOTS:
+                projection.snapshot(event, partition, offset)
+                counts.snapshots += 1
+            else:
+                projection.config_change(event, text, partition, offset)
+                counts.config_changes += 1
+        changes = projection.changes()
+        counts.duplicate_attempts = changes.duplicate_attempts
+        tx.write(changes, offsets)
+    return counts
+
+
+async def _assign(consumer: Any, topics: list[str], deadline: float) -> list[TopicPartition]:
+    tps: list[TopicPartition] = []
+    for topic in topics:
+        partitions = consumer.partitions_for_topic(topic)
+        while not partitions:
+            if time.monotonic() > deadline:
+                raise KafkaError(f"topic {topic} has no partitions in the cluster metadata")
+            await consumer._client.force_metadata_update()
+            partitions = consumer.partitions_for_topic(topic)
+        tps.extend(TopicPartition(topic, p) for p in sorted(partitions))
+    consumer.assign(tps)
+    return tps
+
+
+async def project(
+    settings: Settings,
+    db: str = DEFAULT_DB,
+    *,
+    rebuild: bool = False,
+    once: bool = False,
+    stop: asyncio.Event | None = None,
+    max_records: int = MAX_RECORDS,
+    on_batch: Callable[[ProjectionResult], None] | None = None,
+) -> ProjectionResult:
+    """Run the projection into `db` until `stop` is set (or, with `once`, until caught up).
+
+    Raises :class:`projections.store.StoreError` for an unusable database and ``KafkaError``/``OSError``
+    when Kafka cannot be reached.
+    """
+    store = ProjectionStore(db)
+    try:
+        store.create_schema()
+        if rebuild:
+            store.reset()
+        stored = store.offsets()
+        await ensure_topics(settings)  # never let a metadata request auto-create a topic with 1 partition
+        base_of = {settings.topic(name): name for name in PROJECTED}
+        consumer: Any = AIOKafkaConsumer(
+            bootstrap_servers=settings.bootstrap,
+            client_id="copybot-projection",
+            group_id=None,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",  # a stored offset already deleted by retention: the oldest kept
+            isolation_level="read_committed",
+        )
+        await consumer.start()
+        try:
+            tps = await _assign(consumer, sorted(base_of), time.monotonic() + 30)
+            for tp in tps:
+                if (tp.topic, tp.partition) in stored:
+                    consumer.seek(tp, stored[(tp.topic, tp.partition)])
+                else:
+                    await consumer.seek_to_beginning(tp)
+            ends = await consumer.end_offsets(tps) if once else {}
+            return await _consume(consumer, store, tps, ends, base_of, once, stop, max_records, on_batch)
+        finally:
+            await consumer.stop()
+    finally:
+        store.close()
+
+
+async def _consume(
+    consumer: Any,
+    store: ProjectionStore,
+    tps: list[TopicPartition],
+    ends: dict[TopicPartition, int],
+    base_of: dict[str, str],
+    once: bool,
+    stop: asyncio.Event | None,
+    max_records: int,
+    on_batch: Callable[[ProjectionResult], None] | None,
+) -> ProjectionResult:
+    result = ProjectionResult()
+    while not (stop is not None and stop.is_set()):
+        if once and all([await consumer.position(tp) >= ends[tp] for tp in tps]):
+            break
+        batch = await consumer.getmany(timeout_ms=500, max_records=max_records)
+        if not batch:
+            continue
+        decoded, offsets = decode_batch(batch, base_of, result)
+        counts = project_batch(store, decoded, offsets)
+        result.batches += 1
+        result.attempts += counts.attempts
+        result.duplicate_attempts += counts.duplicate_attempts
+        result.snapshots += counts.snapshots
+        result.config_changes += counts.config_changes
+        result.offsets.update(offsets)
+        if on_batch is not None:
+            on_batch(result)
+    return result
+
+
+# --- CLI ----------------------------------------------------------------------------------------
+
+
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Register ``copybot project``."""
+    parser = subparsers.add_parser(
+        "project",
+        help="materialize copy attempts, config changes and snapshots into SQL (SQLite or PostgreSQL)",
+        description=(
+            "Consume copy-attempts, config-changes and portfolio-snapshots and write them into SQL tables "
+            "(projections/rows.py describes them), with the consumed offsets in the same transaction. "
+            "Resumes from the stored offsets; safe to kill at any time. Settings from COPYBOT_* "
+            "(COPYBOT_BOOTSTRAP, COPYBOT_TOPIC_PREFIX)."
+        ),
+    )
+    _arguments(parser)
+    parser.set_defaults(func=_cmd_project)
+
+
+def _arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--db",
+        default=DEFAULT_DB,
+        help=f"a SQLite file path or a postgresql://user:pass@host/db URL (default {DEFAULT_DB})",
+    )
+    parser.add_argument("--rebuild", action="store_true", help="empty the tables and re-consume everything")
+    parser.add_argument("--once", action="store_true", help="stop when caught up to the ends seen at start")
+    parser.add_argument(
+        "--max-records",
+        type=int,
+        default=MAX_RECORDS,
+        help=f"messages per transaction (default {MAX_RECORDS})",
+    )
+
+
+def _cmd_project(args: argparse.Namespace) -> int:
+    from streams.client import quiet_kafka_logs
+
+    try:
+        settings = Settings.from_env()
+    except SettingsError as exc:
+        print(f"copybot project: {exc}", file=sys.stderr)
+        return 2
+    quiet_kafka_logs()
+
+    async def run() -> ProjectionResult:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        return await project(
+            settings, args.db, rebuild=args.rebuild, once=args.once, stop=stop, max_records=args.max_records
+        )
+
+    try:
+        result = asyncio.run(run())
+    except SQLAlchemyError as exc:
+        print(f"copybot project: database {args.db!r}: {exc}", file=sys.stderr)
+        return 2
+    except (StoreError, TopicError) as exc:
+        print(f"copybot project: {exc}", file=sys.stderr)
+        return 2
+    except (KafkaError, OSError) as exc:
+        print(f"copybot project: cannot read from Kafka at {settings.bootstrap}: {exc}", file=sys.stderr)
+        return 1
+    print(f"copybot project: {result.describe()}", file=sys.stderr)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m projections.consumer`` (the same as ``copybot project``)."""
+    parser = argparse.ArgumentParser(prog="copybot project")
+    _arguments(parser)
+    return _cmd_project(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,406 @@
+"""The projection store: owns the SQL of the projection tables, for SQLite and PostgreSQL alike.
+
+One code path (SQLAlchemy Core) for both: a SQLite file (WAL mode, so readers such as the API never
+block the projector) or a PostgreSQL URL. The tables are described in :mod:`projections.rows` (the query
+contract). Each batch is one transaction: :meth:`ProjectionStore.batch` loads the rows the batch reads,
+then writes its row changes **and** the consumed offsets, so a crash either keeps both or neither.
+
+One projector writes to a database at a time (it reads, folds in Python, then writes); any number of
+readers may query it. A database holds the projection of one topic prefix.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, fields
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Connection,
+    Double,
+    Engine,
+    Index,
+    Integer,
+    MetaData,
+    Table,
+    Text,
+    create_engine,
+    delete,
+    event,
+    select,
+    tuple_,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import make_url
+
+from models.config import ConfigStore
+from projections.rows import (
+    AttemptRow,
+    ConfigHistoryRow,
+    LeaderBudgetRow,
+    RowChanges,
+    SnapshotKey,
+    SnapshotRow,
+    WorkingSet,
+)
+
+DEFAULT_DB = "out/copybot.db"
+CONFIG_STATE = "config"
+"""``projection_state`` row holding the projector's config store (JSON)."""
+IN_CHUNK = 500
+"""Ids per ``IN (...)`` when loading rows (well under SQLite's bound-parameter limit)."""
+
+metadata = MetaData()
+
+
+def _money(name: str, nullable: bool = False) -> Column[int]:
+    return Column(name, BigInteger, nullable=nullable)
+
+
+copy_attempts = Table(
+    "copy_attempts",
+    metadata,
+    Column("attempt_id", Text, primary_key=True),
+    Column("leader_id", Text, nullable=False),
+    Column("group_key", Text, nullable=False),
+    Column("asset_id", Text, nullable=False),
+    Column("market_id", Text),
+    Column("side", Text, nullable=False),
+    Column("source_type", Text, nullable=False),
+    Column("decision", Text, nullable=False),
+    Column("reason", Text),
+    Column("trade_count", Integer, nullable=False),
+    _money("their_notional_micros"),
+    _money("their_reference_price_micros"),
+    _money("raw_target_micros"),
+    _money("target_notional_micros"),
+    _money("target_share_micros"),
+    Column("decided_at_ms", BigInteger, nullable=False),
+    Column("sizing_mode", Text, nullable=False),
+    Column("budgeted_dynamic_active", Boolean, nullable=False),
+    Column("budget_enforcement", Text, nullable=False),
+    _money("budget_usdc_micros"),
+    _money("leader_exposure_micros", nullable=True),
+    Column("leader_exposure_status", Text, nullable=False),
+    Column("r_u", Double, nullable=False),
+    Column("effective_rate_bps", BigInteger, nullable=False),
+    Column("clamped_to_r_min", Boolean, nullable=False),
+    Column("clamped_to_r_max", Boolean, nullable=False),
+    Column("clamped_to_min", Boolean, nullable=False),
+    Column("clamped_to_max", Boolean, nullable=False),
+    Column("clamped_by_bankroll", Boolean, nullable=False),
+    _money("equity_micros"),
+    _money("current_exposure_micros"),
+    _money("headroom_micros", nullable=True),
+    Column("capped", Boolean, nullable=False),
+    Column("reducing", Boolean, nullable=False),
+    Column("config_version", Text),
+    Column("attempt_json", Text, nullable=False),
+    Column("source_partition", Integer, nullable=False),
+    Column("source_offset", BigInteger, nullable=False),
+    Index("ix_copy_attempts_leader_decided", "leader_id", "decided_at_ms"),
+    Index("ix_copy_attempts_decided", "decided_at_ms", "attempt_id"),
+    Index("ix_copy_attempts_decision", "decision", "decided_at_ms"),
+)
+
+leader_budget = Table(
+    "leader_budget",
+    metadata,
+    Column("leader_id", Text, primary_key=True),
+    Column("label", Text, nullable=False),
+    Column("sizing_mode", Text, nullable=False),
+    Column("budgeted_dynamic_active", Boolean, nullable=False),
+    Column("budget_enforcement", Text, nullable=False),
+    _money("budget_usdc_micros"),
+    Column("r_min_bps", BigInteger, nullable=False),
+    Column("r_max_bps", BigInteger, nullable=False),
+    _money("leader_exposure_micros", nullable=True),
+    Column("leader_exposure_bucket_time_ms", BigInteger),
+    Column("leader_exposure_status", Text),
+    Column("r_u", Double),
+    Column("effective_rate_bps", BigInteger),
+    _money("exec_exposure_micros"),
+    _money("exec_slice_exposure_micros", nullable=True),
+    Column("exec_slice_bucket_time_ms", BigInteger),
+    _money("headroom_micros", nullable=True),
+    Column("utilization", Double),
+    Column("attempts", BigInteger, nullable=False),
+    Column("executed", BigInteger, nullable=False),
+    Column("skipped", BigInteger, nullable=False),
+    Column("trades", BigInteger, nullable=False),
+    Column("last_decided_at_ms", BigInteger),
+    Column("last_attempt_id", Text),
+)
+
+leader_reason_counts = Table(
+    "leader_reason_counts",
+    metadata,
+    Column("leader_id", Text, primary_key=True),
+    Column("reason", Text, primary_key=True),
+    Column("count", BigInteger, nullable=False),
+)
+
+leader_clamp_counts = Table(
+    "leader_clamp_counts",
+    metadata,
+    Column("leader_id", Text, primary_key=True),
+    Column("clamp", Text, primary_key=True),
+    Column("count", BigInteger, nullable=False),
+)
+
+config_history = Table(
+    "config_history",
+    metadata,
+    Column("source_partition", Integer, primary_key=True),
+    Column("source_offset", BigInteger, primary_key=True),
+    Column("change_id", Text, nullable=False),
+    Column("scope", Text, nullable=False),
+    Column("leader_id", Text),
+    Column("changed_at_ms", BigInteger, nullable=False),
+    Column("status", Text, nullable=False),
+    Column("errors", Text, nullable=False),
+    Column("warnings", Text, nullable=False),
+    Column("config_version", Text),
+    Column("change_json", Text, nullable=False),
+    Index("ix_config_history_leader", "leader_id", "source_offset"),
+)
+
+latest_snapshots = Table(
+    "latest_snapshots",
+    metadata,
+    Column("scope", Text, primary_key=True),
+    Column("leader_id", Text, primary_key=True),
+    Column("bucket_time_ms", BigInteger, nullable=False),
+    _money("exposure_micros"),
+    _money("equity_micros", nullable=True),
+    _money("cash_micros", nullable=True),
+    Column("source_partition", Integer, nullable=False),
+    Column("source_offset", BigInteger, nullable=False),
+)
+
+projection_offsets = Table(
+    "projection_offsets",
+    metadata,
+    Column("topic", Text, primary_key=True),
+    Column("partition", Integer, primary_key=True),
+    Column("next_offset", BigInteger, nullable=False),
+)
+
+projection_state = Table(
+    "projection_state",
+    metadata,
+    Column("name", Text, primary_key=True),
+    Column("value", Text, nullable=False),
+)
+
+TABLES = (
+    copy_attempts,
+    leader_budget,
+    leader_reason_counts,
+    leader_clamp_counts,
+    config_history,
+    latest_snapshots,
+    projection_offsets,
+    projection_state,
+)
+
+Offsets = dict[tuple[str, int], int]
+"""(topic, partition) -> the next offset to consume."""
+
+
+class StoreError(RuntimeError):
+    """The database cannot be opened or used; the message names it."""
+
+
+def database_url(db: str) -> str:
+    """A SQLAlchemy URL for `db`: a file path (SQLite), ``sqlite:///…``, or ``postgresql://…`` (psycopg 3)."""
+    if db.startswith(("postgresql://", "postgres://")):
+        return "postgresql+psycopg://" + db.split("://", 1)[1]
+    if "://" in db:
+        return db
+    return f"sqlite:///{Path(db).expanduser().resolve()}"
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    # Let SQLAlchemy's BEGIN (below) start transactions instead of the driver's implicit ones, so the
+    # rows a batch reads are inside the same transaction as what it writes.
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+def _sqlite_begin(conn: Connection) -> None:
+    conn.exec_driver_sql("BEGIN IMMEDIATE")  # take the write lock up front: one projector writes
+
+
+def _fields(row: object) -> dict[str, Any]:
+    return asdict(row)  # type: ignore[call-overload,no-any-return]
+
+
+class ProjectionStore:
+    """The projection database: schema, offsets, the projector's config, and batch transactions."""
+
+    def __init__(self, db: str = DEFAULT_DB) -> None:
+        self.url = database_url(db)
+        url = make_url(self.url)
+        if url.get_backend_name() == "sqlite":
+            if url.database and url.database != ":memory:":
+                Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+            self.engine: Engine = create_engine(self.url)
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+            event.listen(self.engine, "begin", _sqlite_begin)
+            self._insert: Any = sqlite.insert
+        elif url.get_backend_name() == "postgresql":
+            self.engine = create_engine(self.url, pool_pre_ping=True)
+            self._insert = postgresql.insert
+        else:
+            raise StoreError(f"unsupported database {db!r}: give a file path or a postgresql:// URL")
+        self.display = url.render_as_string(hide_password=True)
+
+    def create_schema(self) -> None:
+        """Create the tables and indexes that are missing (idempotent)."""
+        metadata.create_all(self.engine)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def reset(self) -> None:
+        """Empty every projection table (``--rebuild``): the next run re-consumes from the beginning."""
+        with self.engine.begin() as conn:
+            for table in TABLES:
+                conn.execute(delete(table))
+
+    def offsets(self) -> Offsets:
+        """The stored next offset of every (topic, partition) projected so far."""
+        with self.engine.begin() as conn:
+            rows = conn.execute(select(projection_offsets)).all()
+        return {(r.topic, r.partition): r.next_offset for r in rows}
+
+    def dump(self, tables: Sequence[Table] = TABLES) -> dict[str, list[tuple[Any, ...]]]:
+        """Every row of `tables`, sorted (for tests and debugging)."""
+        with self.engine.begin() as conn:
+            return {t.name: sorted(tuple(r) for r in conn.execute(select(t)).all()) for t in tables}
+
+    @contextmanager
+    def batch(self) -> Iterator[BatchTransaction]:
+        """One transaction: load what a batch reads, then write its changes and offsets; commit at exit."""
+        with self.engine.begin() as conn:
+            yield BatchTransaction(conn, self._insert)
+
+
+class BatchTransaction:
+    """The SQL of one batch, inside the store's transaction."""
+
+    def __init__(self, conn: Connection, insert: Any) -> None:
+        self._conn = conn
+        self._insert = insert
+
+    # --- reads --------------------------------------------------------------------------------
+
+    def config(self) -> ConfigStore:
+        value = self._conn.execute(
+            select(projection_state.c.value).where(projection_state.c.name == CONFIG_STATE)
+        ).scalar_one_or_none()
+        return ConfigStore() if value is None else ConfigStore.from_json(json.loads(value))
+
+    def load(
+        self,
+        attempt_ids: Iterable[str],
+        leader_ids: Iterable[str] | None,
+        snapshot_keys: Iterable[SnapshotKey],
+    ) -> WorkingSet:
+        """The stored rows a batch reads; `leader_ids` None loads every leader row."""
+        working = WorkingSet(config=self.config(), all_leaders=leader_ids is None)
+        c = copy_attempts.c
+        for chunk in _chunks(sorted(set(attempt_ids))):
+            working.known_attempt_ids.update(
+                self._conn.execute(select(c.attempt_id).where(c.attempt_id.in_(chunk))).scalars()
+            )
+        query = select(leader_budget)
+        chunks = [None] if leader_ids is None else _chunks(sorted(set(leader_ids)))
+        for leader_chunk in chunks:
+            q = query if leader_chunk is None else query.where(leader_budget.c.leader_id.in_(leader_chunk))
+            for r in self._conn.execute(q).mappings():
+                working.leaders[r["leader_id"]] = LeaderBudgetRow(**r)
+        s = latest_snapshots.c
+        for key_chunk in _chunks(sorted(set(snapshot_keys))):
+            for r in self._conn.execute(
+                select(latest_snapshots).where(tuple_(s.scope, s.leader_id).in_(key_chunk))
+            ).mappings():
+                row = SnapshotRow(**r)
+                working.snapshots[row.key] = row
+        return working
+
+    # --- writes -------------------------------------------------------------------------------
+
+    def write(self, changes: RowChanges, offsets: Offsets) -> None:
+        """Write a batch's row changes and the offsets it consumed up to."""
+        conn, ins = self._conn, self._insert
+        if changes.attempts:
+            conn.execute(copy_attempts.insert(), [_fields(a) for a in changes.attempts])
+        for table, column, counts in (
+            (leader_reason_counts, "reason", changes.reason_counts),
+            (leader_clamp_counts, "clamp", changes.clamp_counts),
+        ):
+            if counts:
+                stmt = ins(table)
+                conn.execute(
+                    stmt.on_conflict_do_update(
+                        index_elements=["leader_id", column],
+                        set_={"count": table.c["count"] + stmt.excluded["count"]},
+                    ),
+                    [{"leader_id": k[0], column: k[1], "count": n} for k, n in sorted(counts.items())],
+                )
+        self._upsert(leader_budget, ["leader_id"], [_fields(r) for r in changes.leaders.values()])
+        self._upsert(
+            latest_snapshots, ["scope", "leader_id"], [_fields(r) for r in changes.snapshots.values()]
+        )
+        self._upsert(
+            config_history,
+            ["source_partition", "source_offset"],
+            [_fields(r) for r in changes.config_history],
+        )
+        if changes.config is not None:
+            value = json.dumps(changes.config.to_json(), sort_keys=True, separators=(",", ":"))
+            self._upsert(projection_state, ["name"], [{"name": CONFIG_STATE, "value": value}])
+        self._upsert(
+            projection_offsets,
+            ["topic", "partition"],
+            [{"topic": t, "partition": p, "next_offset": o} for (t, p), o in sorted(offsets.items())],
+        )
+
+    def _upsert(self, table: Table, key: list[str], rows: list[dict[str, Any]]) -> None:
+        if not rows:
+            return
+        stmt = self._insert(table)
+        others = {c.name: stmt.excluded[c.name] for c in table.columns if c.name not in key}
+        self._conn.execute(stmt.on_conflict_do_update(index_elements=key, set_=others), rows)
+
+
+def _chunks(values: list[Any]) -> list[list[Any]]:
+    return [values[i : i + IN_CHUNK] for i in range(0, len(values), IN_CHUNK)]
+
+
+ROW_TYPES = {
+    "copy_attempts": AttemptRow,
+    "leader_budget": LeaderBudgetRow,
+    "config_history": ConfigHistoryRow,
+    "latest_snapshots": SnapshotRow,
+}
+"""The row dataclass behind each table it describes (their fields are the table's columns)."""
+
+
+def check_schema_matches_rows() -> None:
+    """Fail loudly when a row dataclass and its table disagree (a cheap guard used by the tests)."""
+    for name, row_type in ROW_TYPES.items():
+        columns = [c.name for c in metadata.tables[name].columns]
+        if columns != [f.name for f in fields(row_type)]:
+            raise StoreError(f"table {name} and {row_type.__name__} have different columns")

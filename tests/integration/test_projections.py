@@ -1,0 +1,332 @@
+"""The projection consumer on a real broker and real SQL (SPEC 9): idempotent, crash-safe, and its
+counts agree with the decision core. SQLite always; PostgreSQL too when ``COPYBOT_TEST_POSTGRES_URL`` is
+set (then an unreachable server fails the tests instead of skipping them)."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import os
+import signal
+import subprocess
+import sys
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.exc import SQLAlchemyError
+
+from models.summary import LeaderTally
+from projections.consumer import ProjectionResult, project
+from projections.store import (
+    ProjectionStore,
+    check_schema_matches_rows,
+    config_history,
+    database_url,
+    leader_budget,
+    leader_clamp_counts,
+    leader_reason_counts,
+    projection_offsets,
+)
+from streams.client import CopybotClient
+from streams.replay import replay
+from streams.sample_tape import generate
+from streams.serde import peek
+from streams.settings import CONFIG_CHANGES, COPY_ATTEMPTS, SNAPSHOTS, Settings
+from tests.integration.live import SAMPLE_TAPE, LiveSystem, accepted_trades, tape_events, wait_until
+
+pytestmark = pytest.mark.integration
+
+POSTGRES_ENV = "COPYBOT_TEST_POSTGRES_URL"
+ROOT = Path(__file__).resolve().parents[2]
+
+NewDb = Callable[[], str]
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def new_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[NewDb]:
+    """Makes empty databases: SQLite files, or PostgreSQL schemas of their own (dropped afterwards)."""
+    if request.param == "sqlite":
+        names = iter(range(1_000))
+        yield lambda: str(tmp_path / f"projection-{next(names)}.db")
+        return
+    url = os.environ.get(POSTGRES_ENV)
+    if not url:
+        pytest.skip(f"{POSTGRES_ENV} is not set")
+    engine = create_engine(database_url(url))
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+    except SQLAlchemyError as exc:
+        pytest.fail(f"{POSTGRES_ENV} is set but PostgreSQL is unreachable: {exc}", pytrace=False)
+    schemas: list[str] = []
+
+    def make() -> str:
+        schema = f"t{uuid.uuid4().hex[:12]}"
+        with engine.begin() as conn:
+            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+        schemas.append(schema)
+        return f"{url}{'&' if '?' in url else '?'}options=-csearch_path%3D{schema}"
+
+    try:
+        yield make
+    finally:
+        with engine.begin() as conn:
+            for schema in schemas:
+                conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        engine.dispose()
+
+
+def settings_for(bootstrap: str, partitions: int = 4) -> Settings:
+    prefix = f"p{uuid.uuid4().hex[:10]}"
+    return Settings.from_env(
+        {
+            "COPYBOT_BOOTSTRAP": bootstrap,
+            "COPYBOT_TOPIC_PREFIX": prefix,
+            "COPYBOT_PARTITIONS": str(partitions),
+        }
+    )
+
+
+def run_projection(settings: Settings, db: str, **options: Any) -> ProjectionResult:
+    return asyncio.run(project(settings, db, once=True, **options))
+
+
+def tables(db: str, exclude_offsets: bool = False) -> dict[str, list[tuple[Any, ...]]]:
+    store = ProjectionStore(db)
+    try:
+        dump = store.dump()
+    finally:
+        store.close()
+    if exclude_offsets:
+        dump.pop(projection_offsets.name)
+    return dump
+
+
+# --- the input: a tape replayed by the decision core -----------------------------------------------
+
+
+class Tape:
+    """A tape's copy attempts (as ``copybot replay`` emits them), its snapshots and config changes."""
+
+    def __init__(self, lines: list[bytes]) -> None:
+        out, diagnostics = io.BytesIO(), io.BytesIO()
+        replay(lines, out, diagnostics)
+        self.attempts = out.getvalue().splitlines()
+        self.reports = [orjson.loads(line) for line in diagnostics.getvalue().splitlines()]
+        self.snapshots = [line for line in lines if (peek(line) or {}).get("kind") == "portfolioSnapshot"]
+        self.config_changes = [line for line in lines if (peek(line) or {}).get("kind") == "configChange"]
+
+    def tallies(self) -> dict[str, LeaderTally]:
+        tallies: dict[str, LeaderTally] = {}
+        for line in self.attempts:
+            attempt = orjson.loads(line)
+            tallies.setdefault(attempt["followedUserId"], LeaderTally()).observe(attempt)
+        return tallies
+
+    def rejected_change_ids(self) -> set[str]:
+        return {r["changeId"] for r in self.reports if r["kind"] == "configRejected"}
+
+
+def publish(
+    settings: Settings, tape: Tape, attempts: list[bytes] | None = None, garbage: bool = True
+) -> None:
+    """Publish the tape's attempts (keyed by leader), snapshots and config changes, plus undecodable junk."""
+
+    async def send() -> None:
+        async with CopybotClient(settings) as client:
+            for line in tape.attempts if attempts is None else attempts:
+                await client.publish_raw(COPY_ATTEMPTS, line, key=orjson.loads(line)["followedUserId"])
+            for line in [*tape.snapshots, *tape.config_changes] if attempts is None else []:
+                await client.publish(line)
+            if garbage:
+                for topic in (COPY_ATTEMPTS, SNAPSHOTS, CONFIG_CHANGES):
+                    await client.publish_raw(topic, b'{"kind": "copyAttempt", "attemptId": 1}', partition=0)
+                    await client.publish_raw(topic, b"\xff not json", partition=0)
+
+    asyncio.run(send())
+
+
+@pytest.fixture(scope="module")
+def sample() -> Tape:
+    return Tape(SAMPLE_TAPE.read_bytes().splitlines())
+
+
+def assert_counts_match(db: str, tape: Tape) -> None:
+    """Per-leader counts in the tables equal those of the replay's attempts."""
+    dump = ProjectionStore(db)
+    try:
+        with dump.engine.begin() as conn:
+            leaders = {r.leader_id: r for r in conn.execute(leader_budget.select()).all()}
+            reasons = conn.execute(leader_reason_counts.select()).mappings().all()
+            clamps = conn.execute(leader_clamp_counts.select()).mappings().all()
+            history = conn.execute(config_history.select()).all()
+    finally:
+        dump.close()
+    tallies = tape.tallies()
+    assert set(tallies) <= set(leaders)
+    for leader, tally in tallies.items():
+        row = leaders[leader]
+        assert (row.attempts, row.executed, row.skipped, row.trades) == (
+            tally.executed + tally.skipped,
+            tally.executed,
+            tally.skipped,
+            tally.trades,
+        )
+        assert {r["reason"]: r["count"] for r in reasons if r["leader_id"] == leader} == dict(
+            tally.skip_reasons
+        )
+    expected_clamps: Counter[tuple[str, str]] = Counter()
+    for line in tape.attempts:
+        a = orjson.loads(line)
+        s, u = a["sizing"], a["followedUserId"]
+        for name, on in (
+            ("rMin", s["clampedToRMin"]),
+            ("rMax", s["clampedToRMax"]),
+            ("min", s["clampedToMin"]),
+            ("max", s["clampedToMax"]),
+            ("bankroll", s["clampedByBankroll"]),
+            ("hardCap", a["budget"]["capped"] or "BUDGET_HARD_CAP_EXCEEDED" in a["reasonCodes"]),
+        ):
+            expected_clamps[(u, name)] += bool(on)
+    assert {(r["leader_id"], r["clamp"]): r["count"] for r in clamps} == +expected_clamps
+    assert {r.change_id for r in history if r.status == "rejected"} == tape.rejected_change_ids()
+
+
+# --- idempotence ---------------------------------------------------------------------------------
+
+
+def test_schema_columns_are_the_row_fields() -> None:
+    check_schema_matches_rows()
+
+
+def test_projecting_twice_or_rebuilding_leaves_identical_tables(
+    kafka_bootstrap: str, new_db: NewDb, sample: Tape
+) -> None:
+    # Given the sample tape's attempts, snapshots and config changes, with undecodable messages
+    settings = settings_for(kafka_bootstrap)
+    publish(settings, sample)
+    db = new_db()
+    # When projected once
+    first = run_projection(settings, db)
+    # Then every attempt is a row, the junk was skipped, and the counts are the replay's
+    assert first.attempts == len(sample.attempts)
+    assert first.undecodable == 6
+    assert_counts_match(db, sample)
+    before = tables(db)
+    assert len(before["copy_attempts"]) == len(sample.attempts)
+    # And a second run finds nothing new and changes nothing
+    again = run_projection(settings, db)
+    assert again.messages == 0
+    assert tables(db) == before
+    # And a rebuild re-consumes everything into the same tables
+    rebuilt = run_projection(settings, db, rebuild=True)
+    assert rebuilt.messages == first.messages
+    assert tables(db) == before
+
+
+def test_redelivered_attempts_are_not_counted_twice(
+    kafka_bootstrap: str, new_db: NewDb, sample: Tape
+) -> None:
+    # Given a projected tape
+    settings = settings_for(kafka_bootstrap)
+    publish(settings, sample, garbage=False)
+    db = new_db()
+    run_projection(settings, db)
+    before = tables(db, exclude_offsets=True)
+    # When a third of its attempts are delivered again (as after a worker crash)
+    redelivered = sample.attempts[::3]
+    publish(settings, sample, attempts=redelivered, garbage=False)
+    result = run_projection(settings, db)
+    # Then they are recognised, and no row or count changes (only the offsets move on)
+    assert (result.attempts, result.duplicate_attempts) == (0, len(redelivered))
+    assert tables(db, exclude_offsets=True) == before
+    assert_counts_match(db, sample)
+
+
+# --- crash safety --------------------------------------------------------------------------------
+
+
+def _stored_offsets(db: str) -> int:
+    store = ProjectionStore(db)
+    try:
+        return sum(store.offsets().values())
+    except SQLAlchemyError:  # the consumer has not created its tables yet
+        return 0
+    finally:
+        store.close()
+
+
+def _consumer(settings: Settings, db: str, *args: str) -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ,
+        "COPYBOT_BOOTSTRAP": settings.bootstrap,
+        "COPYBOT_TOPIC_PREFIX": settings.topic_prefix,
+        "COPYBOT_PARTITIONS": str(settings.partitions),
+    }
+    return subprocess.Popen(
+        [sys.executable, "-m", "projections.consumer", "--db", db, "--once", *args],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+
+
+def test_a_consumer_killed_mid_stream_resumes_to_the_same_tables(kafka_bootstrap: str, new_db: NewDb) -> None:
+    # Given a big tape's attempts, snapshots and config changes
+    tape = Tape(list(generate(trades=20_000, seed=11)))
+    settings = settings_for(kafka_bootstrap)
+    publish(settings, tape)
+    total = len(tape.attempts) + len(tape.snapshots) + len(tape.config_changes) + 6
+    uninterrupted = new_db()
+    run_projection(settings, uninterrupted)
+    # When a consumer committing small batches is SIGKILLed once some batches are committed
+    db = new_db()
+    process = _consumer(settings, db, "--max-records", "50")
+    try:
+        wait_until(lambda: _stored_offsets(db) > 0, 60, "the first committed batch")
+        assert process.poll() is None, "the consumer finished before it could be killed"
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=30)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=30)
+    assert process.returncode == -signal.SIGKILL
+    assert 0 < _stored_offsets(db) < total
+    # And restarted
+    restarted = _consumer(settings, db)
+    output, _ = restarted.communicate(timeout=300)
+    assert restarted.returncode == 0, output.decode()
+    # Then the tables are exactly those of an uninterrupted run
+    assert tables(db) == tables(uninterrupted)
+    assert_counts_match(db, tape)
+
+
+# --- live: the worker's attempts -------------------------------------------------------------------
+
+
+def test_projected_counts_of_a_live_run_equal_the_replay_of_the_same_tape(
+    kafka_bootstrap: str, tmp_path: Path, new_db: NewDb, sample: Tape
+) -> None:
+    # Given a real worker that decided the sample tape (one partition, no wall-clock ticks)
+    system = LiveSystem(kafka_bootstrap, tmp_path)
+    try:
+        system.worker().start()
+        system.publish(SAMPLE_TAPE, "--ordered", "--finish")
+        system.attempts_covering(accepted_trades(tape_events(SAMPLE_TAPE)))
+        # When the projection catches up
+        db = new_db()
+        result = run_projection(system.settings, db)
+    finally:
+        system.close()
+    # Then its per-leader counts, reasons, clamps and config statuses are the replay's
+    assert result.attempts == len(sample.attempts)
+    assert_counts_match(db, sample)
