@@ -95,6 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
         "streams.configcmd",
         "streams.demo",
         "projections.consumer",
+        "projections.api",
     ):
         _add_optional(sub, module)
     return parser

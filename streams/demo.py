@@ -14,6 +14,7 @@ import os
 import subprocess
 import sys
 import time
+import urllib.request
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,7 @@ from streams.livetools import (
     read_to_end,
     read_until,
     tape_events,
+    wait_until,
 )
 from streams.report import leader_summary_table
 from streams.settings import COPY_ATTEMPTS, Settings
@@ -56,6 +58,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "--keep-running", action="store_true", help="leave the broker and the worker running at the end"
     )
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for the worker (300)")
+    parser.add_argument("--api-port", type=int, default=8000, help="port of the dashboard/API (default 8000)")
     parser.set_defaults(func=_cmd_demo)
 
 
@@ -90,6 +93,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     }
     settings = Settings.from_env(env)
     worker = WorkerProcess("demo", env, out / "demo-worker.log")
+    helpers: list[subprocess.Popen[bytes]] = []
     keep = False
     try:
         _step(f"topics {prefix}.* with {args.partitions} partitions")
@@ -126,17 +130,68 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         expected, _ = partitioned_replay(events, args.partitions, finish_tick(events, args.partitions))
         same = {a["attemptId"]: a for a in expected} == unique
         print(f"live decisions equal the decision core's replay of each partition: {'yes' if same else 'NO'}")
+        url = _start_read_side(env, out / f"{prefix}.db", args.api_port, len(tallies), helpers, args.timeout)
+        print(f"\ndashboard: {url}/config   (leaders: {url}/   API docs: {url}/docs)")
         keep = args.keep_running
         if keep:
-            pid = worker.process.pid if worker.process else "?"
-            print(f"\nleft running: broker {settings.bootstrap}, worker pid {pid} (topics {prefix}.*)")
-            print(f"stop them with: kill {pid}; copybot kafka stop")
+            pids = " ".join(str(p.pid) for p in [worker.process, *helpers] if p is not None)
+            print(f"left running: broker {settings.bootstrap}, worker, projector and API (topics {prefix}.*)")
+            print(f"stop them with: kill {pids}; copybot kafka stop")
+        else:
+            print("(stopping everything; run `bash scripts/demo --keep-running` to keep the dashboard up)")
         return 0 if same else 1
     finally:
         if not keep:
+            for process in helpers:
+                process.terminate()
+                process.wait(timeout=30)
             worker.stop()
             if started_broker:
                 broker.stop(broker_settings)
+
+
+def _start_read_side(
+    env: dict[str, str],
+    db: Path,
+    port: int,
+    leaders: int,
+    processes: list[subprocess.Popen[bytes]],
+    timeout_s: float,
+) -> str:
+    """Start the projector and the API on `db`; return the dashboard URL once it shows every leader."""
+    url = f"http://127.0.0.1:{port}"
+    _step(f"projector into {db.relative_to(ROOT)} and the dashboard on {url}")
+    for args, log in (
+        (["project", "--db", str(db)], "demo-projector.log"),
+        (["api", "--db", str(db), "--port", str(port)], "demo-api.log"),
+    ):
+        with (ROOT / "out" / log).open("wb") as handle:
+            processes.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", "streams.cli", *args],
+                    env=env,
+                    cwd=ROOT,
+                    stdout=handle,
+                    stderr=subprocess.STDOUT,
+                )
+            )
+
+    def shows_every_leader() -> bool:
+        for process in processes:
+            if process.poll() is not None:
+                raise RuntimeError(
+                    "the projector or the API exited; see out/demo-projector.log, out/demo-api.log"
+                )
+        try:
+            with urllib.request.urlopen(f"{url}/api/budgeted-dynamic/summary", timeout=2) as response:
+                body = orjson.loads(response.read())
+        except OSError:
+            return False
+        rows = body if isinstance(body, list) else body.get("leaders", [])
+        return len(rows) >= leaders
+
+    wait_until(shows_every_leader, timeout_s, "the dashboard to show every leader", poll_s=0.25)
+    return url
 
 
 def _covers(trades: set[tuple[str, str]]) -> Any:

@@ -1,0 +1,227 @@
+"""The dashboard in a real browser (headless Debian Chromium driven by Playwright) against a live system:
+a real broker, a worker, the projection consumer and the API, each its own process.
+
+Needs ``/usr/bin/chromium`` (``apt-get install -y chromium``) and the ``playwright`` package; Playwright's
+own browser download is never used.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from streams.client import CopybotClient
+from streams.settings import Settings
+from tests.integration.conftest import free_ports
+from tests.integration.live import (
+    SAMPLE_TAPE,
+    LiveSystem,
+    accepted_trades,
+    replay_attempts,
+    tape_events,
+    wait_until,
+)
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = ROOT / "out" / "test-artifacts"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+LEADER = "bob"
+NEW_RATE_PCT = "0.3700%"  # r_min = r_max = 0.37 % forces r_u whatever E_u is
+AFTER_TAPE_MS = 1_793_628_369_097 + 60_000  # past the sample tape's last trade and finish tick
+
+
+def _spawn(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            [sys.executable, *args],
+            env=env,
+            cwd=ROOT,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=30)
+
+
+def _publish_trade(settings: Settings, n: int) -> str:
+    """A new BUY of the leader after the tape, and a tick that closes its window; returns its tradeId."""
+    trade_id = f"dashboard-{n}"
+    at = AFTER_TAPE_MS + n * 30_000
+
+    async def send() -> None:
+        async with CopybotClient(settings, client_id="dashboard-test") as client:
+            await client.publish(
+                {
+                    "kind": "leaderTrade",
+                    "tradeId": trade_id,
+                    "followedUserId": LEADER,
+                    "assetId": "dash-asset",
+                    "marketId": None,
+                    "side": "BUY",
+                    "priceMicros": 500_000,
+                    "shareMicros": 200_000_000,
+                    "notionalMicros": 100_000_000,
+                    "detectTimeMs": at,
+                }
+            )
+            await client.publish_tick(at + 10_000)
+            await client.flush()
+
+    # Playwright's sync API runs an event loop in this thread: publish from a thread of our own
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, send()).result(timeout=60)
+    return trade_id
+
+
+@pytest.fixture
+def live_api(kafka_bootstrap: str, tmp_path: Path) -> Iterator[tuple[str, LiveSystem]]:
+    """The sample tape decided by a worker, projected continuously into SQLite and served by the API."""
+    system = LiveSystem(kafka_bootstrap, tmp_path)
+    processes: list[subprocess.Popen[bytes]] = []
+    try:
+        system.worker().start()
+        system.publish(SAMPLE_TAPE, "--ordered", "--finish")
+        system.attempts_covering(accepted_trades(tape_events(SAMPLE_TAPE)))
+        db = str(tmp_path / "dashboard.db")
+        env = {k: v for k, v in system.env.items() if k != "COPYBOT_API_TOKEN"}
+        processes.append(_spawn(["-m", "projections.consumer", "--db", db], env, tmp_path / "projector.log"))
+        (port,) = free_ports(1)
+        processes.append(
+            _spawn(["-m", "projections.api", "--db", db, "--port", str(port)], env, tmp_path / "api.log")
+        )
+        base = f"http://127.0.0.1:{port}"
+
+        def healthy() -> bool:
+            for process in processes:
+                if process.poll() is not None:
+                    logs = "\n".join(p.read_text() for p in tmp_path.glob("*.log"))
+                    raise RuntimeError(f"a process exited:\n{logs[-4000:]}")
+            try:
+                return httpx.get(f"{base}/healthz", timeout=2).status_code == 200
+            except httpx.TransportError:
+                return False
+
+        wait_until(healthy, 60, "the API to answer /healthz")
+        expected = len(replay_attempts(SAMPLE_TAPE.read_bytes().splitlines()))
+
+        def projected() -> bool:
+            return int(httpx.get(f"{base}/api/copy-attempts?limit=1", timeout=5).json()["total"]) >= expected
+
+        wait_until(projected, 120, "the projector to catch up with the worker", poll_s=0.2)
+        yield base, system
+    finally:
+        for process in reversed(processes):
+            _stop(process)
+        system.close()
+
+
+def test_dashboard_sets_an_override_and_shows_the_new_rate(live_api: tuple[str, LiveSystem]) -> None:
+    from playwright.sync_api import sync_playwright
+
+    assert CHROMIUM.exists(), "install Debian's Chromium: apt-get install -y chromium"
+    base, system = live_api
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1300, "height": 1000})
+            posts: list[str] = []
+            page.on("request", lambda r: posts.append(r.url) if r.method == "POST" else None)
+            page.goto(f"{base}/config?leader={LEADER}")
+            rate_cell = page.locator(f"tr[data-leader='{LEADER}'] td.r-u")
+            assert rate_cell.inner_text() != NEW_RATE_PCT
+
+            # An invalid override is stopped in the browser, with the error next to its field
+            page.select_option("#u-sizingMode", "budgetedDynamic")
+            page.fill("#u-rMinPct", "5")
+            page.fill("#u-rMaxPct", "1")
+            page.fill("#u-budgetUsd", "abc")
+            page.click("#u-save")
+            assert "r_min must be ≤ r_max" in page.inner_text("#u-rMinPct-error")
+            assert "number" in page.inner_text("#u-budgetUsd-error")
+            assert posts == []
+
+            # An error only the server finds (the kill switch off makes r_min > r_max pass the UI's checks)
+            # comes back as a 422 and is shown next to the field too; nothing is published
+            page.uncheck("#g-budgetedDynamicEnabled")
+            page.fill("#g-rMinPct", "9")
+            page.fill("#g-rMaxPct", "2")
+            page.click("#g-save")
+            page.wait_for_function("document.getElementById('g-rMinPct-error').textContent.length > 0")
+            assert "must be ≤ budgetRMaxBps" in page.inner_text("#g-rMinPct-error")
+            assert posts == [f"{base}/api/config/global"]
+
+            # A valid override is published
+            page.goto(f"{base}/config?leader={LEADER}")
+            page.select_option("#u-sizingMode", "budgetedDynamic")
+            page.fill("#u-budgetUsd", "60")
+            page.fill("#u-rMinPct", "0.37")
+            page.fill("#u-rMaxPct", "0.37")
+            page.click("#u-save")
+            page.wait_for_function("document.getElementById('u-status').textContent.includes('Published')")
+            assert page.inner_text("#u-rMinPct-error") == ""
+
+            # Once the worker and the projector catch up, the summary shows the new r_u: a new trade of the
+            # leader is decided under the new config (another is sent if one was decided before the worker
+            # saw the change)
+            state: dict[str, Any] = {"n": 0, "pending": None}
+
+            def new_rate_shown() -> bool:
+                page.reload()
+                if page.locator(f"tr[data-leader='{LEADER}'] td.r-u").inner_text() == NEW_RATE_PCT:
+                    return True
+                recent = httpx.get(
+                    f"{base}/api/copy-attempts", params={"leader": LEADER, "limit": 5}, timeout=5
+                ).json()["items"]
+                decided = any(state["pending"] in a["tradeIds"] for a in recent)
+                if state["pending"] is None or decided:
+                    state["n"] += 1
+                    state["pending"] = _publish_trade(system.settings, state["n"])
+                return False
+
+            wait_until(
+                new_rate_shown, 120, f"r_u {NEW_RATE_PCT} for {LEADER} in the summary table", poll_s=0.5
+            )
+            assert page.locator(f"tr[data-leader='{LEADER}'] td.r-min").inner_text() == "0.37%"
+            page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
+
+            # The leader's page shows the tiles and the chart
+            page.goto(f"{base}/users/{LEADER}")
+            assert page.inner_text("#tile-r-u .v") == NEW_RATE_PCT
+            for tile in ("#tile-e-u", "#tile-b-u", "#tile-headroom", "#tile-utilization"):
+                assert page.locator(tile).count() == 1
+            assert page.locator("#exposure-chart polyline").count() == 2
+            page.screenshot(path=str(ARTIFACTS / "dashboard-user.png"), full_page=True)
+        finally:
+            browser.close()

@@ -1,0 +1,449 @@
+"""The HTTP API and pages (projections/api.py) over a SQLite projection of the sample tape.
+
+The database is filled by the projection code itself (decode -> BatchProjection -> store, as the consumer
+does, without Kafka) from ``copybot replay`` of the sample tape; config writes go to an in-memory gateway
+that validates and "publishes" exactly like ``copybot config set-*``.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import sys
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from fastapi.testclient import TestClient
+
+from models.config import ConfigStore, Scope, apply_change
+from models.state import PartitionState
+from models.summary import LeaderSummary, summarize
+from projections import api
+from projections.consumer import Decoded, decode_attempt, project_batch
+from projections.store import ProjectionStore
+from streams.client import KafkaUnavailable
+from streams.configcmd import Assignment, SetResult, build_change, fold
+from streams.replay import ReplayResult, replay
+from streams.serde import decode_event, peek
+from streams.settings import CONFIG_CHANGES, COPY_ATTEMPTS, SNAPSHOTS
+
+ROOT = Path(__file__).resolve().parents[2]
+SAMPLE_TAPE = ROOT / "examples" / "sample-tape.jsonl"
+TOKEN = "s3cret-token"
+
+
+class MemoryGateway:
+    """Config in memory: builds, validates and 'publishes' changes like ``copybot config set-*``."""
+
+    def __init__(self, store: ConfigStore) -> None:
+        self.store = store
+        self.published: list[dict[str, Any]] = []
+
+    async def load(self) -> ConfigStore:
+        return self.store
+
+    async def submit(self, scope: Scope, leader: str | None, assignments: Sequence[Assignment]) -> SetResult:
+        change_id = f"api-change-{len(self.published) + 1}"
+        raw, change = build_change(self.store, scope, leader, assignments, change_id, 1_800_000_000_000)
+        outcome = apply_change(self.store, change)
+        if outcome.store is None:
+            return SetResult(change_id, outcome, None, ())
+        self.store = outcome.store
+        self.published.append(orjson.loads(raw))
+        return SetResult(change_id, outcome, "memory:0:0", ())
+
+
+class Sample:
+    """The sample tape replayed, and its attempts, snapshots and config changes."""
+
+    def __init__(self) -> None:
+        lines = SAMPLE_TAPE.read_bytes().splitlines()
+        out = io.BytesIO()
+        self.result: ReplayResult = replay(lines, out, io.BytesIO(), PartitionState(), tally=True)
+        self.attempt_lines = out.getvalue().splitlines()
+        self.attempts = [orjson.loads(line) for line in self.attempt_lines]
+        kinds = [(peek(line) or {}).get("kind") for line in lines]
+        self.snapshots = [line for line, k in zip(lines, kinds, strict=True) if k == "portfolioSnapshot"]
+        self.changes = [line for line, k in zip(lines, kinds, strict=True) if k == "configChange"]
+        self.summary: dict[str, LeaderSummary] = {
+            r.leader_id: r for r in summarize(self.result.state, self.result.tallies)
+        }
+
+    def project_into(self, db: str) -> None:
+        """Project as the consumer does: config changes, then snapshots, then attempts, in batches."""
+        store = ProjectionStore(db)
+        store.create_schema()
+        try:
+            for topic, lines in ((CONFIG_CHANGES, self.changes), (SNAPSHOTS, self.snapshots)):
+                decoded: list[Decoded] = [
+                    (topic, 0, i, decode_event(line), line.decode()) for i, line in enumerate(lines)
+                ]
+                project_batch(store, decoded, {(topic, 0): len(lines)})
+            for start in range(0, len(self.attempt_lines), 700):
+                chunk = self.attempt_lines[start : start + 700]
+                decoded = [
+                    (COPY_ATTEMPTS, 0, start + i, decode_attempt(line), line.decode())
+                    for i, line in enumerate(chunk)
+                ]
+                project_batch(store, decoded, {(COPY_ATTEMPTS, 0): start + len(chunk)})
+        finally:
+            store.close()
+
+
+@pytest.fixture(scope="module")
+def sample() -> Sample:
+    return Sample()
+
+
+@pytest.fixture(scope="module")
+def db(sample: Sample, tmp_path_factory: pytest.TempPathFactory) -> str:
+    path = str(tmp_path_factory.mktemp("api") / "projection.db")
+    sample.project_into(path)
+    return path
+
+
+@pytest.fixture
+def gateway(sample: Sample) -> MemoryGateway:
+    return MemoryGateway(fold(sample.changes).store)
+
+
+@pytest.fixture
+def client(db: str, gateway: MemoryGateway) -> Iterator[TestClient]:
+    with TestClient(api.create_app(db, gateway)) as c:
+        yield c
+
+
+# --- summary ------------------------------------------------------------------------------------------
+
+
+def test_summary_equals_the_replay_of_the_sample_tape(client: TestClient, sample: Sample) -> None:
+    # Given the sample tape replayed by the decision core and projected into SQLite
+    last: dict[str, dict[str, Any]] = {}
+    for a in sample.attempts:
+        last[a["followedUserId"]] = a
+    # When the summary is read
+    response = client.get("/api/budgeted-dynamic/summary")
+    # Then each leader's configured figures, E_u, r_u and counts are the replay's
+    assert response.status_code == 200
+    rows = {r["id"]: r for r in response.json()}
+    assert set(rows) == set(sample.summary)
+    for leader, s in sample.summary.items():
+        r = rows[leader]
+        assert r["label"] == s.label
+        assert r["sizingMode"] == s.sizing_mode
+        assert r["budgetedDynamicActive"] == s.budgeted_dynamic_active
+        assert r["budgetEnforcement"] == s.budget_enforcement
+        assert r["budgetUsdc"] == s.budget_micros / 1e6
+        assert r["leaderExposureUsdc"] == (
+            None if s.leader_exposure_micros is None else s.leader_exposure_micros / 1e6
+        )
+        assert (r["executed"], r["skipped"], r["trades"]) == (s.executed, s.skipped, s.trades)
+        # r_u and our exposure as of the leader's last decision (the projection's contract)
+        a = last[leader]
+        assert r["rU"] == pytest.approx(a["sizing"]["rU"] * 100)
+        ours = a["budget"]["currentExposureMicros"]
+        if a["decision"] == "EXECUTE":
+            t = a["targetNotionalMicros"]
+            ours = max(0, ours - t) if a["budget"]["reducing"] else ours + t
+        assert r["execExposureUsdc"] == ours / 1e6
+        if s.headroom_micros is None:
+            assert r["budgetHeadroomUsdc"] is None
+        else:
+            assert r["budgetHeadroomUsdc"] == (s.budget_micros - ours) / 1e6
+        if s.budget_micros > 0:
+            assert r["utilizationPct"] == pytest.approx(ours / s.budget_micros * 100)
+
+
+def test_summary_rates_are_percent(client: TestClient, gateway: MemoryGateway) -> None:
+    rows = client.get("/api/budgeted-dynamic/summary").json()
+    for r in rows:
+        cfg = gateway.store.for_leader(r["id"])
+        assert r["rMin"] == cfg.budget_r_min_bps / 100
+        assert r["rMax"] == cfg.budget_r_max_bps / 100
+
+
+# --- a leader ------------------------------------------------------------------------------------------
+
+
+def test_user_detail(client: TestClient, sample: Sample) -> None:
+    leader = "whale"
+    mine = [a for a in sample.attempts if a["followedUserId"] == leader]
+    detail = client.get(f"/api/users/{leader}").json()
+    assert detail["summary"]["id"] == leader
+    recent = detail["recentAttempts"]
+    assert len(recent) == min(api.RECENT_ATTEMPTS, len(mine))
+    assert [a["decidedAtMs"] for a in recent] == sorted((a["decidedAtMs"] for a in recent), reverse=True)
+    assert recent[0]["decidedAtMs"] == max(a["decidedAtMs"] for a in mine)
+    assert detail["skipReasons"] == dict(sample.result.tallies[leader].skip_reasons)
+    assert list(detail["skipReasons"].values()) == sorted(detail["skipReasons"].values(), reverse=True)
+    assert all(k in ("rMin", "rMax", "min", "max", "bankroll", "hardCap") for k in detail["clamps"])
+    history = detail["exposureHistory"]
+    assert 0 < len(history) <= api.HISTORY_POINTS
+    assert [p["t"] for p in history] == sorted(p["t"] for p in history)
+    assert history[-1]["execExposureUsdc"] == detail["summary"]["execExposureUsdc"]
+
+
+def test_unknown_user_is_404(client: TestClient) -> None:
+    assert client.get("/api/users/nobody").status_code == 404
+    assert client.get("/users/nobody").status_code == 404
+
+
+# --- copy attempts ------------------------------------------------------------------------------------
+
+
+def test_copy_attempts_filters_and_totals(client: TestClient, sample: Sample) -> None:
+    attempts = sample.attempts
+    assert client.get("/api/copy-attempts").json()["total"] == len(attempts)
+    page = client.get("/api/copy-attempts", params={"leader": "alice", "decision": "SKIP"}).json()
+    expected = [a for a in attempts if a["followedUserId"] == "alice" and a["decision"] == "SKIP"]
+    assert page["total"] == len(expected)
+    assert all(a["followedUserId"] == "alice" and a["decision"] == "SKIP" for a in page["items"])
+    reasons = Counter(a["reasonCodes"][0] for a in attempts if a["reasonCodes"])
+    reason, count = reasons.most_common(1)[0]
+    assert client.get("/api/copy-attempts", params={"reason": reason}).json()["total"] == count
+    times = sorted(a["decidedAtMs"] for a in attempts)
+    lo, hi = times[len(times) // 4], times[len(times) // 2]
+    window = client.get("/api/copy-attempts", params={"from": lo, "to": hi}).json()
+    assert window["total"] == sum(lo <= t < hi for t in times)
+
+
+def test_offset_and_cursor_pagination_cover_every_attempt_once(client: TestClient, sample: Sample) -> None:
+    leader = "bob"
+    expected = {a["attemptId"] for a in sample.attempts if a["followedUserId"] == leader}
+    by_offset: list[str] = []
+    offset = 0
+    while True:
+        page = client.get(
+            "/api/copy-attempts", params={"leader": leader, "limit": 37, "offset": offset}
+        ).json()
+        by_offset += [a["attemptId"] for a in page["items"]]
+        if len(page["items"]) < 37:
+            break
+        offset += 37
+    by_cursor: list[str] = []
+    params: dict[str, Any] = {"leader": leader, "limit": 37}
+    while True:
+        page = client.get("/api/copy-attempts", params=params).json()
+        by_cursor += [a["attemptId"] for a in page["items"]]
+        if page["nextCursor"] is None:
+            break
+        params["cursor"] = page["nextCursor"]
+    assert by_offset == by_cursor
+    assert len(by_cursor) == len(set(by_cursor)) == len(expected)
+    assert set(by_cursor) == expected
+
+
+def test_bad_attempt_queries_are_422(client: TestClient) -> None:
+    assert client.get("/api/copy-attempts", params={"cursor": "nonsense"}).status_code == 422
+    assert client.get("/api/copy-attempts", params={"limit": 5000}).status_code == 422
+    assert client.get("/api/copy-attempts", params={"decision": "MAYBE"}).status_code == 422
+    assert client.get("/api/copy-attempts", params={"from": "yesterday"}).status_code == 422
+
+
+# --- config -------------------------------------------------------------------------------------------
+
+
+def test_get_config(client: TestClient, gateway: MemoryGateway) -> None:
+    body = client.get("/api/config/global").json()
+    assert body["sections"] == gateway.store.global_docs
+    assert body["configVersion"] == gateway.store.version
+    assert (
+        body["effective"]["budgetedDynamicEnabled"] == gateway.store.global_effective.budgeted_dynamic_enabled
+    )
+    user = client.get("/api/config/user/whale").json()
+    assert user["sections"] == gateway.store.user_docs["whale"]
+    assert user["effective"]["budgetUsdcMicros"] == gateway.store.for_leader("whale").budget_usdc_micros
+    assert client.get("/api/config/user/newcomer").json()["sections"] == {}
+
+
+def test_post_user_config_publishes_a_change_that_keeps_other_keys(
+    client: TestClient, gateway: MemoryGateway
+) -> None:
+    before = dict(gateway.store.user_docs["whale"].get("sizing", {}))
+    assert before, "the sample tape sets whale overrides"
+    response = client.post(
+        "/api/config/user/whale",
+        json={"sizing": {"budgetRMinBps": 1, "budgetRMaxBps": 2, "minLeaderTradeNotionalMicros": None}},
+    )
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["changeId"] == "api-change-1"
+    assert body["warnings"] == []
+    (published,) = gateway.published
+    assert published["scope"] == "USER"
+    assert published["followedUserId"] == "whale"
+    expected = {k: v for k, v in before.items() if k != "minLeaderTradeNotionalMicros"}
+    assert published["sizing"] == {**expected, "budgetRMinBps": 1, "budgetRMaxBps": 2}
+    assert gateway.store.for_leader("whale").budget_r_max_bps == 2
+
+
+def test_post_returns_warnings(client: TestClient, gateway: MemoryGateway) -> None:
+    response = client.post("/api/config/user/alice", json={"sizing": {"budgetedDynamicEnabled": True}})
+    assert response.status_code == 200
+    assert any("GLOBAL only" in w for w in response.json()["warnings"])
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        ({"sizing": {"budgetRMinBps": 500, "budgetRMaxBps": 100}}, "sizing.budgetRMinBps: must be ≤"),
+        ({"sizing": {"budgetUsdcMicros": -1}}, "sizing.budgetUsdcMicros: must be ≥ 0"),
+        ({"sizing": {"budgetUsdcMicros": "60"}}, "sizing.budgetUsdcMicros: expected an integer"),
+        ({"sizing": {"sizingMode": "yolo"}}, "sizing.sizingMode: expected one of"),
+        ({"sizing": {"noSuchKey": 1}}, "sizing.noSuchKey: unknown key"),
+        ({"nope": {"x": 1}}, "nope: unknown section"),
+        ({"sizing": 5}, "sizing: expected an object"),
+        ({}, "nothing to change"),
+        ([1, 2], "body: expected a JSON object"),
+    ],
+)
+def test_invalid_global_config_is_422_with_per_key_errors(
+    client: TestClient, gateway: MemoryGateway, body: Any, expected: str
+) -> None:
+    response = client.post("/api/config/global", json=body)
+    assert response.status_code == 422
+    errors = response.json()["errors"]
+    assert any(expected in e for e in errors), errors
+    assert gateway.published == []
+
+
+def test_invalid_user_config_names_the_leader_and_key(client: TestClient, gateway: MemoryGateway) -> None:
+    response = client.post("/api/config/user/alice", json={"buffering": {"enabled": True}})
+    assert response.status_code == 422
+    assert response.json()["errors"] == ["buffering: section not allowed in a USER change"]
+    response = client.post(
+        "/api/config/user/alice", json={"sizing": {"sizingMode": "budgetedDynamic", "budgetUsdcMicros": 0}}
+    )
+    if gateway.store.global_effective.budgeted_dynamic_enabled:
+        assert response.status_code == 422
+        assert response.json()["errors"] == [
+            "leader alice: sizing.budgetUsdcMicros: "
+            "must be > 0 while Budgeted Dynamic is active for this leader"
+        ]
+    assert client.post("/api/config/global", content=b"{not json").status_code == 422
+    assert gateway.published == []
+
+
+def test_writes_need_the_token_when_one_is_set(db: str, gateway: MemoryGateway) -> None:
+    with TestClient(api.create_app(db, gateway, token=TOKEN)) as c:
+        body = {"sizing": {"budgetRMaxBps": 120}}
+        assert c.post("/api/config/global", json=body).status_code == 401
+        wrong = {"Authorization": "Bearer nope"}
+        assert c.post("/api/config/global", json=body, headers=wrong).status_code == 401
+        assert gateway.published == []
+        right = {"Authorization": f"Bearer {TOKEN}"}
+        assert c.post("/api/config/global", json=body, headers=right).status_code == 200
+        assert c.post("/api/config/user/bob", json=body, headers=wrong).status_code == 401
+        assert c.get("/api/config/global").status_code == 200  # reads stay open
+        assert "api-token" in c.get("/config").text
+    assert len(gateway.published) == 1
+
+
+def test_non_loopback_bind_without_a_token_is_refused(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv(api.TOKEN_ENV, raising=False)
+    assert api.main(["--host", "0.0.0.0", "--db", ":memory:"]) == 2
+    assert "refusing" in capsys.readouterr().err
+    assert api.is_loopback("127.0.0.1")
+    assert api.is_loopback("::1")
+    assert api.is_loopback("localhost")
+    assert not api.is_loopback("0.0.0.0")
+    assert not api.is_loopback("example.com")
+
+
+# --- ops ----------------------------------------------------------------------------------------------
+
+
+def test_healthz_and_metrics(client: TestClient, sample: Sample) -> None:
+    assert client.get("/healthz").json() == {"status": "ok"}
+    text = client.get("/metrics").text
+    executed = sum(a["decision"] == "EXECUTE" for a in sample.attempts)
+    assert f'copybot_copy_attempts_total{{decision="EXECUTE"}} {executed}' in text
+    assert f'copybot_copy_attempts_total{{decision="SKIP"}} {len(sample.attempts) - executed}' in text
+    assert 'copybot_leader_utilization_ratio{leader="alice"}' in text
+    assert f'copybot_projection_next_offset{{topic="{COPY_ATTEMPTS}",partition="0"}}' in text
+
+
+def test_openapi_lists_the_endpoints(client: TestClient) -> None:
+    paths = client.get("/openapi.json").json()["paths"]
+    for path in (
+        "/api/budgeted-dynamic/summary",
+        "/api/users/{leader_id}",
+        "/api/copy-attempts",
+        "/api/config/global",
+        "/api/config/user/{leader_id}",
+        "/healthz",
+        "/metrics",
+    ):
+        assert path in paths
+    assert client.get("/docs").status_code == 200
+
+
+# --- pages --------------------------------------------------------------------------------------------
+
+
+def test_pages_render(client: TestClient, sample: Sample) -> None:
+    overview = client.get("/").text
+    for leader in sample.summary:
+        assert f"data-leader='{leader}'" in overview
+    config = client.get("/config", params={"leader": "whale"}).text
+    for field in ("g-budgetedDynamicEnabled", "g-sizingMode", "g-budgetUsd", "g-rMinPct", "g-rMaxPct"):
+        assert f"id='{field}'" in config
+    assert "id='u-budgetEnforcement'" in config
+    assert "inherit (" in config
+    assert "id='summary'" in config
+    user = client.get("/users/alice").text
+    for tile in ("tile-e-u", "tile-b-u", "tile-r-u"):
+        assert tile in user
+    assert "<svg id='exposure-chart'" in user
+    assert "recent-attempts" in user
+    assert "skip-reasons" in user
+
+
+def test_empty_database_serves_empty_pages(tmp_path: Path, gateway: MemoryGateway) -> None:
+    with TestClient(api.create_app(str(tmp_path / "empty.db"), gateway)) as c:
+        assert c.get("/api/budgeted-dynamic/summary").json() == []
+        assert c.get("/api/copy-attempts").json()["total"] == 0
+        assert c.get("/").status_code == 200
+        assert c.get("/config").status_code == 200
+
+
+# --- the API process never imports Faust ---------------------------------------------------------------
+
+
+def test_the_api_never_imports_faust() -> None:
+    code = (
+        "import sys, projections.api, projections.web; print('faust' in sys.modules, 'mode' in sys.modules)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=os.environ, capture_output=True, text=True, check=True
+    )
+    assert result.stdout.split() == ["False", "False"], result.stderr
+
+
+class DownGateway:
+    """Kafka unreachable."""
+
+    async def load(self) -> ConfigStore:
+        raise KafkaUnavailable("cannot reach Kafka at 127.0.0.1:1: refused")
+
+    async def submit(self, scope: Scope, leader: str | None, assignments: Sequence[Assignment]) -> SetResult:
+        raise KafkaUnavailable("cannot reach Kafka at 127.0.0.1:1: refused")
+
+
+def test_kafka_down_is_503_with_the_reason(db: str) -> None:
+    with TestClient(api.create_app(db, DownGateway())) as c:
+        assert c.get("/api/config/global").status_code == 503
+        response = c.post("/api/config/global", json={"sizing": {"budgetRMaxBps": 100}})
+        assert response.status_code == 503
+        assert "cannot reach Kafka" in response.json()["errors"][0]
+        page = c.get("/config")
+        assert page.status_code == 200
+        assert "config-problem" in page.text
+        assert c.get("/api/budgeted-dynamic/summary").status_code == 200  # reads need only the database
