@@ -35,7 +35,12 @@ def apply_bps(amount_micros: int, rate_bps: int) -> int:
 def iso_ms(time_ms: int) -> str:
     """ISO-8601 UTC with milliseconds, e.g. ``1970-01-01T00:16:40.000Z``."""
     minute, millis = divmod(time_ms, 60_000)
-    return f"{_iso_minute(minute)}{millis // 1000:02d}.{millis % 1000:03d}Z"
+    seconds, millis = divmod(millis, 1000)
+    return _iso_minute(minute) + _SECONDS[seconds] + _MILLIS[millis]  # lookups: this is the hot path
+
+
+_SECONDS = [f"{s:02d}." for s in range(60)]
+_MILLIS = [f"{ms:03d}Z" for ms in range(1000)]
 
 
 @lru_cache(maxsize=4096)

@@ -15,7 +15,15 @@ from models.engine import finish, process
 from models.events import DeadLetter, LeaderTrade, Output
 from models.state import PartitionState
 from models.summary import LeaderTally
-from streams.serde import MAX_DEAD_LETTER_VALUE, DecodeError, decode_event, encode, key_for_raw, topic_for_raw
+from streams.serde import (
+    MAX_DEAD_LETTER_VALUE,
+    DecodeError,
+    decode_event,
+    dumps,
+    encode,
+    key_for_raw,
+    topic_for_raw,
+)
 
 FLUSH_EVERY = 512
 """Output lines buffered before a write."""
@@ -57,7 +65,7 @@ def replay(
         nonlocal executed
         for output in outputs:
             if isinstance(output, dict):
-                attempts.append(encode(output))
+                attempts.append(dumps(output))  # an attempt is a wire dict: straight to JSON
                 if output["decision"] == "EXECUTE":
                     executed += 1
                 if tally:

@@ -430,7 +430,7 @@ def _decide_batch(
             if isinstance(output, dict):  # config reports come from forward_config, once
                 leader_id = output["followedUserId"]
                 dirty.add(leader_id)
-                outgoing.append((attempts_name, leader_id.encode(), encode(output), None, None))
+                outgoing.append((attempts_name, leader_id.encode(), orjson.dumps(output), None, None))
                 counters.attempts += 1
     return dirty
 
