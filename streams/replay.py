@@ -12,12 +12,12 @@ from dataclasses import dataclass, field
 from typing import BinaryIO
 
 from models.engine import finish, process
-from models.events import DeadLetter, LeaderTrade, Output
+from models.events import LeaderTrade, Output
 from models.state import PartitionState
 from models.summary import LeaderTally
 from streams.serde import (
-    MAX_DEAD_LETTER_VALUE,
     DecodeError,
+    dead_letter,
     decode_event,
     dumps,
     encode,
@@ -90,7 +90,11 @@ def replay(
             event = decode_event(line)
         except DecodeError as exc:
             result.dead_letters += 1
-            diagnostics.append(encode(dead_letter(line.strip(), offset, str(exc), st.clock_ms)))
+            raw = line.strip()
+            letter = dead_letter(
+                topic_for_raw(raw, "replay"), 0, offset, key_for_raw(raw), raw, str(exc), st.clock_ms
+            )
+            diagnostics.append(encode(letter))
         else:
             if type(event) is LeaderTrade:
                 trades += 1
@@ -112,17 +116,3 @@ def replay(
         diagnostics_out.write(b"\n".join(diagnostics) + b"\n")
     result.events, result.trades, result.attempts, result.executed = events, trades, written, executed
     return result
-
-
-def dead_letter(raw: bytes, offset: int, error: str, clock_ms: int) -> DeadLetter:
-    """The dead letter of a tape line that failed to decode (SPEC 12.9)."""
-    text = raw.decode("utf-8", errors="replace")
-    return DeadLetter(
-        source_topic=topic_for_raw(raw, "replay"),
-        partition=0,
-        offset=offset,
-        key=key_for_raw(raw),
-        value=text[:MAX_DEAD_LETTER_VALUE],
-        error=error,
-        at_ms=clock_ms,
-    )

@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 from pydantic import BaseModel, ValidationError
 
-from models.events import INPUT_EVENT, TOPIC_OF_KIND, ConfigChange, LeaderTrade, PortfolioSnapshot, Tick
+from models.events import (
+    INPUT_EVENT,
+    TOPIC_OF_KIND,
+    ConfigChange,
+    DeadLetter,
+    LeaderTrade,
+    PortfolioSnapshot,
+    Tick,
+)
 
 InputEvent = LeaderTrade | PortfolioSnapshot | ConfigChange | Tick
 _VALIDATE_JSON = INPUT_EVENT.validator.validate_json  # pydantic-core directly: skips a Python layer
@@ -43,6 +51,41 @@ def encode(output: BaseModel | Mapping[str, Any]) -> bytes:
     if isinstance(output, BaseModel):
         return output.model_dump_json(by_alias=True).encode()
     return orjson.dumps(output)
+
+
+def dead_letter(
+    topic: str,
+    partition: int,
+    offset: int,
+    key: bytes | str | None,
+    raw: bytes | None,
+    error: str,
+    at_ms: int,
+) -> DeadLetter:
+    """The ``deadLetter`` record of an input that failed to decode: where it was, its raw value (first
+    1000 characters) and the reason."""
+    text = (raw or b"").decode("utf-8", errors="replace")
+    return DeadLetter(
+        source_topic=topic,
+        partition=partition,
+        offset=offset,
+        key=key.decode("utf-8", errors="replace") if isinstance(key, bytes) else key,
+        value=text[:MAX_DEAD_LETTER_VALUE],
+        error=error,
+        at_ms=at_ms,
+    )
+
+
+EventT = TypeVar("EventT", LeaderTrade, PortfolioSnapshot, ConfigChange, Tick)
+
+
+def decode_expecting(raw: bytes | str, kind: type[EventT]) -> EventT:
+    """Decode an input that must be of one kind (a topic carries one kind); DecodeError otherwise."""
+    event = decode_event(raw)
+    if not isinstance(event, kind):
+        wanted = kind.__name__[0].lower() + kind.__name__[1:]
+        raise DecodeError(f"expected a {wanted} on this topic, got {event.kind}")
+    return event
 
 
 def dumps(value: Any) -> bytes:

@@ -38,9 +38,9 @@ import orjson
 from models.codec import key_time_of, leader_from_json, leader_to_json, partition_from_json, partition_to_json
 from models.config import ConfigStore, apply_change
 from models.engine import process
-from models.events import ConfigRejected, ConfigWarning, DeadLetter
+from models.events import ConfigChange, ConfigRejected, ConfigWarning, PortfolioSnapshot
 from models.state import Journal, PartitionState
-from streams.serde import MAX_DEAD_LETTER_VALUE, DecodeError, decode_event, encode
+from streams.serde import DecodeError, dead_letter, decode_event, decode_expecting, encode
 from streams.settings import (
     CONFIG_CHANGES,
     CONFIG_REPORTS,
@@ -157,24 +157,6 @@ class Counters:
     dead_letters: int = 0
     skipped_redeliveries: int = 0
     by_kind: dict[str, int] = field(default_factory=lambda: defaultdict(int))
-
-
-def dead_letter(
-    topic: str, partition: int, offset: int, key: bytes | None, value: bytes | None, error: str, at_ms: int
-) -> bytes:
-    """A ``deadLetter`` message for an input that failed to decode."""
-    raw = (value or b"").decode("utf-8", errors="replace")
-    return encode(
-        DeadLetter(
-            source_topic=topic,
-            partition=partition,
-            offset=offset,
-            key=key.decode("utf-8", errors="replace") if key is not None else None,
-            value=raw[:MAX_DEAD_LETTER_VALUE],
-            error=error,
-            at_ms=at_ms,
-        )
-    )
 
 
 def create_app(settings: Settings) -> faust.App:
@@ -297,13 +279,11 @@ def create_app(settings: Settings) -> faust.App:
             for event in events:
                 message = event.message
                 try:
-                    snapshot = decode_event(message.value)
-                    if snapshot.kind != "portfolioSnapshot":
-                        raise DecodeError(f"expected a portfolioSnapshot on this topic, got {snapshot.kind}")
+                    snapshot = decode_expecting(message.value, PortfolioSnapshot)
                 except DecodeError as exc:
                     outgoing.append(_dead(message, str(exc), dead_letters_name, counters))
                     continue
-                source = [(SOURCE_HEADER, f"{message.topic}:{message.partition}:{message.offset}".encode())]
+                source = _source_header(message)
                 targets = range(n) if snapshot.followed_user_id is None else [message.partition]
                 outgoing += [(trades_name, message.key, message.value, p, source) for p in targets]
             await send_all(outgoing)
@@ -324,9 +304,7 @@ def create_app(settings: Settings) -> faust.App:
                     continue
                 applied_offset = message.offset
                 try:
-                    change = decode_event(message.value)
-                    if change.kind != "configChange":
-                        raise DecodeError(f"expected a configChange on this topic, got {change.kind}")
+                    change = decode_expecting(message.value, ConfigChange)
                 except DecodeError as exc:
                     outgoing.append(_dead(message, str(exc), dead_letters_name, counters))
                     continue
@@ -341,8 +319,9 @@ def create_app(settings: Settings) -> faust.App:
                         report = ConfigWarning(change_id=change.change_id, warnings=outcome.warnings)
                 if report is not None:
                     outgoing.append((reports_name, change.change_id.encode(), encode(report), None, None))
-                source = [(SOURCE_HEADER, f"{message.topic}:{message.partition}:{message.offset}".encode())]
-                outgoing += [(trades_name, message.key, message.value, p, source) for p in range(n)]
+                outgoing += [
+                    (trades_name, message.key, message.value, p, _source_header(message)) for p in range(n)
+                ]
             await send_all(outgoing)
             saved_store = orjson.dumps({"store": store.to_json(), "offset": applied_offset})
             config_table.data[b"store"] = saved_store
@@ -371,20 +350,21 @@ def create_app(settings: Settings) -> faust.App:
     return app
 
 
+def _source_header(message: Any) -> list[tuple[str, bytes]]:
+    """The header naming the original of a message the worker copies into the decision log."""
+    return [(SOURCE_HEADER, f"{message.topic}:{message.partition}:{message.offset}".encode())]
+
+
 def _dead(
-    message: Any, error: str, dead_letters_name: str, counters: Counters
+    message: Any, error: str, dead_letters_name: str, counters: Counters, at_ms: int | None = None
 ) -> tuple[str, None, bytes, None, None]:
+    """A dead letter for `message`, at the partition clock (the decision log) or the wall clock."""
     counters.dead_letters += 1
-    value = dead_letter(
-        message.topic,
-        message.partition,
-        message.offset,
-        message.key,
-        message.value,
-        error,
-        int(time.time() * 1000),
+    at = int(time.time() * 1000) if at_ms is None else at_ms
+    letter = dead_letter(
+        message.topic, message.partition, message.offset, message.key, message.value, error, at
     )
-    return (dead_letters_name, None, value, None, None)
+    return (dead_letters_name, None, encode(letter), None, None)
 
 
 def _decide_batch(
@@ -408,19 +388,7 @@ def _decide_batch(
         try:
             decoded = decode_event(message.value)
         except DecodeError as exc:
-            counters.dead_letters += 1
-            outgoing.append(
-                (
-                    dead_letters_name,
-                    None,
-                    dead_letter(
-                        message.topic, message.partition, message.offset, message.key, message.value,
-                        str(exc), state.clock_ms,
-                    ),
-                    None,
-                    None,
-                )
-            )  # fmt: skip
+            outgoing.append(_dead(message, str(exc), dead_letters_name, counters, state.clock_ms))
             continue
         if decoded.kind in ("leaderTrade", "portfolioSnapshot"):
             leader_of_event = decoded.followed_user_id
