@@ -29,7 +29,7 @@ import sys
 import time
 from collections import defaultdict
 from collections.abc import Awaitable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import faust
@@ -156,7 +156,6 @@ class Counters:
     attempts: int = 0
     dead_letters: int = 0
     skipped_redeliveries: int = 0
-    by_kind: dict[str, int] = field(default_factory=lambda: defaultdict(int))
 
 
 def create_app(settings: Settings) -> faust.App:
