@@ -102,9 +102,11 @@ def _advance(state: PartitionState, now_ms: int, out: list[Output]) -> None:
             if bucket is None or bucket.seq != seq or bucket.scheduled_ms != deadline:
                 continue  # flushed already, or superseded by an earlier entry
             actual = bucket_deadline(bucket, state.config.global_effective)
-            if actual <= now_ms:
+            if actual == deadline:
                 out.append(_flush(state, leader, key, bucket))  # type: ignore[arg-type]
-            else:  # trades joined it since: wait for its real deadline
+            else:
+                # Its deadline moved later (trades joined it, or the config changed): re-queue it at the
+                # real one, so whatever falls due in between is decided first, in deadline order.
                 bucket.scheduled_ms = actual
                 heapq.heappush(heap, (actual, seq, BUCKET, leader_id, key))
 

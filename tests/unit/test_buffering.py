@@ -594,3 +594,18 @@ def test_every_accepted_trade_is_in_exactly_one_attempt_with_buffering() -> None
     assert all(a["bufferedTradeCount"] == len(a["tradeIds"]) for a in driver.attempts)
     assert len({a["attemptId"] for a in driver.attempts}) == len(driver.attempts)
     assert pending(driver, "u1") == pending(driver, "u2") == {}
+
+
+def test_a_bucket_whose_deadline_moved_later_is_decided_after_what_falls_due_before_it() -> None:
+    # Given a bucket due at +100 ms, then a config change that moves its deadline to +2,500 ms
+    # (buffering off again) and a trade that opens an aggregation window ending at +250 ms
+    driver = Driver(
+        global_change(buffering={"enabled": True, "quietFlushMs": 50, "maxBufferMs": 100}),
+        trade(trade_id="small", at=T0, notional=0),
+        global_change(buffering={}),
+        trade(trade_id="windowed", at=T0, notional=0),
+    )
+    # When the clock jumps past both
+    driver.feed(tick(T0 + 2_500))
+    # Then the window (due at +250) is decided before the bucket (due at +2,500 now), as a restart would
+    assert [a["tradeIds"] for a in driver.attempts] == [["windowed"], ["small"]]
