@@ -38,7 +38,6 @@ import contextlib
 import dataclasses
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -59,6 +58,7 @@ sys.path.insert(0, str(ROOT))
 
 from models.events import LeaderTrade  # noqa: E402
 from streams import broker  # noqa: E402
+from streams.broker import free_ports  # noqa: E402
 from streams.client import CopybotClient, quiet_kafka_logs, route  # noqa: E402
 from streams.publish import publish_lines  # noqa: E402
 from streams.routing import log_partitions  # noqa: E402
@@ -78,17 +78,6 @@ POLL_S = 0.02
 
 def say(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
-
-
-def free_ports(count: int) -> list[int]:
-    """``count`` distinct TCP ports on 127.0.0.1 that were free a moment ago."""
-    with contextlib.ExitStack() as stack:
-        sockets = [
-            stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) for _ in range(count)
-        ]
-        for sock in sockets:
-            sock.bind((broker.DEFAULT_HOST, 0))
-        return [int(sock.getsockname()[1]) for sock in sockets]
 
 
 # --- the tape ----------------------------------------------------------------------------------------

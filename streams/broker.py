@@ -165,6 +165,17 @@ class BrokerHandle:
     started_now: bool
 
 
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct TCP ports on 127.0.0.1 that were free a moment ago."""
+    with contextlib.ExitStack() as stack:
+        sockets = [
+            stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) for _ in range(count)
+        ]
+        for sock in sockets:
+            sock.bind((DEFAULT_HOST, 0))
+        return [int(sock.getsockname()[1]) for sock in sockets]
+
+
 def bootstrap(settings: BrokerSettings) -> str:
     """The ``bootstrap_servers`` string for clients, e.g. ``"127.0.0.1:9092"``."""
     return f"{settings.host}:{settings.port}"

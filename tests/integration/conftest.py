@@ -8,26 +8,16 @@ not options.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from streams import broker
+from streams.broker import free_ports
 
-
-def free_ports(count: int) -> list[int]:
-    """``count`` distinct TCP ports on 127.0.0.1 that were free a moment ago."""
-    with contextlib.ExitStack() as stack:
-        sockets = [
-            stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) for _ in range(count)
-        ]
-        for sock in sockets:
-            sock.bind((broker.DEFAULT_HOST, 0))
-        return [int(sock.getsockname()[1]) for sock in sockets]
+__all__ = ["free_ports"]
 
 
 def broker_settings(data_dir: Path) -> broker.BrokerSettings:
