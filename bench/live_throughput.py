@@ -57,19 +57,19 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from models.events import LeaderTrade  # noqa: E402
-from streams import broker  # noqa: E402
-from streams.broker import free_ports  # noqa: E402
-from streams.client import CopybotClient, quiet_kafka_logs, route  # noqa: E402
+from streams.devbroker import broker  # noqa: E402
+from streams.devbroker.broker import free_ports  # noqa: E402
+from streams.kafka.admin import create_topics  # noqa: E402
+from streams.kafka.client import CopybotClient, quiet_kafka_logs, route  # noqa: E402
 from streams.publish import publish_lines  # noqa: E402
-from streams.routing import log_partitions  # noqa: E402
 from streams.sample_tape import generate  # noqa: E402
 from streams.serde import DecodeError, decode_event  # noqa: E402
 from streams.settings import COPY_ATTEMPTS, TRADES, Settings  # noqa: E402
-from streams.topics import create_topics  # noqa: E402
+from streams.topology import log_partitions  # noqa: E402
 
 READY_LINE = "[^Worker]: Ready"
 BATCH = 4_000
-"""Records per baseline batch: the worker's ``take_events`` batch (streams.worker.BATCH_MAX)."""
+"""Records per baseline batch: the worker's ``take_events`` batch (streams.worker.app.BATCH_MAX)."""
 FINAL_TICK_AFTER_MS = 86_400_000
 """The final tick is this far past the tape's last time: beyond every window and buffer deadline."""
 POLL_S = 0.02

@@ -2,8 +2,8 @@
 
 Reads come from the SQL tables written by ``copybot project`` (their columns are the query contract, see
 :mod:`projections.rows`); config writes are validated with :mod:`models.config` exactly as the worker
-validates them and published as a ``configChange`` with :class:`streams.client.CopybotClient` (through
-:func:`streams.configcmd.set_config`). This process never imports Faust.
+validates them and published as a ``configChange`` with :class:`streams.kafka.client.CopybotClient` (through
+:func:`streams.configedit.set_config`). This process never imports Faust.
 
 JSON endpoints (OpenAPI docs at ``/docs``)::
 
@@ -63,8 +63,8 @@ from projections.store import (
     leader_reason_counts,
     projection_offsets,
 )
-from streams.client import CopybotClient, KafkaUnavailable
-from streams.configcmd import Assignment, AssignmentError, SetResult, read_store, set_config
+from streams.configedit import Assignment, AssignmentError, SetResult, read_store, set_config
+from streams.kafka.client import CopybotClient, KafkaUnavailable
 from streams.settings import Settings, SettingsError
 
 TOKEN_ENV = "COPYBOT_API_TOKEN"
@@ -639,7 +639,7 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
 def _cmd_api(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from streams.client import quiet_kafka_logs
+    from streams.kafka.client import quiet_kafka_logs
 
     name = "copybot api"
     token = os.environ.get(TOKEN_ENV) or None

@@ -36,9 +36,9 @@ from sqlalchemy.exc import SQLAlchemyError
 from models.events import ConfigChange, CopyAttempt, PortfolioSnapshot
 from projections.rows import BatchProjection, SnapshotKey, snapshot_row
 from projections.store import DEFAULT_DB, Offsets, ProjectionStore, StoreError
+from streams.kafka.admin import TopicError, ensure_topics
 from streams.serde import DecodeError, decode_event
 from streams.settings import CONFIG_CHANGES, COPY_ATTEMPTS, SNAPSHOTS, Settings, SettingsError
-from streams.topics import TopicError, ensure_topics
 
 PROJECTED = (COPY_ATTEMPTS, CONFIG_CHANGES, SNAPSHOTS)
 """The topics the projection consumes (base names)."""
@@ -265,7 +265,7 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _cmd_project(args: argparse.Namespace) -> int:
-    from streams.client import quiet_kafka_logs
+    from streams.kafka.client import quiet_kafka_logs
 
     try:
         settings = Settings.from_env()

@@ -24,8 +24,9 @@ import orjson
 from models.codec import leader_from_json, partition_from_json
 from models.state import LeaderState, PartitionState
 from models.summary import LeaderTally, summarize
-from streams import broker
-from streams.livetools import (
+from streams.cli.terminal import leader_summary_table
+from streams.devbroker import broker
+from streams.devbroker.harness import (
     ROOT,
     WorkerProcess,
     accepted_trades,
@@ -36,9 +37,8 @@ from streams.livetools import (
     tape_events,
     wait_until,
 )
-from streams.report import leader_summary_table
+from streams.kafka.admin import create_topics
 from streams.settings import COPY_ATTEMPTS, Settings
-from streams.topics import create_topics
 
 DEFAULT_TAPE = ROOT / "examples" / "sample-tape.jsonl"
 

@@ -1,6 +1,6 @@
 """``copybot publish FILE.jsonl``: send a tape of input events to the live system.
 
-Each line is decoded strictly (as the worker will) and routed by its kind (see :mod:`streams.client`):
+Each line is decoded strictly (as the worker will) and routed by its kind (see :mod:`streams.kafka.client`):
 trades and ticks to leader-trades, snapshots to portfolio-snapshots, config changes to config-changes.
 Invalid lines are skipped and reported on stderr with their line number and reason.
 
@@ -35,10 +35,10 @@ from aiokafka.structs import TopicPartition
 
 from models.engine import finish_time, process
 from models.state import PartitionState
-from streams.client import CopybotClient, KafkaUnavailable, quiet_kafka_logs
-from streams.routing import log_partitions
+from streams.kafka.client import CopybotClient, KafkaUnavailable, quiet_kafka_logs
 from streams.serde import DecodeError, InputEvent, decode_event
 from streams.settings import SOURCE_HEADER, TRADES, Settings, SettingsError
+from streams.topology import log_partitions
 
 DEFAULT_WAIT_TIMEOUT_S = 30.0
 
@@ -124,7 +124,7 @@ async def publish_lines(
 
     `on_invalid(line number, reason)` is called for each skipped line (1-based line numbers);
     `on_progress(bytes read)` after each line. Raises :class:`NoWorker` (``--ordered``) and
-    :class:`streams.client.KafkaUnavailable`.
+    :class:`streams.kafka.client.KafkaUnavailable`.
     """
     summary = PublishSummary()
     trades_partitions = await client.partitions(TRADES)
@@ -188,7 +188,7 @@ async def publish_lines(
 def _count_messages(
     summary: PublishSummary, client: CopybotClient, event: InputEvent, partitions: int
 ) -> None:
-    from streams.client import route
+    from streams.kafka.client import route
 
     topic, key = route(event)
     summary.messages[client.topic(topic)] += partitions if key is None else 1
@@ -264,7 +264,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 
 def _cmd_publish(args: argparse.Namespace) -> int:
-    from streams.progress import ProgressBar
+    from streams.cli.progress import ProgressBar
 
     name = "copybot publish"
     quiet_kafka_logs()
@@ -334,7 +334,7 @@ def _size(handle: Any) -> int:
 
 def format_summary(summary: PublishSummary) -> str:
     """The end-of-run summary: events per kind, messages per topic, skipped lines, the finish tick."""
-    from streams.report import table
+    from streams.cli.terminal import table
 
     kinds = [[kind, f"{n:,}"] for kind, n in sorted(summary.kinds.items())]
     kinds.append(["total", f"{sum(summary.kinds.values()):,}"])

@@ -13,8 +13,8 @@ from typing import Any, TextIO
 
 import orjson
 
-from streams.client import CopybotClient, KafkaUnavailable, quiet_kafka_logs
-from streams.report import pct, usd
+from streams.cli.terminal import pct, usd
+from streams.kafka.client import CopybotClient, KafkaUnavailable, quiet_kafka_logs
 from streams.settings import Settings, SettingsError
 
 COLUMNS: tuple[tuple[str, int, bool], ...] = (

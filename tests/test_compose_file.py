@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import yaml
 
-from streams import broker
+from streams.devbroker import broker
 
 COMPOSE_FILE = Path(__file__).resolve().parents[1] / "docker-compose.kafka.yml"
 
@@ -83,4 +83,4 @@ def test_data_lives_in_a_named_volume(service: dict[str, Any], environment: dict
 def test_no_setting_only_in_the_compose_file(environment: dict[str, str]) -> None:
     known = {env_name(key) for key in default_properties()} | LAUNCHER_VARIABLES
     extra = sorted(set(environment) - known)
-    assert not extra, f"{extra} are set in {COMPOSE_FILE.name} but not in streams.broker.server_properties()"
+    assert not extra, f"{extra} are set in {COMPOSE_FILE.name} but not in broker.server_properties()"

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from streams import broker
-from streams.broker import free_ports
+from streams.devbroker import broker
+from streams.devbroker.broker import free_ports
 
 __all__ = ["free_ports"]
 

@@ -19,7 +19,7 @@ from typing import Any
 
 import orjson
 
-from streams.livetools import (
+from streams.devbroker.harness import (
     WorkerProcess,
     accepted_trades,
     partitioned_replay,

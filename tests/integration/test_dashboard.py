@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 import pytest
 
-from streams.client import CopybotClient
+from streams.kafka.client import CopybotClient
 from streams.settings import Settings
 from tests.integration.conftest import free_ports
 from tests.integration.live import (

@@ -33,7 +33,7 @@ from projections.store import (
     leader_reason_counts,
     projection_offsets,
 )
-from streams.client import CopybotClient
+from streams.kafka.client import CopybotClient
 from streams.replay import replay
 from streams.sample_tape import generate
 from streams.serde import peek

@@ -23,8 +23,11 @@ from aiokafka.structs import TopicPartition
 
 from models.engine import finish_time, process
 from models.state import PartitionState
-from streams import broker, configcmd, publish, tail, topics
-from streams.client import CopybotClient, InvalidEvent, route
+from streams import configedit as configcmd
+from streams import publish, tail
+from streams.devbroker import broker
+from streams.kafka import admin as topics
+from streams.kafka.client import CopybotClient, InvalidEvent, route
 from streams.serde import decode_event
 from streams.settings import (
     CONFIG_CHANGES,

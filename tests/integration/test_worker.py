@@ -16,9 +16,9 @@ import pytest
 from models.codec import leader_to_json
 from models.events import DeadLetter
 from models.state import PartitionState
-from streams import broker
-from streams.client import CopybotClient
-from streams.livetools import finish_tick
+from streams.devbroker import broker
+from streams.devbroker.harness import finish_tick
+from streams.kafka.client import CopybotClient
 from streams.sample_tape import generate
 from streams.settings import CONFIG_REPORTS, DEAD_LETTERS, SNAPSHOTS, TRADES
 from tests.integration.conftest import start_or_fail

@@ -26,8 +26,8 @@ from models.summary import LeaderSummary, summarize
 from projections import api
 from projections.consumer import Decoded, decode_attempt, project_batch
 from projections.store import ProjectionStore
-from streams.client import KafkaUnavailable
-from streams.configcmd import Assignment, SetResult, build_change, fold
+from streams.configedit import Assignment, SetResult, build_change, fold
+from streams.kafka.client import KafkaUnavailable
 from streams.replay import ReplayResult, replay
 from streams.serde import decode_event, peek
 from streams.settings import CONFIG_CHANGES, COPY_ATTEMPTS, SNAPSHOTS

@@ -8,7 +8,7 @@ import orjson
 import pytest
 
 from models.config import apply_change
-from streams.configcmd import (
+from streams.configedit import (
     Assignment,
     AssignmentError,
     build_change,

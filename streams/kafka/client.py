@@ -4,7 +4,7 @@ Every event is validated strictly (exactly as the worker decodes it) before anyt
 by its ``kind`` to the topic, key and partition of the live topology::
 
     import asyncio
-    from streams.client import CopybotClient
+    from streams.kafka.client import CopybotClient
 
     async def main() -> None:
         async with CopybotClient() as client:          # settings from COPYBOT_* (see streams.settings)
@@ -37,7 +37,7 @@ of publishes is batched by the producer (``linger_ms``). Call :meth:`CopybotClie
 **no** order between topics (the worker copies snapshots and config changes into leader-trades when it
 reads them; ``copybot publish --ordered`` shows how to wait for that).
 
-On start the client creates any missing topic (:func:`streams.topics.ensure_topics`) and checks partition
+On start the client creates any missing topic (:func:`streams.kafka.admin.ensure_topics`) and checks partition
 counts: the broker auto-creates unknown topics with one partition, which would break the topology.
 """
 
@@ -54,6 +54,7 @@ from aiokafka.errors import KafkaError
 from pydantic import BaseModel
 
 from models.events import GLOBAL_SNAPSHOT_KEY
+from streams.kafka.admin import ensure_topics
 from streams.serde import DecodeError, InputEvent, decode_event, encode
 from streams.settings import (
     CONFIG_CHANGES,
@@ -64,7 +65,6 @@ from streams.settings import (
     TRADES,
     Settings,
 )
-from streams.topics import ensure_topics
 
 Publishable = InputEvent | BaseModel | Mapping[str, Any] | str | bytes
 """What :meth:`CopybotClient.publish` accepts: a wire model, a JSON object, or JSON text/bytes."""

@@ -404,7 +404,7 @@ def _decide_batch(
 
 def run_worker(loglevel: str = "info") -> int:
     """Create the topics if needed and run a Faust worker until it is stopped."""
-    from streams.topics import create_topics
+    from streams.kafka.admin import create_topics
 
     settings = Settings.from_env()
     if settings.guarantee == "exactly_once":

@@ -202,8 +202,8 @@ def _no_action(parser: argparse.ArgumentParser) -> int:
 def _cmd_create(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
-    from streams.client import quiet_kafka_logs
-    from streams.report import table
+    from streams.cli.terminal import table
+    from streams.kafka.client import quiet_kafka_logs
 
     quiet_kafka_logs()
     try:

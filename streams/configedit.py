@@ -29,8 +29,8 @@ import orjson
 
 from models.config import RULES, SECTIONS_OF_SCOPE, ChangeOutcome, ConfigStore, Docs, Scope, apply_change
 from models.events import SECTION_NAMES, ConfigChange
-from streams.client import CopybotClient, KafkaUnavailable, quiet_kafka_logs
-from streams.report import table, usd
+from streams.cli.terminal import table, usd
+from streams.kafka.client import CopybotClient, KafkaUnavailable, quiet_kafka_logs
 from streams.serde import DecodeError, decode_event
 from streams.settings import CONFIG_CHANGES, Settings, SettingsError
 

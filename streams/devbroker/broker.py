@@ -6,11 +6,11 @@ controller), with its data under a project-local folder (``.kafka-data/``) so a 
 
 Needs Java 17+ (``java``) always, and Maven (``mvn``) the first time, to fetch the jars.
 
-Command line (``copybot kafka ...`` once wired into the main CLI, or ``python -m streams.broker ...``)::
+Command line (``copybot kafka ...`` or ``python -m streams.devbroker ...``)::
 
-    python -m streams.broker start [--port 9092] [--controller-port 9093] [--data-dir .kafka-data]
-    python -m streams.broker status      # exit code 0 when running, 3 when not
-    python -m streams.broker stop
+    python -m streams.devbroker start [--port 9092] [--controller-port 9093] [--data-dir .kafka-data]
+    python -m streams.devbroker status      # exit code 0 when running, 3 when not
+    python -m streams.devbroker stop
 
 Python API::
 
@@ -92,7 +92,7 @@ class BrokerError(RuntimeError):
 
 def _project_root() -> Path:
     """The repository root (the folder holding pyproject.toml), else the current directory."""
-    candidate = Path(__file__).resolve().parents[1]
+    candidate = Path(__file__).resolve().parents[2]
     if (candidate / "pyproject.toml").is_file():
         return candidate
     return Path.cwd()
@@ -746,9 +746,9 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m streams.broker {start,stop,status}``."""
+    """``python -m streams.devbroker {start,stop,status}``."""
     parser = argparse.ArgumentParser(
-        prog="python -m streams.broker",
+        prog="python -m streams.devbroker",
         description=f"Run a local single-node Apache Kafka {KAFKA_VERSION} broker for development and tests.",
     )
     _add_actions(parser)

@@ -88,11 +88,11 @@ def build_parser() -> argparse.ArgumentParser:
     worker.set_defaults(func=_cmd_worker)
 
     for module in (
-        "streams.broker",
-        "streams.topics",
+        "streams.devbroker.broker",
+        "streams.kafka.admin",
         "streams.publish",
         "streams.tail",
-        "streams.configcmd",
+        "streams.configedit",
         "streams.demo",
         "projections.consumer",
         "projections.api",
@@ -102,7 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _cmd_worker(args: argparse.Namespace) -> int:
-    from streams.worker import run_worker
+    from streams.worker.app import run_worker
 
     return run_worker(args.loglevel)
 
@@ -129,9 +129,9 @@ def _read_lines(path: str) -> tuple[Iterator[bytes], int, BinaryIO]:
 
 def _cmd_replay(args: argparse.Namespace) -> int:
     from models.summary import summarize
-    from streams.progress import ProgressBar
+    from streams.cli.progress import ProgressBar
+    from streams.cli.terminal import leader_summary_table
     from streams.replay import replay
-    from streams.report import leader_summary_table
 
     try:
         lines, size, handle = _read_lines(args.tape)

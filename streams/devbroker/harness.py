@@ -24,10 +24,10 @@ from aiokafka.structs import TopicPartition
 from models.engine import InputEvent, finish_time, process
 from models.events import LeaderTrade, Tick
 from models.state import PartitionState
-from streams.routing import log_partitions
 from streams.serde import DecodeError, decode_event
+from streams.topology import log_partitions
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 READY_LINE = "[^Worker]: Ready"
 
 

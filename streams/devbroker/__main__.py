@@ -1,0 +1,5 @@
+import sys
+
+from streams.devbroker.broker import main
+
+sys.exit(main())

@@ -1,0 +1,1 @@
+"""The live worker: the only package that imports Faust."""
