@@ -192,7 +192,10 @@ def judge(records: ChaosRecords, partitions: int, gap_limit_s: float) -> ChaosVe
         verdict.longest_gap_s = longest_gap_s(stamps[p], records.progress_window_ms, records.outages)
         verdicts.append(verdict)
         replay_covered |= {(a["followedUserId"], t) for a in expected.values() for t in a["tradeIds"]}
-    unique = {a["attemptId"]: a for values in live_values.values() for a in values}
+    unique: dict[str, dict[str, Any]] = {}  # consumers dedup by attemptId: the first version stands
+    for values in live_values.values():
+        for attempt in values:
+            unique.setdefault(attempt["attemptId"], attempt)
     covered = Counter((a["followedUserId"], t) for a in unique.values() for t in a["tradeIds"])
     letters = {(d.get("sourceTopic"), d.get("partition"), d.get("offset")) for d in records.dead_letters}
     return ChaosVerdict(
