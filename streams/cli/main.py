@@ -94,6 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
         "streams.tail",
         "streams.configedit",
         "streams.demo",
+        "streams.cli.ingest",
         "projections.consumer",
         "projections.api",
     ):

@@ -31,7 +31,15 @@ from typing import Any
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError
 
-from streams.settings import CONFIG_CHANGES, LEADER_KEYED, SINGLE_PARTITION, Settings, SettingsError
+from streams.settings import (
+    CONFIG_CHANGES,
+    INGEST_CHECKPOINTS,
+    LEADER_KEYED,
+    MARKET_EVENTS,
+    SINGLE_PARTITION,
+    Settings,
+    SettingsError,
+)
 
 TOPIC_ALREADY_EXISTS = 36
 """Kafka error code of CreateTopics for a topic that exists (a concurrent create won the race)."""
@@ -39,7 +47,11 @@ TOPIC_ALREADY_EXISTS = 36
 METADATA_WAIT_S = 30.0
 """How long to wait for newly created topics to show up in the cluster metadata."""
 
-TOPIC_CONFIGS: dict[str, dict[str, str]] = {CONFIG_CHANGES: {"retention.ms": "-1"}}
+TOPIC_CONFIGS: dict[str, dict[str, str]] = {
+    CONFIG_CHANGES: {"retention.ms": "-1"},
+    MARKET_EVENTS: {"retention.ms": "-1"},  # a resolution is read once per partition, whenever
+    INGEST_CHECKPOINTS: {"cleanup.policy": "compact"},  # newest record per wallet
+}
 """Per-topic settings for topics created here (existing topics are left as they are)."""
 
 

@@ -28,6 +28,7 @@ kind                topic                  key / partition
 leaderTrade         leader-trades          followedUserId (default partitioner: murmur2, as Java)
 portfolioSnapshot   portfolio-snapshots    followedUserId, or ``__global__`` when it is null
 configChange        config-changes         ``GLOBAL`` or the leader id (partition 0)
+marketResolved      market-events          assetId, partition 0 (``publish_market_resolved``)
 tick                leader-trades          no key, one copy into **every** partition
 ==================  =====================  =====================================================
 
@@ -60,6 +61,7 @@ from streams.settings import (
     CONFIG_CHANGES,
     COPY_ATTEMPTS,
     LEADER_KEYED,
+    MARKET_EVENTS,
     SINGLE_PARTITION,
     SNAPSHOTS,
     TRADES,
@@ -217,6 +219,10 @@ class CopybotClient:
             return [await self.publish_raw(topic, raw, partition=p) for p in await self.partitions(topic)]
         partition = 0 if topic == CONFIG_CHANGES else None
         return [await self.publish_raw(topic, raw, key=key, partition=partition)]
+
+    async def publish_market_resolved(self, raw: bytes, asset_id: str) -> asyncio.Future[Any]:
+        """Queue a ``marketResolved`` (SPEC 13.2): market-events, key = its assetId, one partition."""
+        return await self.publish_raw(MARKET_EVENTS, raw, key=asset_id, partition=0)
 
     async def publish_tick(self, now_ms: int) -> list[asyncio.Future[Any]]:
         """Queue a tick at `now_ms` into every partition of leader-trades."""
