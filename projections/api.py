@@ -76,6 +76,8 @@ LEADER_PATH = r"^[^\x00]*[^\s\x00][^\x00]*$"
 """A leader id to write config for: not blank, no NUL (the id is a Kafka key and a SQL text value)."""
 NO_NUL = r"^[^\x00]*$"
 T = TypeVar("T")
+BEARER = HTTPBearer(auto_error=False, description=f"the {TOKEN_ENV} of the server")
+"""Module level: FastAPI resolves the (string) annotations of a route in the module's namespace."""
 
 
 # --- config: publish ----------------------------------------------------------------------------------
@@ -354,9 +356,8 @@ def attempt_query(
 
 def config_routes(ctx: Context) -> APIRouter:
     """Config: GETs from the projection tables, POSTs validated and published."""
-    bearer = HTTPBearer(auto_error=False, description=f"the {TOKEN_ENV} of the server")
 
-    def authorized(credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> None:
+    def authorized(credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(BEARER)]) -> None:
         given = "" if credentials is None else credentials.credentials
         if ctx.token is not None and not hmac.compare_digest(given.encode(), ctx.token.encode()):
             raise HTTPException(
