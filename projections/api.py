@@ -43,8 +43,10 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
+from decimal import Decimal
 from typing import Annotated, Any, Literal, Protocol, TypeVar
 
+import orjson
 from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
@@ -57,7 +59,7 @@ from starlette.routing import Match
 
 from models.config import ConfigStore, EffectiveConfig, Scope
 from models.events import SECTION_NAMES
-from models.units import MAX_TIME_MS
+from models.units import INT64_MAX, MAX_TIME_MS
 from projections import contract, queries, web
 from projections.queries import HISTORY_POINTS, RECENT_ATTEMPTS, AttemptQuery
 from projections.store import DEFAULT_DB, ProjectionStore
@@ -134,6 +136,19 @@ def assignments_from_body(body: Any) -> list[Assignment]:
     if errors:
         raise BodyError(errors)
     return edits
+
+
+def json_number(text: str) -> int | float:
+    """A JSON number with a fraction or exponent; an integer when its value is one (60000000.0, 6e7).
+
+    JSON Schema's ``integer`` (the OpenAPI document's) is any number with a zero fraction, so the API
+    reads such numbers as integers. The Kafka wire stays strict: there, 6e7 is not an integer.
+    """
+    value = float(text)
+    if not value.is_integer() or abs(value) > INT64_MAX:
+        return value
+    exact = Decimal(text)
+    return int(exact) if exact == exact.to_integral_value() else value
 
 
 # --- config: views ------------------------------------------------------------------------------------
@@ -333,7 +348,7 @@ def _leader_links(expression: str) -> dict[str, Any]:
 
 
 def _next_page() -> dict[str, str]:
-    return {"cursor": "$response.body#/nextCursor", "limit": "$request.query.limit"}
+    return {"cursor": "$response.body#/nextCursor"}
 
 
 def attempt_query(
@@ -427,7 +442,10 @@ def _body(scope: Scope) -> dict[str, Any]:
 async def write(gateway: ConfigGateway, request: Request, scope: Scope, leader: str | None) -> JSONResponse:
     """Parse a POST body of edits, build and validate the change, publish it when accepted."""
     try:
-        body = await request.json()
+        body = json.loads(await request.body(), parse_float=json_number)
+        orjson.dumps(body)  # what the change is published with: no lone surrogates, 64-bit integers
+    except orjson.JSONEncodeError as exc:
+        return errors_response(422, [f"body: cannot be published as JSON: {exc}"])
     except ValueError:
         return errors_response(422, ["body: not valid JSON"])
     try:

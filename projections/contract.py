@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, create_model
 from pydantic.alias_generators import to_camel
 from typing_extensions import TypedDict
 
-from models.config import RULES, SECTIONS_OF_SCOPE, EffectiveConfig, KeyRule, Scope
+from models.config import GLOBAL_ONLY_SIZING_KEY, RULES, SECTIONS_OF_SCOPE, EffectiveConfig, KeyRule, Scope
 from models.events import CopyAttempt
 
 _TypedDict = cast(Any, TypedDict)  # the functional form, with keys computed from RULES
@@ -35,19 +35,26 @@ def _value_type(rule: KeyRule) -> Any:
     return Annotated[str, Field(min_length=1, max_length=200)]
 
 
-def _section_model(section: str, suffix: str, nullable: bool) -> Any:
+def _section_model(scope: Scope, section: str, suffix: str, nullable: bool) -> Any:
     values = {}
     for key, rule in RULES[section].items():
         value = _value_type(rule) | None if nullable else _value_type(rule)
         values[key] = Annotated[value, Field(title=f"{section}.{key}")]
-    model = _TypedDict(f"{section.title()}{suffix}", values, total=False)
+    if scope == "USER" and section == "sizing" and nullable:
+        # The worker drops a USER kill switch with a warning whatever its value (SPEC 2.5)
+        values[GLOBAL_ONLY_SIZING_KEY] = Annotated[
+            Any,
+            Field(title="sizing.budgetedDynamicEnabled", description="GLOBAL only: dropped with a warning"),
+        ]
+    name = f"{section.title()}{suffix}" if scope == "GLOBAL" or section != "sizing" else f"UserSizing{suffix}"
+    model = _TypedDict(name, values, total=False)
     extra: dict[str, Any] = {"minProperties": 1} if nullable else {}
     model.__pydantic_config__ = ConfigDict(extra="forbid", json_schema_extra=extra)
     return model
 
 
 def _scope_model(scope: Scope, suffix: str, nullable: bool, example: dict[str, Any]) -> Any:
-    sections = {name: _section_model(name, suffix, nullable) for name in SECTIONS_OF_SCOPE[scope]}
+    sections = {name: _section_model(scope, name, suffix, nullable) for name in SECTIONS_OF_SCOPE[scope]}
     model = _TypedDict(f"{scope.title()}Config{suffix}s", sections, total=False)
     extra: dict[str, Any] = {"examples": [example]}
     if nullable:
