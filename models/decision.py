@@ -12,7 +12,14 @@ from typing import NamedTuple
 
 from models.config import EffectiveConfig
 from models.events import CopyAttemptWire, Side, SourceType
-from models.sizing import clamp_target, copy_rate, effective_rate_bps, leader_exposure, raw_target
+from models.sizing import (
+    LeaderExposure,
+    clamp_target,
+    copy_rate,
+    effective_rate_bps,
+    leader_exposure,
+    raw_target,
+)
 from models.state import LeaderState, PartitionState
 from models.units import MICROS, apply_bps, iso_ms, notional, shares_for
 
@@ -24,16 +31,6 @@ BUY_COST_PER_SHARE_TOO_HIGH = "BUY_COST_PER_SHARE_TOO_HIGH"
 BUDGET_HARD_CAP_EXCEEDED = "BUDGET_HARD_CAP_EXCEEDED"
 RISK_CAP_USER = "RISK_CAP_USER"
 BUFFER_FLUSH_BELOW_MIN_EXEC = "BUFFER_FLUSH_BELOW_MIN_EXEC"
-REASON_CODES = (
-    ENGINE_PAUSED,
-    USER_DISABLED,
-    LEADER_TRADE_BELOW_MIN_NOTIONAL,
-    NOT_ENOUGH_POSITION_TO_SELL,
-    BUY_COST_PER_SHARE_TOO_HIGH,
-    BUDGET_HARD_CAP_EXCEEDED,
-    RISK_CAP_USER,
-    BUFFER_FLUSH_BELOW_MIN_EXEC,
-)
 
 ATTEMPT_NAMESPACE = uuid.NAMESPACE_URL
 """attemptId = uuid5(NAMESPACE_URL, "EXEC_GLOBAL|{followedUserId}|{groupKey}")."""
@@ -125,85 +122,113 @@ def fill(leader: LeaderState, asset_id: str, held_share_micros: int, price_micro
     leader.exposure_part_micros[asset_id] = part
 
 
-def decide(
-    state: PartitionState,
-    leader: LeaderState,
+class Checked(NamedTuple):
+    """The outcome of the ordered checks (SPEC 6) with the sized target (SPEC 5)."""
+
+    reason: str | None
+    """The failing check's reason code; None for EXECUTE."""
+    raw: int
+    target: int
+    shares: int
+    to_r_min: bool
+    to_r_max: bool
+    to_min: bool
+    to_max: bool
+    by_bankroll: bool
+    capped: bool
+
+
+def check_and_size(
     cfg: EffectiveConfig,
     group: Group,
     *,
-    below_min_exec: bool = False,
-) -> CopyAttemptWire:
-    """Decide `group` now (at the partition clock), apply its paper fill, and return the attempt.
-
-    `below_min_exec` marks a buffer flush whose net is below buffering.minExecNotionalMicros: it is
-    recorded as a SKIP at the flush, before the ordered checks.
-    """
-    clock = state.clock_ms
-    equity = state.equity_micros()
-    exposure_shown, exposure_used, exposure_status = leader_exposure(leader.shadow, clock, cfg)
-    current = leader.exposure_micros
-    is_sell = group.side == "SELL"
+    exposure_used: int,
+    current_micros: int,
+    held_share_micros: int,
+    equity_micros: int,
+    below_min_exec: bool,
+) -> Checked:
+    """Run the ordered checks of SPEC 6 on `group`, sizing its target on the way (the first failing
+    check decides). `current_micros` is our exposure attributed to the leader, `held_share_micros`
+    the shares a SELL may sell."""
     n = group.their_notional_micros
-    ref = group.reference_price_micros
-    hard = cfg.hard_budget
-
-    reason: str | None = None
-    raw = target = shares = 0
-    to_r_min = to_r_max = to_min = to_max = by_bankroll = capped = False
-
     if below_min_exec:
-        reason, raw = BUFFER_FLUSH_BELOW_MIN_EXEC, group.buffered_copy_micros
-    elif not cfg.copy_engine_enabled:
-        reason = ENGINE_PAUSED
-    elif not cfg.leader_enabled:
-        reason = USER_DISABLED
-    elif (
+        return Checked(BUFFER_FLUSH_BELOW_MIN_EXEC, group.buffered_copy_micros, 0, 0, *_NO_FLAGS)
+    if not cfg.copy_engine_enabled:
+        return Checked(ENGINE_PAUSED, 0, 0, 0, *_NO_FLAGS)
+    if not cfg.leader_enabled:
+        return Checked(USER_DISABLED, 0, 0, 0, *_NO_FLAGS)
+    if (
         group.source_type != "BUFFER"
         and cfg.min_leader_trade_notional_micros > 0
         and n < cfg.min_leader_trade_notional_micros
     ):
-        reason = LEADER_TRADE_BELOW_MIN_NOTIONAL
+        return Checked(LEADER_TRADE_BELOW_MIN_NOTIONAL, 0, 0, 0, *_NO_FLAGS)
+    if group.source_type == "BUFFER":
+        raw, to_r_min, to_r_max = group.buffered_copy_micros, False, False
     else:
-        if group.source_type == "BUFFER":
-            raw = group.buffered_copy_micros
-        else:
-            raw, to_r_min, to_r_max = raw_target(cfg, n, exposure_used)
-        target, to_min, to_max, by_bankroll = clamp_target(cfg, raw, equity)
-        shares = shares_for(target, ref)
-        held = leader.held_share_micros.get(group.asset_id, 0)
-        if is_sell and held <= 0:
+        raw, to_r_min, to_r_max = raw_target(cfg, n, exposure_used)
+    target, to_min, to_max, by_bankroll = clamp_target(cfg, raw, equity_micros)
+    ref = group.reference_price_micros
+    shares = shares_for(target, ref)
+    reason: str | None = None
+    capped = False
+    is_sell = group.side == "SELL"
+    if is_sell:
+        if held_share_micros <= 0:
             reason = NOT_ENOUGH_POSITION_TO_SELL
-        elif is_sell:
-            if shares > held:  # the venue cannot short: sell at most what we hold for u
-                shares = held
-                target = notional(shares, ref)
-        elif cfg.max_buy_cost_per_share_micros is not None and ref >= cfg.max_buy_cost_per_share_micros:
-            reason = BUY_COST_PER_SHARE_TOO_HIGH
-        if reason is None and hard and not is_sell:
-            headroom = cfg.budget_usdc_micros - current
-            if headroom <= 0:
+        elif shares > held_share_micros:  # the venue cannot short: sell at most what we hold for u
+            shares = held_share_micros
+            target = notional(shares, ref)
+    elif cfg.max_buy_cost_per_share_micros is not None and ref >= cfg.max_buy_cost_per_share_micros:
+        reason = BUY_COST_PER_SHARE_TOO_HIGH
+    if reason is None and cfg.hard_budget and not is_sell:
+        headroom = cfg.budget_usdc_micros - current_micros
+        if headroom <= 0:
+            reason = BUDGET_HARD_CAP_EXCEEDED
+        elif target > headroom:
+            if headroom < cfg.min_trade_notional_micros:
                 reason = BUDGET_HARD_CAP_EXCEEDED
-            elif target > headroom:
-                if headroom < cfg.min_trade_notional_micros:
-                    reason = BUDGET_HARD_CAP_EXCEEDED
-                else:
-                    target, capped = headroom, True
-                    shares = shares_for(target, ref)
-        if (
-            reason is None
-            and not is_sell
-            and equity > 0
-            and current + target > apply_bps(equity, cfg.max_exposure_per_user_bps)
-        ):
-            reason = RISK_CAP_USER
+            else:
+                target, capped = headroom, True
+                shares = shares_for(target, ref)
+    if (
+        reason is None
+        and not is_sell
+        and equity_micros > 0
+        and current_micros + target > apply_bps(equity_micros, cfg.max_exposure_per_user_bps)
+    ):
+        reason = RISK_CAP_USER
+    return Checked(reason, raw, target, shares, to_r_min, to_r_max, to_min, to_max, by_bankroll, capped)
 
-    if reason is None:
-        held = leader.held_share_micros.get(group.asset_id, 0)
-        held = held - shares if is_sell else held + shares
-        # A fill marks the asset at its price; a zero reference price (a notional-0 trade) is no price.
-        fill(leader, group.asset_id, held, ref)
 
+_NO_FLAGS = (False, False, False, False, False, False)
+"""Every clamp flag and `capped` false: the shape of an early SKIP (SPEC 12.7)."""
+
+
+def fill_on_paper(leader: LeaderState, group: Group, shares: int) -> None:
+    """An EXECUTE fills at once, in full, at the reference price (SPEC 7)."""
+    held = leader.held_share_micros.get(group.asset_id, 0)
+    held = held - shares if group.side == "SELL" else held + shares
+    # A fill marks the asset at its price; a zero reference price (a notional-0 trade) is no price.
+    fill(leader, group.asset_id, held, group.reference_price_micros)
+
+
+def attempt_wire(
+    state: PartitionState,
+    leader: LeaderState,
+    cfg: EffectiveConfig,
+    group: Group,
+    checked: Checked,
+    exposure: LeaderExposure,
+    current_micros: int,
+    equity_micros: int,
+) -> CopyAttemptWire:
+    """The attempt's wire dict (SPEC 3 ``copyAttempt``); claims the group's unique key."""
+    clock = state.clock_ms
     group_key = unique_group_key(leader, group, clock, cfg.dedup_window_ms)
+    reason = checked.reason
+    n = group.their_notional_micros
     return {
         "kind": "copyAttempt",
         "attemptId": attempt_id(leader.leader_id, group_key),
@@ -218,10 +243,10 @@ def decide(
         "decision": "EXECUTE" if reason is None else "SKIP",
         "reasonCodes": [] if reason is None else [reason],
         "theirNotionalMicros": n,
-        "theirReferencePriceMicros": ref,
-        "rawTargetMicros": raw,
-        "targetNotionalMicros": target,
-        "targetShareMicros": shares,
+        "theirReferencePriceMicros": group.reference_price_micros,
+        "rawTargetMicros": checked.raw,
+        "targetNotionalMicros": checked.target,
+        "targetShareMicros": checked.shares,
         "decidedAtMs": clock,
         "sizing": {
             "sizingMode": cfg.sizing_mode,
@@ -229,22 +254,52 @@ def decide(
             "budgetedDynamicActive": cfg.budgeted_dynamic_active,
             "budgetEnforcement": cfg.budget_enforcement,
             "budgetUsdcMicros": cfg.budget_usdc_micros,
-            "leaderExposureMicros": exposure_shown,
-            "leaderExposureStatus": exposure_status,
-            "rU": copy_rate(cfg, exposure_used),
-            "effectiveRateBps": effective_rate_bps(raw, n),
-            "clampedToRMin": to_r_min,
-            "clampedToRMax": to_r_max,
-            "clampedToMin": to_min,
-            "clampedToMax": to_max,
-            "clampedByBankroll": by_bankroll,
-            "equityMicros": equity,
+            "leaderExposureMicros": exposure[0],
+            "leaderExposureStatus": exposure[2],
+            "rU": copy_rate(cfg, exposure[1]),
+            "effectiveRateBps": effective_rate_bps(checked.raw, n),
+            "clampedToRMin": checked.to_r_min,
+            "clampedToRMax": checked.to_r_max,
+            "clampedToMin": checked.to_min,
+            "clampedToMax": checked.to_max,
+            "clampedByBankroll": checked.by_bankroll,
+            "equityMicros": equity_micros,
         },
         "budget": {
-            "currentExposureMicros": current,
-            "headroomMicros": cfg.budget_usdc_micros - current if hard else None,
-            "capped": capped,
-            "reducing": is_sell,
+            "currentExposureMicros": current_micros,
+            "headroomMicros": cfg.budget_usdc_micros - current_micros if cfg.hard_budget else None,
+            "capped": checked.capped,
+            "reducing": group.side == "SELL",
         },
         "configVersion": state.config.version,
     }
+
+
+def decide(
+    state: PartitionState,
+    leader: LeaderState,
+    cfg: EffectiveConfig,
+    group: Group,
+    *,
+    below_min_exec: bool = False,
+) -> CopyAttemptWire:
+    """Decide `group` now (at the partition clock), apply its paper fill, and return the attempt.
+
+    `below_min_exec` marks a buffer flush whose net is below buffering.minExecNotionalMicros: it is
+    recorded as a SKIP at the flush, before the ordered checks.
+    """
+    equity = state.equity_micros()
+    exposure = leader_exposure(leader.shadow, state.clock_ms, cfg)
+    current = leader.exposure_micros
+    checked = check_and_size(
+        cfg,
+        group,
+        exposure_used=exposure[1],
+        current_micros=current,
+        held_share_micros=leader.held_share_micros.get(group.asset_id, 0),
+        equity_micros=equity,
+        below_min_exec=below_min_exec,
+    )
+    if checked.reason is None:
+        fill_on_paper(leader, group, checked.shares)
+    return attempt_wire(state, leader, cfg, group, checked, exposure, current, equity)

@@ -1,4 +1,4 @@
-"""The decision core's one entry point: ``process(state, event) -> (state, outputs)`` per partition.
+"""The decision core's one entry point: ``process(state, event) -> outputs`` per partition.
 
 It turns leader trades into groups (aggregation windows, or small-trade buffering), decides each group
 (:mod:`models.decision`) and keeps the partition's state. Time moves only through events: the clock is
@@ -9,11 +9,11 @@ bucket deadlines) is decided first, in deadline order, before the event that mov
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterable
 
 from models.config import EffectiveConfig, apply_change
 from models.decision import Group, decide, set_mark
 from models.events import (
+    AnyInputEvent,
     ConfigChange,
     ConfigRejected,
     ConfigWarning,
@@ -28,14 +28,15 @@ from models.sizing import leader_exposure, raw_target
 from models.state import BUCKET, WINDOW, Bucket, BucketKey, LeaderState, PartitionState, Snapshot, Window
 from models.units import MICROS, shares_for
 
-InputEvent = LeaderTrade | PortfolioSnapshot | ConfigChange | Tick
+InputEvent = AnyInputEvent
 
 
-def process(state: PartitionState, event: InputEvent) -> tuple[PartitionState, list[Output]]:
-    """Apply one input event to the partition `state` and return it with the outputs, in decision order.
+def process(state: PartitionState, event: InputEvent) -> list[Output]:
+    """Apply one input event to the partition `state`, **mutating it in place**; return the outputs in
+    decision order.
 
-    `state` is updated in place (it is returned for convenience); the caller owns it. The outputs are
-    copy attempts and, for config changes, ``configRejected`` / ``configWarning`` reports.
+    The caller owns `state`. The outputs are copy attempts and, for config changes,
+    ``configRejected`` / ``configWarning`` reports.
     """
     out: list[Output] = []
     if event.kind == "leaderTrade":  # dispatch on the tag: cheaper than isinstance on pydantic models
@@ -46,9 +47,11 @@ def process(state: PartitionState, event: InputEvent) -> tuple[PartitionState, l
             _flush_all_buckets(state, out)
     elif event.kind == "portfolioSnapshot":
         _on_snapshot(state, event)
+    elif event.kind == "marketResolved" or event.kind == "executionReport":
+        pass  # the venue loop (SPEC 13) lands in the next commit
     else:
         _on_config_change(state, event, out)
-    return state, out
+    return out
 
 
 def finish_time(state: PartitionState) -> int | None:
@@ -74,7 +77,7 @@ def finish(state: PartitionState) -> list[Output]:
     last = finish_time(state)
     out: list[Output] = []
     if last is not None:
-        _, out = process(state, Tick(kind="tick", now_ms=last))
+        out = process(state, Tick(kind="tick", now_ms=last))
     if state.pending_buckets:  # buffering is on and a deadline equals the clock: flush what is left
         _flush_all_buckets(state, out)
     return out
@@ -369,12 +372,3 @@ def _flush_all_buckets(state: PartitionState, out: list[Output]) -> None:
     )
     for _, leader, key, bucket in pending:
         out.append(_flush(state, leader, key, bucket))
-
-
-def process_all(state: PartitionState, events: Iterable[InputEvent]) -> list[Output]:
-    """Process `events` in order, then :func:`finish`; returns every output (a convenience for tests)."""
-    out: list[Output] = []
-    for event in events:
-        out.extend(process(state, event)[1])
-    out.extend(finish(state))
-    return out

@@ -98,7 +98,7 @@ def replay(
         else:
             if type(event) is LeaderTrade:
                 trades += 1
-            outputs = process(st, event)[1]
+            outputs = process(st, event)
             if outputs:
                 emit(outputs)
                 if len(attempts) >= FLUSH_EVERY:

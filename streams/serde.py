@@ -11,6 +11,7 @@ from pydantic import BaseModel, ValidationError
 from models.events import (
     INPUT_EVENT,
     TOPIC_OF_KIND,
+    AnyInputEvent,
     ConfigChange,
     DeadLetter,
     LeaderTrade,
@@ -18,7 +19,7 @@ from models.events import (
     Tick,
 )
 
-InputEvent = LeaderTrade | PortfolioSnapshot | ConfigChange | Tick
+InputEvent = AnyInputEvent
 _VALIDATE_JSON = INPUT_EVENT.validator.validate_json  # pydantic-core directly: skips a Python layer
 MAX_DEAD_LETTER_VALUE = 1000
 """Characters of the raw input kept in a dead letter."""
@@ -117,6 +118,8 @@ def key_for_raw(raw: bytes | str) -> str | None:
     leader = obj.get("followedUserId")
     if isinstance(leader, str):
         return leader
+    if obj.get("kind") == "marketResolved" and isinstance(obj.get("assetId"), str):
+        return str(obj["assetId"])  # resolutions are keyed by asset (SPEC 13.8.8)
     if obj.get("kind") == "configChange" and obj.get("scope") == "GLOBAL":
         return "GLOBAL"
     return None

@@ -130,7 +130,7 @@ class Driver:
     def feed(self, *events: InputEvent) -> list[Output]:
         new: list[Output] = []
         for event in events:
-            new.extend(process(self.state, event)[1])
+            new.extend(process(self.state, event))
         self.outputs.extend(new)
         return new
 

@@ -185,7 +185,7 @@ def partitioned_replay(
     tail: list[InputEvent] = [] if finish_tick is None else [Tick(kind="tick", now_ms=finish_tick)]
     for event in [*events, *tail]:
         for p in log_partitions(event, partitions):
-            attempts.extend(dict(o) for o in process(states[p], event)[1] if isinstance(o, dict))
+            attempts.extend(dict(o) for o in process(states[p], event) if isinstance(o, dict))
     return attempts, states
 
 

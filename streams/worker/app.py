@@ -393,7 +393,7 @@ def _decide_batch(
             leader_of_event = decoded.followed_user_id
             if leader_of_event is not None:
                 dirty.add(leader_of_event)
-        for output in process(state, decoded)[1]:
+        for output in process(state, decoded):
             if isinstance(output, dict):  # config reports come from forward_config, once
                 leader_id = output["followedUserId"]
                 dirty.add(leader_id)
