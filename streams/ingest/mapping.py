@@ -17,7 +17,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from models.events import LeaderTrade, PortfolioSnapshot
+from models.events import LeaderTrade, MarketResolved, PortfolioSnapshot
 from streams.serde import describe_validation_error
 
 MICROS = Decimal(1_000_000)
@@ -274,18 +274,22 @@ def resolved_at_ms(market: Mapping[str, Any], fallback_ms: int) -> int:
     return fallback_ms
 
 
-def market_resolved(asset_id: str, market_id: str | None, payout_micros: int, at_ms: int) -> dict[str, Any]:
-    """The ``marketResolved`` event (SPEC 13.2) as its wire object."""
-    return {
+def market_resolved(asset_id: str, market_id: str | None, payout_micros: int, at_ms: int) -> MarketResolved:
+    """The ``marketResolved`` event (SPEC 13.2), checked by the wire contract."""
+    wire = {
         "kind": "marketResolved",
         "assetId": asset_id,
         "marketId": market_id,
         "payoutMicros": payout_micros,
         "resolvedAtMs": at_ms,
     }
+    try:
+        return MarketResolved.model_validate(wire, by_alias=True, by_name=False)
+    except ValidationError as exc:
+        raise BadRow(describe_validation_error(exc)) from None
 
 
-def resolutions(market: Mapping[str, Any], fallback_ms: int) -> list[dict[str, Any]]:
+def resolutions(market: Mapping[str, Any], fallback_ms: int) -> list[MarketResolved]:
     """One marketResolved per outcome token of a closed, resolved market ([] if it is not resolved)."""
     if not is_resolved(market):
         return []

@@ -37,7 +37,7 @@ from streams.ingest.mapping import (
 )
 from streams.ingest.metrics import IngestMetrics
 from streams.ingest.sinks import Event, Sink
-from streams.serde import dead_letter, dumps, encode
+from streams.serde import dead_letter, encode
 
 log = logging.getLogger("copybot.ingest")
 
@@ -330,11 +330,11 @@ class Ingestor:
                 await self.sink.dead_letter(self._letter(condition_id, "gamma:/markets", 0, market, str(exc)))
             return
         for event in events:
-            await self.sink.publish(Event("marketResolved", event["assetId"], dumps(event)))
+            await self.sink.publish(Event("marketResolved", event.asset_id, encode(event)))
             self.metrics.published[(condition_id, "marketResolved")] += 1
         if events:
             self.resolved.add(condition_id)
-            log.info("market %s resolved: %s", condition_id, [e["payoutMicros"] for e in events])
+            log.info("market %s resolved: %s", condition_id, [e.payout_micros for e in events])
 
     # --- rounds -----------------------------------------------------------------------------------
 

@@ -28,7 +28,7 @@ kind                topic                  key / partition
 leaderTrade         leader-trades          followedUserId (default partitioner: murmur2, as Java)
 portfolioSnapshot   portfolio-snapshots    followedUserId, or ``__global__`` when it is null
 configChange        config-changes         ``GLOBAL`` or the leader id (partition 0)
-marketResolved      market-events          assetId, partition 0 (``publish_market_resolved``)
+marketResolved      market-events          assetId (partition 0)
 tick                leader-trades          no key, one copy into **every** partition
 ==================  =====================  =====================================================
 
@@ -119,6 +119,8 @@ def route(event: InputEvent) -> tuple[str, str | None]:
         return SNAPSHOTS, event.followed_user_id or GLOBAL_SNAPSHOT_KEY
     if event.kind == "configChange":
         return CONFIG_CHANGES, event.followed_user_id or GLOBAL_CONFIG_KEY
+    if event.kind == "marketResolved":
+        return MARKET_EVENTS, event.asset_id
     return TRADES, None
 
 
@@ -217,7 +219,7 @@ class CopybotClient:
         topic, key = route(event)
         if key is None:  # a tick: into every partition of the decision log
             return [await self.publish_raw(topic, raw, partition=p) for p in await self.partitions(topic)]
-        partition = 0 if topic == CONFIG_CHANGES else None
+        partition = 0 if topic in (CONFIG_CHANGES, MARKET_EVENTS) else None
         return [await self.publish_raw(topic, raw, key=key, partition=partition)]
 
     async def publish_market_resolved(self, raw: bytes, asset_id: str) -> asyncio.Future[Any]:

@@ -183,7 +183,7 @@ def market(**overrides: Any) -> dict[str, Any]:
 
 
 def test_a_resolved_market_pays_the_winner_one_usdc_and_the_loser_nothing() -> None:
-    assert resolutions(market(), fallback_ms=5) == [
+    assert [e.model_dump(by_alias=True) for e in resolutions(market(), fallback_ms=5)] == [
         {"kind": "marketResolved", "assetId": "111", "marketId": "0xc1", "payoutMicros": 1_000_000,
          "resolvedAtMs": 1796040000000},
         {"kind": "marketResolved", "assetId": "222", "marketId": "0xc1", "payoutMicros": 0,
@@ -193,7 +193,7 @@ def test_a_resolved_market_pays_the_winner_one_usdc_and_the_loser_nothing() -> N
 
 def test_a_fifty_fifty_resolution_pays_half_and_prices_may_be_lists() -> None:
     events = resolutions(market(outcomePrices=["0.5", "0.5"], clobTokenIds=["1", "2"], closedTime=None), 5)
-    assert [(e["assetId"], e["payoutMicros"], e["resolvedAtMs"]) for e in events] == [
+    assert [(e.asset_id, e.payout_micros, e.resolved_at_ms) for e in events] == [
         ("1", 500_000, 5),
         ("2", 500_000, 5),
     ]
