@@ -23,13 +23,6 @@ SourceType = Literal["AGGREGATOR", "IMMEDIATE", "BUFFER"]
 Decision = Literal["EXECUTE", "SKIP"]
 ExposureStatus = Literal["fresh", "missing", "stale"]
 
-# Topic base names (the live system prefixes them; replay reports them as is).
-TOPIC_LEADER_TRADES = "copybot.leader-trades"
-TOPIC_SNAPSHOTS = "copybot.portfolio-snapshots"
-TOPIC_CONFIG_CHANGES = "copybot.config-changes"
-TOPIC_COPY_ATTEMPTS = "copybot.copy-attempts"
-TOPIC_DEAD_LETTERS = "copybot.dead-letters"
-TOPIC_TICKS = "copybot.ticks"
 GLOBAL_SNAPSHOT_KEY = "__global__"
 
 
@@ -123,13 +116,6 @@ class Tick(WireModel):
 InputEvent = Annotated[LeaderTrade | PortfolioSnapshot | ConfigChange | Tick, Field(discriminator="kind")]
 INPUT_EVENT: TypeAdapter[LeaderTrade | PortfolioSnapshot | ConfigChange | Tick] = TypeAdapter(InputEvent)
 """Decodes any input event from JSON bytes: ``INPUT_EVENT.validate_json(raw)``."""
-
-TOPIC_OF_KIND = {
-    "leaderTrade": TOPIC_LEADER_TRADES,
-    "portfolioSnapshot": TOPIC_SNAPSHOTS,
-    "configChange": TOPIC_CONFIG_CHANGES,
-    "tick": TOPIC_TICKS,
-}
 
 
 # --- outputs -------------------------------------------------------------------------------------
