@@ -13,6 +13,7 @@ import heapq
 from models.config import EffectiveConfig, apply_change
 from models.decision import Group, decide, set_mark
 from models.events import (
+    AnyInputEvent,
     ConfigChange,
     ConfigRejected,
     ConfigWarning,
@@ -27,7 +28,7 @@ from models.sizing import leader_exposure, raw_target
 from models.state import BUCKET, WINDOW, Bucket, BucketKey, LeaderState, PartitionState, Snapshot, Window
 from models.units import MICROS, shares_for
 
-InputEvent = LeaderTrade | PortfolioSnapshot | ConfigChange | Tick
+InputEvent = AnyInputEvent
 
 
 def process(state: PartitionState, event: InputEvent) -> list[Output]:
@@ -46,6 +47,8 @@ def process(state: PartitionState, event: InputEvent) -> list[Output]:
             _flush_all_buckets(state, out)
     elif event.kind == "portfolioSnapshot":
         _on_snapshot(state, event)
+    elif event.kind == "marketResolved" or event.kind == "executionReport":
+        pass  # the venue loop (SPEC 13) lands in the next commit
     else:
         _on_config_change(state, event, out)
     return out

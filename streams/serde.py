@@ -116,6 +116,8 @@ def key_for_raw(raw: bytes | str) -> str | None:
     leader = obj.get("followedUserId")
     if isinstance(leader, str):
         return leader
+    if obj.get("kind") == "marketResolved" and isinstance(obj.get("assetId"), str):
+        return str(obj["assetId"])  # resolutions are keyed by asset (SPEC 13.8.8)
     if obj.get("kind") == "configChange" and obj.get("scope") == "GLOBAL":
         return "GLOBAL"
     return None

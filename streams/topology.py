@@ -37,11 +37,18 @@ SINGLE_PARTITION = (CONFIG_CHANGES, DEAD_LETTERS, CONFIG_REPORTS)
 ALL_TOPICS = (*LEADER_KEYED, *SINGLE_PARTITION)
 """Base names of every topic copybot uses (leader-keyed first)."""
 
+MARKET_EVENTS = "market-events"
+"""The venue's market resolutions (SPEC 13.2; not created or routed by the tools yet)."""
+EXECUTIONS = "executions"
+"""The venue's execution reports (SPEC 13.3; not created or routed by the tools yet)."""
+
 TOPIC_OF_KIND = {
     "leaderTrade": TRADES,
     "portfolioSnapshot": SNAPSHOTS,
     "configChange": CONFIG_CHANGES,
     "tick": TRADES,
+    "marketResolved": MARKET_EVENTS,
+    "executionReport": EXECUTIONS,
 }
 """The topic each input kind is published to (a tick goes into every partition of leader-trades)."""
 REPLAY_PREFIX = "copybot"
