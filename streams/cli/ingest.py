@@ -13,7 +13,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
-from streams.settings import Settings, SettingsError
+from streams.cli.main import command, no_action
+from streams.errors import UsageError
+from streams.settings import Settings
 
 DESCRIPTION = """\
 Poll Polymarket's public Data API for the leaders in FILE and publish, for each, a leaderTrade per new
@@ -63,13 +65,8 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     )
     poly.add_argument("--record", type=Path, metavar="FILE", help="also write a tape for `copybot replay`")
     poly.add_argument("--metrics-port", type=int, metavar="PORT", help="serve Prometheus metrics here")
-    poly.set_defaults(func=_cmd_polymarket)
-    ingest.set_defaults(func=lambda args: _help(ingest))
-
-
-def _help(parser: argparse.ArgumentParser) -> int:
-    parser.print_help(sys.stderr)
-    return 2
+    command(poly, run)
+    command(ingest, lambda args: no_action(ingest))
 
 
 def parse_since(value: str | None) -> int | None:
@@ -78,7 +75,10 @@ def parse_since(value: str | None) -> int | None:
         return None
     if value.isdigit():
         return int(value)
-    moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise UsageError(f"--since {value!r}: give epoch seconds or an ISO time") from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     return int(moment.timestamp())
@@ -102,20 +102,15 @@ class Progress:
             self.stream.flush()
 
 
-def _cmd_polymarket(args: argparse.Namespace) -> int:
-    from streams.ingest.leaders import LeadersError, load_leaders
+def run(args: argparse.Namespace) -> int:
+    from streams.ingest.leaders import load_leaders
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
-    try:
-        settings = Settings.from_env()
-        leaders, file_interval = load_leaders(args.leaders)
-        since = parse_since(args.since)
-    except (SettingsError, LeadersError, ValueError) as exc:
-        print(f"copybot ingest polymarket: {exc}", file=sys.stderr)
-        return 2
+    settings = Settings.from_env()
+    leaders, file_interval = load_leaders(args.leaders)
+    since = parse_since(args.since)
     if args.rps <= 0 or args.lookback < 0:
-        print("copybot ingest polymarket: --rps must be > 0 and --lookback ≥ 0", file=sys.stderr)
-        return 2
+        raise UsageError("--rps must be > 0 and --lookback ≥ 0")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
     try:
         return asyncio.run(_run(args, settings, leaders, file_interval, since))
     except KeyboardInterrupt:
@@ -129,8 +124,8 @@ async def _run(args: argparse.Namespace, settings: Settings, leaders: Any, inter
     from streams.ingest.metrics import IngestMetrics, serve_metrics
     from streams.ingest.poller import IngestOptions, Ingestor
     from streams.ingest.ratelimit import Buckets, RateLimits
-    from streams.ingest.sinks import KafkaSink, Sink, StreamSink, TapeRecorder
-    from streams.kafka.client import CopybotClient, KafkaUnavailable, quiet_kafka_logs
+    from streams.ingest.sinks import IngestClient, KafkaSink, Sink, StreamSink, TapeRecorder
+    from streams.kafka import quiet_kafka_logs
 
     options = IngestOptions(
         interval_s=args.interval or interval or 15.0,
@@ -160,11 +155,7 @@ async def _run(args: argparse.Namespace, settings: Settings, leaders: Any, inter
             sink = StreamSink(sys.stdout.buffer, sys.stderr.buffer)
         else:
             quiet_kafka_logs()
-            try:
-                client = await stack.enter_async_context(CopybotClient(settings, client_id="copybot-ingest"))
-            except KafkaUnavailable as exc:
-                print(f"copybot ingest polymarket: {exc}", file=sys.stderr)
-                return 1
+            client = await stack.enter_async_context(IngestClient(settings, client_id="copybot-ingest"))
             kafka = KafkaSink(client)
             checkpoints, resolved = await kafka.checkpoints(), await kafka.resolved_markets()
             sink = kafka

@@ -22,10 +22,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from streams.errors import UsageError
+
 WALLET = re.compile(r"^0x[0-9a-fA-F]{40}$")
 
 
-class LeadersError(ValueError):
+class LeadersError(UsageError):
     """The leaders file cannot be used; the message names the file and the entry."""
 
 

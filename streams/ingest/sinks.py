@@ -16,7 +16,7 @@ from models.events import DeadLetter
 from streams.ingest.checkpoint import BadCheckpoint, Checkpoint
 from streams.kafka.client import CopybotClient
 from streams.serde import dumps, encode, peek
-from streams.settings import DEAD_LETTERS, INGEST_CHECKPOINTS, MARKET_EVENTS, SNAPSHOTS, TRADES
+from streams.topology import DEAD_LETTERS, INGEST_CHECKPOINTS, MARKET_EVENTS
 
 log = logging.getLogger("copybot.ingest")
 
@@ -39,24 +39,33 @@ class Sink(Protocol):
     async def tick(self, now_ms: int) -> None: ...
 
 
-class KafkaSink:
-    """Publishes to copybot's topics through :class:`CopybotClient` (started by the caller)."""
+class IngestClient(CopybotClient):
+    """The client, plus the two records of the adapter that are not input events."""
 
-    def __init__(self, client: CopybotClient) -> None:
+    async def publish_dead_letter(self, letter: DeadLetter) -> None:
+        """A row that could not be mapped, with the raw row and the reason (key: the leader)."""
+        await self._send(DEAD_LETTERS, encode(letter), key=letter.key)
+
+    async def publish_checkpoint(self, checkpoint: Checkpoint) -> None:
+        """A wallet's scan position on the compacted checkpoint topic (key: the wallet)."""
+        await self._send(INGEST_CHECKPOINTS, checkpoint.encode(), key=checkpoint.wallet)
+
+
+class KafkaSink:
+    """Publishes to copybot's topics through :class:`IngestClient` (started by the caller); events are
+    validated and routed as every publisher's are (:func:`streams.topology.route`)."""
+
+    def __init__(self, client: IngestClient) -> None:
         self.client = client
 
     async def publish(self, event: Event) -> None:
-        if event.kind == "marketResolved":
-            await self.client.publish_market_resolved(event.raw, event.key)
-        else:
-            topic = TRADES if event.kind == "leaderTrade" else SNAPSHOTS
-            await self.client.publish_raw(topic, event.raw, key=event.key)
+        await self.client.publish(event.raw)
 
     async def dead_letter(self, letter: DeadLetter) -> None:
-        await self.client.publish_raw(DEAD_LETTERS, encode(letter), key=letter.key)
+        await self.client.publish_dead_letter(letter)
 
     async def checkpoint(self, checkpoint: Checkpoint) -> None:
-        await self.client.publish_raw(INGEST_CHECKPOINTS, checkpoint.encode(), key=checkpoint.wallet)
+        await self.client.publish_checkpoint(checkpoint)
 
     async def flush(self) -> None:
         await self.client.flush()
