@@ -71,11 +71,11 @@ from models.state import PartitionState  # noqa: E402
 from streams.devbroker import broker  # noqa: E402
 from streams.devbroker.broker import free_ports  # noqa: E402
 from streams.kafka.admin import create_topics  # noqa: E402
-from streams.kafka.client import CopybotClient, quiet_kafka_logs, route  # noqa: E402
+from streams.kafka.client import CopybotClient, quiet_kafka_logs  # noqa: E402
 from streams.sample_tape import generate  # noqa: E402
 from streams.serde import DecodeError, decode_event  # noqa: E402
 from streams.settings import CONFIG_CHANGES, COPY_ATTEMPTS, SNAPSHOTS, TRADES, Settings  # noqa: E402
-from streams.topology import log_partitions  # noqa: E402
+from streams.topology import log_partitions, route  # noqa: E402
 
 READY_LINE = "[^Worker]: Ready"
 FETCH = 10_000

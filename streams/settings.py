@@ -14,6 +14,8 @@ COPYBOT_TICK_INTERVAL_MS              100                 wall-clock tick period
 COPYBOT_WORKER_DIR                    .cache/worker       Faust data dir (table stores)
 COPYBOT_GUARANTEE                     at_least_once       exactly_once is refused (README, Delivery)
 COPYBOT_WORKER_WEB_PORT               6066                the worker's web port (health, metrics)
+COPYBOT_POLYMARKET_DATA_API           (Polymarket's)      ``copybot ingest polymarket``: Data API base URL
+COPYBOT_POLYMARKET_GAMMA_API          (Polymarket's)      ``copybot ingest polymarket``: Gamma API base URL
 ====================================  ==================  ================================================
 """
 
@@ -24,25 +26,37 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from streams.errors import SettingsError
+from streams.topology import (
+    CONFIG_CHANGES,
+    CONFIG_REPORTS,
+    COPY_ATTEMPTS,
+    DEAD_LETTERS,
+    LEADER_KEYED,
+    SINGLE_PARTITION,
+    SNAPSHOTS,
+    SOURCE_HEADER,
+    TRADES,
+)
+
 ROOT = Path(__file__).resolve().parents[1]
 
-TRADES = "leader-trades"
-SNAPSHOTS = "portfolio-snapshots"
-CONFIG_CHANGES = "config-changes"
-COPY_ATTEMPTS = "copy-attempts"
-DEAD_LETTERS = "dead-letters"
-CONFIG_REPORTS = "config-reports"
-LEADER_KEYED = (TRADES, SNAPSHOTS, COPY_ATTEMPTS)
-"""Topics keyed by leader id, all with the same partition count (the decision partitions)."""
-SINGLE_PARTITION = (CONFIG_CHANGES, DEAD_LETTERS, CONFIG_REPORTS)
-"""Topics whose order is global (config) or that are low volume (reports)."""
-
-SOURCE_HEADER = "copybot-source"
-"""Header on a message the worker copied into the decision log: ``{topic}:{partition}:{offset}``."""
-
-
-class SettingsError(ValueError):
-    """An environment variable holds a value copybot cannot use."""
+__all__ = [
+    "CONFIG_CHANGES",
+    "CONFIG_REPORTS",
+    "COPY_ATTEMPTS",
+    "DEAD_LETTERS",
+    "LEADER_KEYED",
+    "ROOT",
+    "SINGLE_PARTITION",
+    "SNAPSHOTS",
+    "SOURCE_HEADER",
+    "TRADES",
+    "Settings",
+    "SettingsError",
+]
+"""The topic names are defined in :mod:`streams.topology` and the error in :mod:`streams.errors`; they are
+importable from here too, where the worker and the projections have always found them."""
 
 
 def _int(env: dict[str, str], name: str, default: int, minimum: int = 0) -> int:
@@ -58,6 +72,17 @@ def _int(env: dict[str, str], name: str, default: int, minimum: int = 0) -> int:
     return value
 
 
+POLYMARKET_DATA_API = "https://data-api.polymarket.com"
+POLYMARKET_GAMMA_API = "https://gamma-api.polymarket.com"
+
+
+def _url(env: dict[str, str], name: str, default: str) -> str:
+    raw = env.get(name) or default
+    if not raw.startswith(("http://", "https://")):
+        raise SettingsError(f"{name}={raw!r} is not an http(s) URL")
+    return raw.rstrip("/")
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     """Where the live system runs and how it is shaped."""
@@ -71,6 +96,8 @@ class Settings:
     worker_dir: Path = ROOT / ".cache" / "worker"
     guarantee: Literal["at_least_once", "exactly_once"] = "at_least_once"
     worker_web_port: int = 6066
+    polymarket_data_api: str = POLYMARKET_DATA_API
+    polymarket_gamma_api: str = POLYMARKET_GAMMA_API
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -94,6 +121,8 @@ class Settings:
             worker_dir=Path(e.get("COPYBOT_WORKER_DIR", str(ROOT / ".cache" / "worker"))),
             guarantee=guarantee,  # type: ignore[arg-type]
             worker_web_port=_int(e, "COPYBOT_WORKER_WEB_PORT", 6066, minimum=1),
+            polymarket_data_api=_url(e, "COPYBOT_POLYMARKET_DATA_API", POLYMARKET_DATA_API),
+            polymarket_gamma_api=_url(e, "COPYBOT_POLYMARKET_GAMMA_API", POLYMARKET_GAMMA_API),
         )
 
     def topic(self, name: str) -> str:
