@@ -582,7 +582,7 @@ async def offer(client: CopybotClient, sent: dict[str, float], rate: int, second
                 }
             )
             sent[trade_id] = time.perf_counter()
-            await client.publish_raw(TRADES, raw, key=leader)
+            await client.publish(raw)
         delay = began + (step + 1) * 0.01 - time.monotonic()
         if delay > 0:
             await asyncio.sleep(delay)  # pacing the offered load

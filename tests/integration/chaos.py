@@ -39,10 +39,11 @@ from streams.devbroker import broker
 from streams.devbroker.broker import free_ports
 from streams.devbroker.harness import READY_LINE, WorkerProcess, read_to_end
 from streams.kafka.admin import create_topics
-from streams.kafka.client import CopybotClient, quiet_kafka_logs
+from streams.kafka.client import quiet_kafka_logs
 from streams.settings import CONFIG_CHANGES, COPY_ATTEMPTS, DEAD_LETTERS, SNAPSHOTS, TRADES, Settings
 from tests.integration.chaos_check import AttemptRecord, ChaosRecords, ChaosVerdict, judge, render
 from tests.integration.chaos_input import ChaosInput, Message, pick_leaders, setup_changes, timed_changes
+from tests.integration.live import CopybotClient
 
 STEP_S = 0.02
 """Publishing period: every step sends `trades_per_step` trades (and now and then more)."""
@@ -63,10 +64,12 @@ class ChaosPlan:
     partitions: int = 4
     workers: int = 2
     kills: int = 10
-    trades_per_s: int = 250
+    trades_per_s: int = 150
     malformed: int = 150
     leaders_per_partition: int = 3
     max_restart_delay_s: float = 5.0
+    whole_deadline_s: float = 20.0
+    """Before a kill, how long to wait for every worker to be ready (5 s restart + 10 s failover + slack)."""
     gap_limit_s: float = 15.0
     cover_deadline_s: float = 120.0
     """After publishing, how long the attempts may take to cover every trade (the rest count as lost)."""
@@ -88,6 +91,8 @@ class Timeline:
     publish_window: tuple[int, int] = (0, 0)
     covered_at_ms: int | None = None
     settle_at_ms: int = 0
+    not_whole: int = 0
+    """Kills made before every worker was ready again (it took longer than whole_deadline_s)."""
     settled: bool = True
     """Whether the group consumed every input to its end (and went quiet) before the deadline."""
     """When the workers were stopped to settle (progress is watched until then)."""
@@ -110,6 +115,7 @@ class ChaosRun:
     """Workers the controller killed and will restart itself."""
     _pause: asyncio.Event | None = None
     _paused: asyncio.Event = field(default_factory=asyncio.Event)
+    _chaos_done: bool = False
 
     @property
     def bootstrap(self) -> str:
@@ -188,14 +194,18 @@ class ChaosRun:
         changes = timed_changes(source.leaders)
         started = time.monotonic()
         self.timeline.publish_window = (now_ms(), 0)
-        for step in range(steps):
+        step = 0
+        while step < steps or not self._chaos_done:  # trades keep coming until the last kill is over
+            step += 1
             if self._pause is not None and self._pause.is_set():
+                paused_at = time.monotonic()
                 await self.flush(client)
                 self._paused.set()
                 while self._pause.is_set():
                     await asyncio.sleep(0.05)  # paused by the controller (broker restart)
                 self._paused.clear()
-            progress = step / steps
+                started += time.monotonic() - paused_at  # resume the steady rate, no catch-up burst
+            progress = min(1.0, step / steps)
             stamp = now_ms()
             for message in source.step(progress, stamp):
                 await self.send(client, message)
@@ -209,7 +219,7 @@ class ChaosRun:
                 await self.send(client, source.snapshot(stamp, whole=step % 250 == 0))
             if step % 100 == 0:
                 await self.flush(client)
-            delay = started + (step + 1) * STEP_S - time.monotonic()
+            delay = started + step * STEP_S - time.monotonic()
             if delay > 0:
                 await asyncio.sleep(delay)  # pacing the publisher, not waiting for anything
         await self.flush(client)
@@ -219,40 +229,47 @@ class ChaosRun:
     # --- chaos ----------------------------------------------------------------------------------------
 
     async def controller(self, rng: random.Random) -> None:
-        """SIGKILL random workers at random times during publishing, and restart the broker once."""
+        """SIGKILL a random worker 1–4 s after every worker is up (restart after 0–5 s), `kills` times,
+        and restart the broker once halfway. Kills wait for the group to be whole again, so what the run
+        measures is one failover at a time, not a pile of them."""
+        try:
+            await self._kill_and_restart(rng)
+        finally:
+            self._chaos_done = True
+
+    async def _kill_and_restart(self, rng: random.Random) -> None:
         plan = self.plan
-        span = plan.publish_s
-        times = sorted(rng.uniform(0.05 * span, 0.95 * span) for _ in range(plan.kills))
-        outage_at = 0.5 * span
-        began = time.monotonic()
-        actions: list[tuple[float, str]] = [(t, "kill") for t in times] + [(outage_at, "broker")]
-        for at, action in sorted(actions):
-            delay = began + at - time.monotonic()
-            if delay > 0:
-                await asyncio.sleep(delay)  # the chaos schedule
-            if action == "broker":
+        for n in range(plan.kills):
+            await self.wait_whole()
+            await asyncio.sleep(rng.uniform(1.0, 4.0))  # the chaos schedule
+            if n == plan.kills // 2:
                 await self.restart_broker()
-                continue
-            await wait_for(
-                lambda: any(
-                    w.process and w.process.poll() is None and w.name not in self._down for w in self.workers
-                ),
-                60,
-                "a live worker to kill",
-            )
-            alive = [
-                w for w in self.workers if w.process and w.process.poll() is None and w.name not in self._down
-            ]
-            victim = rng.choice(alive)
+                await self.wait_whole()
+            victim = rng.choice(self.workers)
             restart_in = rng.uniform(0, plan.max_restart_delay_s)
             self._down.add(victim.name)
             await asyncio.to_thread(victim.kill, signal.SIGKILL)
             self.timeline.kills.append((now_ms(), victim.name))
-            say(
-                f"SIGKILL {victim.name} ({len(self.timeline.kills)}/{plan.kills}); "
-                f"restart in {restart_in:.1f}s"
-            )
+            say(f"SIGKILL {victim.name} ({n + 1}/{plan.kills}); restart in {restart_in:.1f}s")
             asyncio.get_running_loop().call_later(restart_in, self._restart, victim)
+
+    async def wait_whole(self) -> None:
+        """Wait until every worker is ready — at most `whole_deadline_s` (failover is due within that
+        anyway); a worker that is not ready by then may be killed while it starts."""
+        try:
+            await wait_for(self.all_ready, self.plan.whole_deadline_s, "every worker to be ready")
+        except TimeoutError:
+            self.timeline.not_whole += 1
+
+    def all_ready(self) -> bool:
+        """Every worker is running (not waiting for its restart) and has logged that it is ready."""
+        return all(
+            w.name not in self._down
+            and w.process is not None
+            and w.process.poll() is None
+            and READY_LINE in w.current_log()
+            for w in self.workers
+        )
 
     def _restart(self, worker: WorkerProcess) -> None:
         worker.start(wait_ready=False)
@@ -383,7 +400,8 @@ class ChaosRun:
         outages = ", ".join(f"{(b - a) / 1000:.1f}s" for a, b in t.outages)
         return [
             f"seed {self.plan.seed}; {len(t.kills)} SIGKILLs ({kills}); broker outage {outages}; "
-            f"unplanned worker exits {len(t.unplanned_exits)}",
+            f"unplanned worker exits {len(t.unplanned_exits)}; kills before the group was whole again "
+            f"{t.not_whole}",
             f"worker logs: {self.workdir}",
         ]
 
