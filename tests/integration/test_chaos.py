@@ -37,8 +37,8 @@ SEED = int(os.environ.get("COPYBOT_CHAOS_SEED", "11"))
 
 WORKER_FIX_PENDING = (
     "issue 11: today's worker diverges from its log after kills (e.g. seed 3: 3,507 of 11,637 attempts "
-    "differ, 55 attemptIds with two contents, 3,761 trades lost) and stalls 90-150 s per kill; the worker "
-    "rewrite (branch worker) fixes it — remove this mark when it is merged"
+    "differ, 55 attemptIds with two contents, 3,761 trades lost) and stalls 60-150 s per kill; remove this "
+    "mark with the worker rewrite that makes it pass"
 )
 
 
@@ -184,7 +184,7 @@ MAX_MESSAGE_BYTES_DEFAULT = "1048588"
 @pytest.mark.xfail(
     strict=True,
     reason="issue 11: today's worker keeps running after a failed send (the agent restarts with advanced "
-    "state); the worker rewrite (branch worker) exits instead — remove this mark when it is merged",
+    "state); remove this mark with the worker rewrite that makes it exit",
 )
 def test_a_send_that_fails_stops_the_worker_and_its_restart_emits_the_lost_attempts(
     system: LiveSystem, tmp_path: Path
