@@ -25,13 +25,6 @@ ExposureStatus = Literal["fresh", "missing", "stale", "derived"]
 """How E_u was found: a snapshot (fresh or stale), none (missing), or the shadow book (derived, SPEC 13.4)."""
 ReportStatus = Literal["PARTIAL", "FILLED", "REJECTED", "CANCELLED"]
 
-# Topic base names (the live system prefixes them; replay reports them as is).
-TOPIC_LEADER_TRADES = "copybot.leader-trades"
-TOPIC_SNAPSHOTS = "copybot.portfolio-snapshots"
-TOPIC_CONFIG_CHANGES = "copybot.config-changes"
-TOPIC_COPY_ATTEMPTS = "copybot.copy-attempts"
-TOPIC_DEAD_LETTERS = "copybot.dead-letters"
-TOPIC_TICKS = "copybot.ticks"
 GLOBAL_SNAPSHOT_KEY = "__global__"
 
 
@@ -153,15 +146,6 @@ InputEvent = Annotated[AnyInputEvent, Field(discriminator="kind")]
 INPUT_EVENT: TypeAdapter[AnyInputEvent] = TypeAdapter(InputEvent)
 """Decodes any input event from JSON bytes: ``INPUT_EVENT.validate_json(raw)``."""
 
-TOPIC_OF_KIND = {
-    "leaderTrade": TOPIC_LEADER_TRADES,
-    "portfolioSnapshot": TOPIC_SNAPSHOTS,
-    "configChange": TOPIC_CONFIG_CHANGES,
-    "tick": TOPIC_TICKS,
-    "marketResolved": "copybot.market-events",
-    "executionReport": "copybot.executions",
-}
-
 
 # --- outputs -------------------------------------------------------------------------------------
 
@@ -190,9 +174,13 @@ class AttemptBudget(WireModel):
     """Our exposure attributed to the leader when deciding, and the HARD budget's headroom."""
 
     current_exposure_micros: int
+    """Our exposure attributed to the leader plus its BUY reservations (SPEC 13.3.2)."""
     headroom_micros: int | None
     capped: bool
     reducing: bool
+    reserved_micros: int = 0
+    """Σ BUY reservations of the leader's open orders before the decision (0 without orders; the
+    default reads attempts recorded before the field existed)."""
 
 
 class CopyAttempt(WireModel):
@@ -349,6 +337,7 @@ class BudgetWire(TypedDict):
     headroomMicros: int | None
     capped: bool
     reducing: bool
+    reservedMicros: int
 
 
 class CopyAttemptWire(TypedDict):

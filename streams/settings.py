@@ -24,25 +24,37 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from streams.errors import SettingsError
+from streams.topology import (
+    CONFIG_CHANGES,
+    CONFIG_REPORTS,
+    COPY_ATTEMPTS,
+    DEAD_LETTERS,
+    LEADER_KEYED,
+    SINGLE_PARTITION,
+    SNAPSHOTS,
+    SOURCE_HEADER,
+    TRADES,
+)
+
 ROOT = Path(__file__).resolve().parents[1]
 
-TRADES = "leader-trades"
-SNAPSHOTS = "portfolio-snapshots"
-CONFIG_CHANGES = "config-changes"
-COPY_ATTEMPTS = "copy-attempts"
-DEAD_LETTERS = "dead-letters"
-CONFIG_REPORTS = "config-reports"
-LEADER_KEYED = (TRADES, SNAPSHOTS, COPY_ATTEMPTS)
-"""Topics keyed by leader id, all with the same partition count (the decision partitions)."""
-SINGLE_PARTITION = (CONFIG_CHANGES, DEAD_LETTERS, CONFIG_REPORTS)
-"""Topics whose order is global (config) or that are low volume (reports)."""
-
-SOURCE_HEADER = "copybot-source"
-"""Header on a message the worker copied into the decision log: ``{topic}:{partition}:{offset}``."""
-
-
-class SettingsError(ValueError):
-    """An environment variable holds a value copybot cannot use."""
+__all__ = [
+    "CONFIG_CHANGES",
+    "CONFIG_REPORTS",
+    "COPY_ATTEMPTS",
+    "DEAD_LETTERS",
+    "LEADER_KEYED",
+    "ROOT",
+    "SINGLE_PARTITION",
+    "SNAPSHOTS",
+    "SOURCE_HEADER",
+    "TRADES",
+    "Settings",
+    "SettingsError",
+]
+"""The topic names are defined in :mod:`streams.topology` and the error in :mod:`streams.errors`; they are
+importable from here too, where the worker and the projections have always found them."""
 
 
 def _int(env: dict[str, str], name: str, default: int, minimum: int = 0) -> int:

@@ -32,12 +32,18 @@ from projections.store import (
     leader_reason_counts,
     projection_offsets,
 )
-from streams.kafka.client import CopybotClient
 from streams.replay import replay
 from streams.sample_tape import generate
 from streams.serde import peek
 from streams.settings import CONFIG_CHANGES, COPY_ATTEMPTS, SNAPSHOTS, Settings
-from tests.integration.live import SAMPLE_TAPE, LiveSystem, accepted_trades, tape_events, wait_until
+from tests.integration.live import (
+    SAMPLE_TAPE,
+    CopybotClient,  # with the test-only publish_raw
+    LiveSystem,
+    accepted_trades,
+    tape_events,
+    wait_until,
+)
 from tests.projections.db import dump
 
 pytestmark = pytest.mark.integration
