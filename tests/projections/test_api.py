@@ -8,6 +8,7 @@ that validates and "publishes" exactly like ``copybot config set-*``.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from collections import Counter
@@ -15,11 +16,14 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 from fastapi.testclient import TestClient
 
 from models.config import RULES, ConfigStore, Scope
 from projections import api
+from projections.consumer import Decoded, decode_attempt, project_batch
+from projections.store import ProjectionStore
 from streams.configedit import Assignment, SetResult, fold
 from streams.kafka.client import KafkaUnavailable
 from streams.settings import COPY_ATTEMPTS
@@ -451,3 +455,55 @@ def test_integral_numbers_are_integers_in_a_body(client: TestClient, gateway: Me
     )
     too_big = b'{"sizing": {"budgetUsdcMicros": 100000000000000000000000}}'
     assert client.post("/api/config/user/bob", content=too_big).status_code == 422
+
+
+def test_cursor_pages_see_every_attempt_once_while_attempts_are_inserted(
+    db: str, sample: Sample, gateway: MemoryGateway, tmp_path: Path
+) -> None:
+    # Given a copy of the projected sample and a client paging alice's attempts by cursor
+    own = tmp_path / "paging.db"
+    shutil.copy(db, own)
+    leader = "alice"
+    before = {a["attemptId"] for a in sample.attempts if a["followedUserId"] == leader}
+    template = next(a for a in sample.attempts if a["followedUserId"] == leader)
+    times = sorted(a["decidedAtMs"] for a in sample.attempts if a["followedUserId"] == leader)
+    store = ProjectionStore(str(own))
+    inserted: list[str] = []
+
+    def insert_two(page: int, offset: int) -> None:
+        """The projector inserts a newer attempt and one older than anything paged yet, between pages."""
+        lines = []
+        for n, at in ((0, times[-1] + 1_000 + page), (1, times[len(times) // 2] - page)):
+            attempt = {
+                **template,
+                "attemptId": f"late-{page}-{n}",
+                "groupKey": f"late-{page}-{n}",
+                "decidedAtMs": at,
+            }
+            lines.append(orjson.dumps(attempt))
+            inserted.append(attempt["attemptId"])
+        decoded: list[Decoded] = [
+            (COPY_ATTEMPTS, 1, offset + i, decode_attempt(line), line.decode())
+            for i, line in enumerate(lines)
+        ]
+        project_batch(store, decoded, {(COPY_ATTEMPTS, 1): offset + len(lines)})
+
+    seen: list[str] = []
+    with TestClient(api.create_app(str(own), gateway)) as c:
+        params: dict[str, Any] = {"leader": leader, "limit": 17}
+        page = 0
+        while True:
+            body = c.get("/api/copy-attempts", params=params).json()
+            seen += [a["attemptId"] for a in body["items"]]
+            if body["nextCursor"] is None:
+                break
+            params["cursor"] = body["nextCursor"]
+            page += 1
+            insert_two(page, 2 * page)
+    store.close()
+    # Then no attempt was seen twice, every attempt there at the start was seen, in cursor order
+    assert len(seen) == len(set(seen))
+    assert before <= set(seen)
+    assert set(seen) - before <= set(inserted)
+    assert page > 5
+    assert len(inserted) == 2 * page
