@@ -57,7 +57,7 @@ from sqlalchemy import Connection, Engine
 from starlette.exceptions import HTTPException
 from starlette.routing import Match
 
-from models.config import ConfigStore, EffectiveConfig, Scope
+from models.config import RULES, ConfigStore, EffectiveConfig, Scope
 from models.events import SECTION_NAMES
 from models.units import INT64_MAX, MAX_TIME_MS
 from projections import contract, queries, web
@@ -130,6 +130,8 @@ def assignments_from_body(body: Any) -> list[Assignment]:
             errors.append(f"{section}: nothing to change (give at least one key, or leave the section out)")
         else:
             for key, value in keys.items():
+                if key not in RULES[section]:  # removing a key no rule knows would be accepted silently
+                    errors.append(f"{section}.{key}: unknown key")
                 edits.append(Assignment(section, str(key), value, unset=value is None))
     if not errors and not edits:
         errors.append("body: nothing to change (give at least one section.key)")

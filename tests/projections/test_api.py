@@ -234,6 +234,7 @@ def test_post_returns_warnings(client: TestClient, gateway: MemoryGateway) -> No
         ({"sizing": {"budgetUsdcMicros": "60"}}, "sizing.budgetUsdcMicros: expected an integer"),
         ({"sizing": {"sizingMode": "yolo"}}, "sizing.sizingMode: expected one of"),
         ({"sizing": {"noSuchKey": 1}}, "sizing.noSuchKey: unknown key"),
+        ({"guardrails": {"": None}}, "guardrails.: unknown key"),
         ({"nope": {"x": 1}}, "nope: unknown section"),
         ({"sizing": 5}, "sizing: expected an object"),
         ({}, "nothing to change"),
