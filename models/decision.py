@@ -1,7 +1,8 @@
-"""Deciding a group (SPEC 6) and filling it on paper (SPEC 7).
+"""Deciding a group (SPEC 6) and filling it on paper (SPEC 7) or opening its order (SPEC 13.3).
 
-The checks run in a fixed order and the first failing one decides, with one reason code. An EXECUTE
-fills at once at the reference price, so the next group of the leader sees the new exposure.
+The checks run in a fixed order and the first failing one decides, with one reason code. In paper mode
+an EXECUTE fills at once at the reference price, so the next group of the leader sees the new exposure;
+in reports mode it opens an order whose reservation counts against the budget until it is filled.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import hashlib
 import uuid
 from typing import NamedTuple
 
+from models.book import buy_fill, exposure_for_sizing, sell_fill
 from models.config import EffectiveConfig
 from models.events import CopyAttemptWire, Side, SourceType
 from models.sizing import (
@@ -17,11 +19,11 @@ from models.sizing import (
     clamp_target,
     copy_rate,
     effective_rate_bps,
-    leader_exposure,
     raw_target,
 )
-from models.state import LeaderState, PartitionState
-from models.units import MICROS, apply_bps, iso_ms, notional, shares_for
+from models.state import ATTEMPT_PAPER, ATTEMPT_SKIP, LeaderState, PartitionState
+from models.units import apply_bps, iso_ms, notional, shares_for
+from models.venue import open_order
 
 ENGINE_PAUSED = "ENGINE_PAUSED"
 USER_DISABLED = "USER_DISABLED"
@@ -31,6 +33,7 @@ BUY_COST_PER_SHARE_TOO_HIGH = "BUY_COST_PER_SHARE_TOO_HIGH"
 BUDGET_HARD_CAP_EXCEEDED = "BUDGET_HARD_CAP_EXCEEDED"
 RISK_CAP_USER = "RISK_CAP_USER"
 BUFFER_FLUSH_BELOW_MIN_EXEC = "BUFFER_FLUSH_BELOW_MIN_EXEC"
+MARKET_RESOLVED = "MARKET_RESOLVED"
 
 ATTEMPT_NAMESPACE = uuid.NAMESPACE_URL
 """attemptId = uuid5(NAMESPACE_URL, "EXEC_GLOBAL|{followedUserId}|{groupKey}")."""
@@ -102,26 +105,6 @@ def unique_group_key(leader: LeaderState, group: Group, clock_ms: int, dedup_win
     return f"{base}~{count}"
 
 
-def set_mark(leader: LeaderState, asset_id: str, price_micros: int) -> None:
-    """Mark an asset at a new price, revaluing our holding of it (and so the leader's exposure)."""
-    leader.mark_price_micros[asset_id] = price_micros
-    held = leader.held_share_micros.get(asset_id)
-    if held:
-        part = held * price_micros // MICROS
-        leader.exposure_micros += part - leader.exposure_part_micros.get(asset_id, 0)
-        leader.exposure_part_micros[asset_id] = part
-
-
-def fill(leader: LeaderState, asset_id: str, held_share_micros: int, price_micros: int) -> None:
-    """Record our new holding of an asset after a paper fill at `price_micros` (0: keep the old mark)."""
-    leader.held_share_micros[asset_id] = held_share_micros
-    if price_micros > 0:
-        leader.mark_price_micros[asset_id] = price_micros
-    part = notional(held_share_micros, leader.mark_price_micros.get(asset_id, 0))
-    leader.exposure_micros += part - leader.exposure_part_micros.get(asset_id, 0)
-    leader.exposure_part_micros[asset_id] = part
-
-
 class Checked(NamedTuple):
     """The outcome of the ordered checks (SPEC 6) with the sized target (SPEC 5)."""
 
@@ -147,10 +130,11 @@ def check_and_size(
     held_share_micros: int,
     equity_micros: int,
     below_min_exec: bool,
+    resolved: bool,
 ) -> Checked:
     """Run the ordered checks of SPEC 6 on `group`, sizing its target on the way (the first failing
-    check decides). `current_micros` is our exposure attributed to the leader, `held_share_micros`
-    the shares a SELL may sell."""
+    check decides). `current_micros` is our exposure attributed to the leader plus its BUY
+    reservations, `held_share_micros` the shares a SELL may sell (held minus SELL reservations)."""
     n = group.their_notional_micros
     if below_min_exec:
         return Checked(BUFFER_FLUSH_BELOW_MIN_EXEC, group.buffered_copy_micros, 0, 0, *_NO_FLAGS)
@@ -158,6 +142,8 @@ def check_and_size(
         return Checked(ENGINE_PAUSED, 0, 0, 0, *_NO_FLAGS)
     if not cfg.leader_enabled:
         return Checked(USER_DISABLED, 0, 0, 0, *_NO_FLAGS)
+    if resolved:  # nothing is ever bought into (or sold out of) a settled market (SPEC 13.2.3)
+        return Checked(MARKET_RESOLVED, 0, 0, 0, *_NO_FLAGS)
     if (
         group.source_type != "BUFFER"
         and cfg.min_leader_trade_notional_micros > 0
@@ -206,12 +192,28 @@ _NO_FLAGS = (False, False, False, False, False, False)
 """Every clamp flag and `capped` false: the shape of an early SKIP (SPEC 12.7)."""
 
 
-def fill_on_paper(leader: LeaderState, group: Group, shares: int) -> None:
-    """An EXECUTE fills at once, in full, at the reference price (SPEC 7)."""
-    held = leader.held_share_micros.get(group.asset_id, 0)
-    held = held - shares if group.side == "SELL" else held + shares
-    # A fill marks the asset at its price; a zero reference price (a notional-0 trade) is no price.
-    fill(leader, group.asset_id, held, group.reference_price_micros)
+def fill_on_paper(leader: LeaderState, group: Group, checked: Checked) -> None:
+    """An EXECUTE fills at once, in full, at the reference price (SPEC 7); the cost basis follows."""
+    # A zero reference price (a notional-0 trade) is no price: the mark stays (set_holding).
+    if group.side == "SELL":
+        sell_fill(leader, group.asset_id, checked.shares, checked.target, group.reference_price_micros)
+    else:
+        buy_fill(leader, group.asset_id, checked.shares, checked.target, group.reference_price_micros)
+
+
+def remember_attempt(leader: LeaderState, attempt_id: str, code: int, clock_ms: int, window_ms: int) -> None:
+    """Remember an attempt that opened no order (a SKIP, or a paper EXECUTE) for one dedup window, so a
+    report for it can say why it was ignored (SPEC 13.8.4)."""
+    memory, order = leader.attempt_memory, leader.attempt_order
+    while order and clock_ms - order[0][0] > window_ms:
+        forgotten = order.popleft()[1]
+        del memory[forgotten]
+        if leader.journal is not None:
+            leader.journal.attempts.add(forgotten)
+    memory[attempt_id] = code
+    order.append((clock_ms, attempt_id))
+    if leader.journal is not None:
+        leader.journal.attempts.add(attempt_id)
 
 
 def attempt_wire(
@@ -222,6 +224,7 @@ def attempt_wire(
     checked: Checked,
     exposure: LeaderExposure,
     current_micros: int,
+    reserved_micros: int,
     equity_micros: int,
 ) -> CopyAttemptWire:
     """The attempt's wire dict (SPEC 3 ``copyAttempt``); claims the group's unique key."""
@@ -270,6 +273,7 @@ def attempt_wire(
             "headroomMicros": cfg.budget_usdc_micros - current_micros if cfg.hard_budget else None,
             "capped": checked.capped,
             "reducing": group.side == "SELL",
+            "reservedMicros": reserved_micros,
         },
         "configVersion": state.config.version,
     }
@@ -283,23 +287,35 @@ def decide(
     *,
     below_min_exec: bool = False,
 ) -> CopyAttemptWire:
-    """Decide `group` now (at the partition clock), apply its paper fill, and return the attempt.
+    """Decide `group` now (at the partition clock), fill it on paper or open its order, and return
+    the attempt.
 
     `below_min_exec` marks a buffer flush whose net is below buffering.minExecNotionalMicros: it is
     recorded as a SKIP at the flush, before the ordered checks.
     """
     equity = state.equity_micros()
-    exposure = leader_exposure(leader.shadow, state.clock_ms, cfg)
-    current = leader.exposure_micros
+    exposure = exposure_for_sizing(leader, state.clock_ms, cfg)
+    reserved = leader.reserved_buy_micros
+    current = leader.exposure_micros + reserved  # what is in flight counts (SPEC 13.3.2)
+    held = leader.held_share_micros.get(group.asset_id, 0)
+    if leader.reserved_sell_share_micros:
+        held -= leader.reserved_sell_share_micros.get(group.asset_id, 0)
     checked = check_and_size(
         cfg,
         group,
         exposure_used=exposure[1],
         current_micros=current,
-        held_share_micros=leader.held_share_micros.get(group.asset_id, 0),
+        held_share_micros=held,
         equity_micros=equity,
         below_min_exec=below_min_exec,
+        resolved=bool(state.resolved) and group.asset_id in state.resolved,
     )
-    if checked.reason is None:
-        fill_on_paper(leader, group, checked.shares)
-    return attempt_wire(state, leader, cfg, group, checked, exposure, current, equity)
+    attempt = attempt_wire(state, leader, cfg, group, checked, exposure, current, reserved, equity)
+    if checked.reason is not None:
+        remember_attempt(leader, attempt["attemptId"], ATTEMPT_SKIP, state.clock_ms, cfg.dedup_window_ms)
+    elif cfg.fill_model == "paper":
+        fill_on_paper(leader, group, checked)
+        remember_attempt(leader, attempt["attemptId"], ATTEMPT_PAPER, state.clock_ms, cfg.dedup_window_ms)
+    else:
+        open_order(state, leader, attempt)
+    return attempt

@@ -174,9 +174,13 @@ class AttemptBudget(WireModel):
     """Our exposure attributed to the leader when deciding, and the HARD budget's headroom."""
 
     current_exposure_micros: int
+    """Our exposure attributed to the leader plus its BUY reservations (SPEC 13.3.2)."""
     headroom_micros: int | None
     capped: bool
     reducing: bool
+    reserved_micros: int = 0
+    """Σ BUY reservations of the leader's open orders before the decision (0 without orders; the
+    default reads attempts recorded before the field existed)."""
 
 
 class CopyAttempt(WireModel):
@@ -333,6 +337,7 @@ class BudgetWire(TypedDict):
     headroomMicros: int | None
     capped: bool
     reducing: bool
+    reservedMicros: int
 
 
 class CopyAttemptWire(TypedDict):

@@ -65,7 +65,9 @@ class Sample:
         lines = SAMPLE_TAPE.read_bytes().splitlines()
         out = io.BytesIO()
         self.result: ReplayResult = replay(lines, out, io.BytesIO(), PartitionState(), tally=True)
-        self.attempt_lines = out.getvalue().splitlines()
+        self.attempt_lines = [
+            x for x in out.getvalue().splitlines() if x.startswith(b'{"kind":"copyAttempt"')
+        ]
         self.attempts = [orjson.loads(line) for line in self.attempt_lines]
         kinds = [(peek(line) or {}).get("kind") for line in lines]
         self.snapshots = [line for line, k in zip(lines, kinds, strict=True) if k == "portfolioSnapshot"]

@@ -66,6 +66,10 @@ NOT_COLUMNS = {
     ("tradeIds",): "in attempt_json",
     ("reasonCodes",): "its first code is the reason column",
     ("sizing", "budgetedDynamicEnabled"): "the kill switch: budgeted_dynamic_active is what applied",
+    (
+        "budget",
+        "reservedMicros",
+    ): "new in SPEC 13.3 (issue 8 core); the projections of issue 8 give it a column",
 }
 """Wire fields that are deliberately not a column of their own."""
 
