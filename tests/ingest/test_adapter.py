@@ -5,6 +5,7 @@ The same scenario against a real broker, with checkpoints and restarts, is tests
 
 from __future__ import annotations
 
+import dataclasses
 import io
 from collections import Counter
 from collections.abc import Iterator
@@ -76,6 +77,26 @@ async def test_paging_crosses_the_offset_limit_by_moving_start(fake: FakePolymar
     assert asked == [(t0 - 60, 0), (t0 - 60, 2), (t0 + 20, 0), (t0 + 20, 2), (t0 + 30, 0), (t0 + 30, 2)]
     assert all(int(q["offset"][0]) <= fake.state.max_offset for q in fake.requests_to("/activity"))
     assert {q["sortDirection"][0] for q in fake.requests_to("/activity")} == {"ASC"}
+
+
+async def test_an_offset_cap_lower_than_documented_only_costs_a_request(fake: FakePolymarket) -> None:
+    """If the API refuses an offset the documentation allows, the scan moves `start` and goes on."""
+    scenario.round_one(fake)
+    fake.state.scripted.clear()
+    out = io.BytesIO()
+    generous = dataclasses.replace(SMALL_PAGES, max_offset=4)  # the fake refuses offset 4 with 400
+    async with adapter(
+        fake,
+        StreamSink(out, io.BytesIO()),
+        wall=Wall(),
+        vt=VirtualTime(),
+        leaders=scenario_alice(),
+        options=generous,
+    ) as ingestor:
+        await ingestor.run_once(snapshots=False)
+    published = [e["tradeId"] for e in lines(out)]
+    assert published == [scenario.ID[k] for k in ("A1", "A2", "A3", "A4", "A5", "A6")]
+    assert ingestor.metrics.http_errors[("data", "400")] >= 1
 
 
 def scenario_alice() -> list[Leader]:
