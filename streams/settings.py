@@ -14,6 +14,8 @@ COPYBOT_TICK_INTERVAL_MS              100                 wall-clock tick period
 COPYBOT_WORKER_DIR                    .cache/worker       Faust data dir (table stores)
 COPYBOT_GUARANTEE                     at_least_once       exactly_once is refused (README, Delivery)
 COPYBOT_WORKER_WEB_PORT               6066                the worker's web port (health, metrics)
+COPYBOT_POLYMARKET_DATA_API           (Polymarket's)      ``copybot ingest polymarket``: Data API base URL
+COPYBOT_POLYMARKET_GAMMA_API          (Polymarket's)      ``copybot ingest polymarket``: Gamma API base URL
 ====================================  ==================  ================================================
 """
 
@@ -70,6 +72,17 @@ def _int(env: dict[str, str], name: str, default: int, minimum: int = 0) -> int:
     return value
 
 
+POLYMARKET_DATA_API = "https://data-api.polymarket.com"
+POLYMARKET_GAMMA_API = "https://gamma-api.polymarket.com"
+
+
+def _url(env: dict[str, str], name: str, default: str) -> str:
+    raw = env.get(name) or default
+    if not raw.startswith(("http://", "https://")):
+        raise SettingsError(f"{name}={raw!r} is not an http(s) URL")
+    return raw.rstrip("/")
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     """Where the live system runs and how it is shaped."""
@@ -83,6 +96,8 @@ class Settings:
     worker_dir: Path = ROOT / ".cache" / "worker"
     guarantee: Literal["at_least_once", "exactly_once"] = "at_least_once"
     worker_web_port: int = 6066
+    polymarket_data_api: str = POLYMARKET_DATA_API
+    polymarket_gamma_api: str = POLYMARKET_GAMMA_API
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -106,6 +121,8 @@ class Settings:
             worker_dir=Path(e.get("COPYBOT_WORKER_DIR", str(ROOT / ".cache" / "worker"))),
             guarantee=guarantee,  # type: ignore[arg-type]
             worker_web_port=_int(e, "COPYBOT_WORKER_WEB_PORT", 6066, minimum=1),
+            polymarket_data_api=_url(e, "COPYBOT_POLYMARKET_DATA_API", POLYMARKET_DATA_API),
+            polymarket_gamma_api=_url(e, "COPYBOT_POLYMARKET_GAMMA_API", POLYMARKET_GAMMA_API),
         )
 
     def topic(self, name: str) -> str:

@@ -11,6 +11,7 @@ kind                topic                  key / partition
 leaderTrade         leader-trades          followedUserId (default partitioner: murmur2, as Java)
 portfolioSnapshot   portfolio-snapshots    followedUserId, or ``__global__`` when it is null
 configChange        config-changes         ``GLOBAL`` or the leader id (partition 0)
+marketResolved      market-events          assetId (partition 0)
 tick                leader-trades          no key, one copy into **every** partition
 ==================  =====================  =====================================================
 
@@ -30,15 +31,17 @@ CONFIG_CHANGES = "config-changes"
 COPY_ATTEMPTS = "copy-attempts"
 DEAD_LETTERS = "dead-letters"
 CONFIG_REPORTS = "config-reports"
+MARKET_EVENTS = "market-events"
+"""The venue's market resolutions (SPEC 13.2), keyed by assetId, one partition."""
+INGEST_CHECKPOINTS = "ingest-checkpoints"
+"""``copybot ingest polymarket``: one compacted record per followed wallet (key = the wallet)."""
 LEADER_KEYED = (TRADES, SNAPSHOTS, COPY_ATTEMPTS)
 """Topics keyed by leader id, all with the same partition count (the decision partitions)."""
-SINGLE_PARTITION = (CONFIG_CHANGES, DEAD_LETTERS, CONFIG_REPORTS)
-"""Topics whose order is global (config) or that are low volume (reports)."""
+SINGLE_PARTITION = (CONFIG_CHANGES, DEAD_LETTERS, CONFIG_REPORTS, MARKET_EVENTS, INGEST_CHECKPOINTS)
+"""Topics whose order is global (config, resolutions) or that are low volume (reports, checkpoints)."""
 ALL_TOPICS = (*LEADER_KEYED, *SINGLE_PARTITION)
 """Base names of every topic copybot uses (leader-keyed first)."""
 
-MARKET_EVENTS = "market-events"
-"""The venue's market resolutions (SPEC 13.2; not created or routed by the tools yet)."""
 EXECUTIONS = "executions"
 """The venue's execution reports (SPEC 13.3; not created or routed by the tools yet)."""
 
@@ -68,12 +71,15 @@ def route(event: InputEvent) -> tuple[str, str | None]:
         return SNAPSHOTS, event.followed_user_id or GLOBAL_SNAPSHOT_KEY
     if event.kind == "configChange":
         return CONFIG_CHANGES, event.followed_user_id or GLOBAL_CONFIG_KEY
+    if event.kind == "marketResolved":
+        return MARKET_EVENTS, event.asset_id
     return TRADES, None
 
 
 def fixed_partition(topic: str) -> int | None:
-    """The partition every message of `topic` goes to, when it is not chosen by key (config-changes: 0)."""
-    return 0 if topic == CONFIG_CHANGES else None
+    """The partition every message of `topic` goes to, when it is not chosen by key (config-changes and
+    market-events: 0)."""
+    return 0 if topic in (CONFIG_CHANGES, MARKET_EVENTS) else None
 
 
 # --- partitions ------------------------------------------------------------------------------------

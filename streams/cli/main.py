@@ -32,6 +32,7 @@ COMMANDS = (
     "streams.cli.tail",
     "streams.cli.config",
     "streams.cli.demo",
+    "streams.cli.ingest",
     "projections.consumer",  # copybot project
     "projections.api",  # copybot api
     "streams.cli.schema",

@@ -32,7 +32,7 @@ from streams.errors import TopicError
 from streams.kafka.connect import make_admin, partition_counts
 from streams.kafka.errors import kafka_errors
 from streams.settings import Settings
-from streams.topology import ALL_TOPICS, CONFIG_CHANGES, LEADER_KEYED
+from streams.topology import ALL_TOPICS, CONFIG_CHANGES, INGEST_CHECKPOINTS, LEADER_KEYED, MARKET_EVENTS
 
 __all__ = ["TopicError", "TopicStatus", "all_topics", "create_topics", "ensure_topics"]
 
@@ -42,7 +42,11 @@ TOPIC_ALREADY_EXISTS = 36
 METADATA_WAIT_S = 30.0
 """How long to wait for newly created topics to show up in the cluster metadata."""
 
-TOPIC_CONFIGS: dict[str, dict[str, str]] = {CONFIG_CHANGES: {"retention.ms": "-1"}}
+TOPIC_CONFIGS: dict[str, dict[str, str]] = {
+    CONFIG_CHANGES: {"retention.ms": "-1"},
+    MARKET_EVENTS: {"retention.ms": "-1"},  # a resolution is read once per partition, whenever
+    INGEST_CHECKPOINTS: {"cleanup.policy": "compact"},  # newest record per wallet
+}
 """Per-topic settings for topics created here (existing topics are left as they are)."""
 
 

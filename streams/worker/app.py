@@ -51,6 +51,7 @@ from streams.settings import (
     TRADES,
     Settings,
 )
+from streams.topology import copy_targets
 
 log = logging.getLogger("copybot.worker")
 
@@ -283,7 +284,7 @@ def create_app(settings: Settings) -> faust.App:
                     outgoing.append(_dead(message, str(exc), dead_letters_name, counters))
                     continue
                 source = _source_header(message)
-                targets = range(n) if snapshot.followed_user_id is None else [message.partition]
+                targets = copy_targets(snapshot, message.partition, n)
                 outgoing += [(trades_name, message.key, message.value, p, source) for p in targets]
             await send_all(outgoing)
 
