@@ -50,6 +50,7 @@ from streams.settings import (
     Settings,
 )
 from streams.worker.batch import Counters, Outgoing, OutputTopics, dead_letter_message, decide_batch
+from streams.worker.consumer import install as install_consumer
 from streams.worker.records import SavedPartition, batch_records, partition_key, restore
 
 log = logging.getLogger("copybot.worker")
@@ -189,6 +190,7 @@ def create_app(settings: Settings) -> faust.App:
         producer_request_timeout=settings.send_timeout_s,
         table_cleanup_interval=3600.0,
     )
+    install_consumer(app)
     rt = Runtime(app, settings)
     _decide_agent(app, rt)
     _forward_agents(app, rt)
@@ -341,9 +343,7 @@ def _forward_change(
     try:
         change = decode_expecting(message.value, ConfigChange)
     except DecodeError as exc:
-        outgoing.append(
-            dead_letter_message(message, str(exc), rt.settings.topic(DEAD_LETTERS), rt.counters)
-        )
+        outgoing.append(dead_letter_message(message, str(exc), rt.settings.topic(DEAD_LETTERS), rt.counters))
         return store
     outcome = apply_change(store, change)
     report: ConfigRejected | ConfigWarning | None = None

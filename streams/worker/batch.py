@@ -25,11 +25,16 @@ Outgoing = tuple[str, bytes | None, bytes, int | None, Any]
 class LogMessage(Protocol):
     """The fields of a consumed Kafka message the worker uses."""
 
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
+    @property
+    def topic(self) -> str: ...
+    @property
+    def partition(self) -> int: ...
+    @property
+    def offset(self) -> int: ...
+    @property
+    def key(self) -> bytes | None: ...
+    @property
+    def value(self) -> bytes | None: ...
 
 
 @dataclass
