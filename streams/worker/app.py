@@ -51,6 +51,7 @@ from streams.settings import (
 )
 from streams.worker.batch import Counters, Outgoing, OutputTopics, dead_letter_message, decide_batch
 from streams.worker.consumer import install as install_consumer
+from streams.worker.consumer import sink_for
 from streams.worker.records import SavedPartition, batch_records, partition_key, restore
 
 log = logging.getLogger("copybot.worker")
@@ -165,6 +166,23 @@ def _drain(app: faust.App, queue: Any, first: Any) -> tuple[list[Any], list[Any]
     return events, extra
 
 
+def _current(app: faust.App, messages: list[Any]) -> list[Any]:
+    """The messages fetched in the current consumer generation, while the flow is active.
+
+    Others were fetched before a rebalance: they are neither decided nor acked (Faust seeks every
+    assigned partition back to its committed offset, so they come again), only forgotten.
+    """
+    generation = app.consumer_generation_id
+    active = app.flow_control.is_active()
+    fresh = [m for m in messages if active and m.generation_id == generation]
+    if len(fresh) < len(messages):
+        unacked = app.consumer.unacked
+        for message in messages:
+            if not active or message.generation_id != generation:
+                unacked.discard(message)
+    return fresh
+
+
 def create_app(settings: Settings) -> faust.App:
     """Build the Faust app: topics, tables, the three agents and the timers."""
     settings.worker_dir.mkdir(parents=True, exist_ok=True)
@@ -232,31 +250,50 @@ def _decide_agent(app: faust.App, rt: Runtime) -> None:
     table = _raw_table(app, "partition-state", settings.partitions)
     topics = OutputTopics(settings.topic(COPY_ATTEMPTS), settings.topic(DEAD_LETTERS))
 
-    @app.agent(trades_topic, concurrency=1)
-    async def decide(stream: Any) -> None:  # a faust Stream
-        queue = stream.channel.queue
-        async for first in stream.events():
-            events, extra = _drain(app, queue, first)
+    async def decide_batches() -> None:
+        sink = sink_for(app, trades_topic.get_topic_name())
+        consumer = app.consumer
+        while True:
+            messages = await sink.take(BATCH_MAX)
+            fresh = _current(app, messages)
             by_partition: dict[int, list[Any]] = defaultdict(list)
-            for event in events:
-                by_partition[event.message.partition].append(event.message)
+            for message in fresh:
+                by_partition[message.partition].append(message)
             outgoing: list[Outgoing] = []
             touched = []
-            for partition, messages in by_partition.items():
+            for partition, batch in by_partition.items():
                 saved = rt.load(partition, table)
-                dirty = decide_batch(saved, messages, outgoing, rt.counters, topics)
+                dirty = decide_batch(saved, batch, outgoing, rt.counters, topics)
                 touched.append((partition, saved, dirty))
             await rt.send_all(outgoing)  # attempts acknowledged before the state that produced them
             await rt.save(table, touched)
-            for event in extra:  # `first` is acked by the stream when the loop moves on
-                event.ack()
+            for message in fresh:  # only now may Faust commit their offsets
+                consumer.ack(message)
             rt.counters.batches += 1
             rt.last_progress = time.monotonic()
+
+    @app.agent(trades_topic, concurrency=1)
+    async def decide(stream: Any) -> None:  # a faust Stream
+        """Decide the log's messages, which the consumer hands over in whole batches (LogSink).
+
+        The stream only keeps the topic subscribed; a message that still comes through it is put into
+        the sink, and the stream must not ack it (acks follow the saved state).
+        """
+        stream.enable_acks = False
+
+        async def via_stream() -> None:
+            async for event in stream.events():
+                sink_for(app, trades_topic.get_topic_name()).put(event.message)
+
+        await asyncio.gather(decide_batches(), via_stream())
 
     @app.on_partitions_revoked.connect  # type: ignore[arg-type]
     async def drop_cached(app_: Any, revoked: Any, **_: Any) -> None:
         """A revoked partition may be decided elsewhere next: restore it from the table when it is back."""
         name = trades_topic.get_topic_name()
+        unacked = app.consumer.unacked
+        for message in sink_for(app, name).drop_all():  # fetched again after the seek
+            unacked.discard(message)
         for tp in revoked:
             if tp.topic == name:
                 rt.live.pop(tp.partition, None)

@@ -15,6 +15,7 @@ from typing import Any, Protocol
 import orjson
 
 from models.engine import process
+from models.events import LeaderTrade, PortfolioSnapshot, Tick
 from streams.serde import DecodeError, dead_letter, decode_event, encode
 from streams.worker.records import SavedPartition
 
@@ -87,10 +88,10 @@ def decide_batch(
             letter = dead_letter_message(message, str(exc), topics.dead_letters, counters, state.clock_ms)
             outgoing.append(letter)
             continue
-        leader_of_event = getattr(decoded, "followed_user_id", None)
-        if leader_of_event is not None:
-            dirty.add(leader_of_event)
-        elif str(decoded.kind) == "marketResolved":  # settles every leader holding the asset
+        if isinstance(decoded, LeaderTrade | PortfolioSnapshot):
+            if decoded.followed_user_id is not None:
+                dirty.add(decoded.followed_user_id)
+        elif not isinstance(decoded, Tick):  # config changes (and any other kind) may touch every leader
             dirty.update(state.leaders)
         for output in _outputs(process(state, decoded)):
             if isinstance(output, dict):  # config reports come from forward_config, once

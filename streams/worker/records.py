@@ -28,7 +28,7 @@ from typing import Any
 
 import orjson
 
-from models.codec import leader_from_json, leader_to_json, partition_from_json, partition_to_json
+from models.codec import key_time_of, leader_from_json, leader_to_json, partition_from_json, partition_to_json
 from models.state import Journal, LeaderState, PartitionState
 
 MINUTE_MS = 60_000
@@ -101,16 +101,9 @@ def _memory_of_batch(state: PartitionState, dirty: set[str]) -> MemoryEntries:
         for base in sorted(journal.group_keys):
             count = used.get(base)
             if count is not None:
-                entries.append(["k", leader_id, _key_time(leader, base), base, count])
+                entries.append(["k", leader_id, key_time_of(base), base, count])
         leader.journal = Journal()
     return entries
-
-
-def _key_time(leader: LeaderState, base: str) -> int:
-    for t, b in reversed(leader.used_key_times):
-        if b == base:
-            return t
-    return leader.group_key_floor_ms
 
 
 def _limits(entries: MemoryEntries) -> dict[str, list[int]]:
