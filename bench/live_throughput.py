@@ -60,12 +60,12 @@ from models.events import LeaderTrade  # noqa: E402
 from streams.devbroker import broker  # noqa: E402
 from streams.devbroker.broker import free_ports  # noqa: E402
 from streams.kafka.admin import create_topics  # noqa: E402
-from streams.kafka.client import CopybotClient, quiet_kafka_logs, route  # noqa: E402
+from streams.kafka.client import CopybotClient, quiet_kafka_logs  # noqa: E402
 from streams.publish import publish_lines  # noqa: E402
 from streams.sample_tape import generate  # noqa: E402
 from streams.serde import DecodeError, decode_event  # noqa: E402
 from streams.settings import COPY_ATTEMPTS, TRADES, Settings  # noqa: E402
-from streams.topology import log_partitions  # noqa: E402
+from streams.topology import log_partitions, route  # noqa: E402
 
 READY_LINE = "[^Worker]: Ready"
 BATCH = 4_000

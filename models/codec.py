@@ -1,9 +1,10 @@
 """Partition state <-> plain JSON values, so the live worker can keep it in changelog-backed tables.
 
-Per-leader state (one record per leader) and partition-level state (clock, config, equity, the last
-applied input offset) are separate records. The deadline queue is not stored: it is derived again from
-the leaders' open windows and buckets, which carry their creation sequence numbers, so a restored
-partition decides exactly as the original would have.
+Per-leader state (one record per leader) and partition-level state (clock, config, equity, resolved
+markets, the last applied input offset) are separate records. The deadline queue is not stored: it is
+derived again from the leaders' open windows, buckets and orders, which carry their creation sequence
+numbers, so a restored partition decides exactly as the original would have. Reservation sums are
+derived from the orders, exposure sums from holdings and marks.
 """
 
 from __future__ import annotations
@@ -13,10 +14,11 @@ from collections import deque
 from datetime import UTC, datetime
 from typing import Any
 
+from models.book import reserve, set_mark
 from models.config import ConfigStore
-from models.decision import set_mark
 from models.engine import bucket_deadline
-from models.state import BUCKET, WINDOW, Bucket, LeaderState, PartitionState, Snapshot, Window
+from models.state import BUCKET, ORDER, WINDOW, Bucket, LeaderState, Order, PartitionState, Snapshot, Window
+from models.venue import order_deadline
 
 Json = Any
 
@@ -53,10 +55,16 @@ def leader_memory(leader: LeaderState) -> tuple[list[list[Json]], list[list[Json
 def leader_to_json(leader: LeaderState, with_memory: bool = True) -> dict[str, Json]:
     """One leader's state as JSON values (exposure sums are derived again on load).
 
-    Without memory, the record leaves out the seen trade ids and used group keys (the live worker keeps
-    those as one record each, see :class:`models.state.Journal`).
+    Without memory, the record leaves out the seen trade ids, used group keys and remembered
+    order-less attempts (the live worker keeps those as one record each, see
+    :class:`models.state.Journal`).
     """
     seen, keys = leader_memory(leader) if with_memory else ([], [])
+    attempts = (
+        [[t, a, leader.attempt_memory[a]] for t, a in leader.attempt_order if a in leader.attempt_memory]
+        if with_memory
+        else []
+    )
     return {
         "id": leader.leader_id,
         "seen": seen,
@@ -97,7 +105,57 @@ def leader_to_json(leader: LeaderState, with_memory: bool = True) -> dict[str, J
         "marks": leader.mark_price_micros,
         "shadow": _snap(leader.shadow),
         "execSlice": _snap(leader.exec_slice),
+        **_venue_to_json(leader),
+        "attempts": attempts,
     }
+
+
+def _venue_to_json(leader: LeaderState) -> dict[str, Json]:
+    """The leader's venue-loop state (SPEC 13): cost basis, PnL, shadow book, orders, book tracking."""
+    return {
+        "cost": leader.cost_basis_micros,
+        "realized": leader.realized_pnl_micros,
+        "shadowBook": leader.shadow_share_micros,
+        "orders": [
+            [
+                o.seq,
+                o.attempt_id,
+                o.asset_id,
+                o.side,
+                o.target_share_micros,
+                o.target_notional_micros,
+                o.opened_at_ms,
+                o.filled_share_micros,
+                o.filled_notional_micros,
+                o.open,
+                sorted(o.report_ids),
+            ]
+            for o in leader.orders.values()
+        ],
+        "hasBook": leader.has_book,
+        "bookChanged": leader.book_changed,
+        "lastBook": None if leader.last_book_exposure is None else list(leader.last_book_exposure),
+    }
+
+
+def _venue_from_json(leader: LeaderState, data: dict[str, Json]) -> None:
+    """Restore what :func:`_venue_to_json` saved (absent in records written before the venue loop)."""
+    leader.cost_basis_micros = dict(data.get("cost", {}))
+    leader.realized_pnl_micros = data.get("realized", 0)
+    leader.shadow_share_micros = dict(data.get("shadowBook", {}))
+    for *fields, reports in data.get("orders", []):
+        order = Order(*fields)
+        order.report_ids = set(reports)
+        aid = order.attempt_id
+        leader.orders[aid] = order
+        reserve(leader, order)
+    for decided_at, aid, code in data.get("attempts", []):
+        leader.attempt_order.append((decided_at, aid))
+        leader.attempt_memory[aid] = code
+    leader.has_book = data.get("hasBook", False)
+    last = data.get("lastBook")
+    leader.last_book_exposure = None if last is None else (last[0], last[1])
+    leader.book_changed = data.get("bookChanged", False)  # after the marks: set_mark flags changes
 
 
 def leader_from_json(data: dict[str, Json]) -> LeaderState:
@@ -125,6 +183,7 @@ def leader_from_json(data: dict[str, Json]) -> LeaderState:
         set_mark(leader, asset, price)
     leader.shadow = _unsnap(data["shadow"])
     leader.exec_slice = _unsnap(data["execSlice"])
+    _venue_from_json(leader, data)
     return leader
 
 
@@ -137,6 +196,10 @@ def partition_to_json(state: PartitionState, offset: int) -> dict[str, Json]:
         "equity": _snap(state.equity),
         "leaders": sorted(state.leaders),
         "offset": offset,
+        "resolved": state.resolved,
+        "strayReports": [
+            [t, a, r] for t, (a, r) in state.stray_order if state.stray_reports.get((a, r)) == t
+        ],
     }
 
 
@@ -148,13 +211,17 @@ def partition_from_json(data: dict[str, Json], leaders: dict[str, LeaderState]) 
         equity=_unsnap(data["equity"]),
         leaders=leaders,
         next_seq=data["nextSeq"],
+        resolved=dict(data.get("resolved", {})),
     )
+    for t, attempt, report in data.get("strayReports", []):
+        state.stray_order.append((t, (attempt, report)))
+        state.stray_reports[attempt, report] = t
     rebuild_deadlines(state)
     return state, data["offset"]
 
 
 def rebuild_deadlines(state: PartitionState) -> None:
-    """Derive the deadline queue and the pending-bucket count from the open windows and buckets."""
+    """Derive the deadline queue and the pending-bucket count from the open windows, buckets and orders."""
     cfg = state.config.global_effective
     heap: list[Any] = []
     pending = 0
@@ -165,6 +232,10 @@ def rebuild_deadlines(state: PartitionState) -> None:
             bucket.scheduled_ms = bucket_deadline(bucket, cfg)
             heap.append((bucket.scheduled_ms, bucket.seq, BUCKET, leader_id, bkey))
             pending += 1
+        for order in leader.orders.values():
+            if order.open:
+                order.scheduled_ms = order_deadline(state, order)
+                heap.append((order.scheduled_ms, order.seq, ORDER, leader_id, order.attempt_id))
     heapq.heapify(heap)
     state.deadlines = heap
     state.pending_buckets = pending

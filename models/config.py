@@ -75,6 +75,9 @@ RULES: dict[str, dict[str, KeyRule]] = {
         "budgetRMaxBps": KeyRule("int", 100),
         "budgetEnforcement": KeyRule("enum", "hard", choices=("hard", "soft")),
         "minLeaderTradeNotionalMicros": KeyRule("int", 0),
+        "leaderExposureSource": KeyRule(
+            "enum", "snapshot", choices=("snapshot", "shadowBook", "snapshotElseShadowBook")
+        ),
     },
     "guardrails": {
         "maxBuyCostPerShareMicros": KeyRule("int", None, le=MICROS, optional=True),
@@ -95,6 +98,9 @@ RULES: dict[str, dict[str, KeyRule]] = {
         "initialBankrollMicros": KeyRule("int", 10_000_000_000),
         "leaderExposureMaxAgeMs": KeyRule("int", 3_600_000),
         "dedupWindowMs": KeyRule("int", 86_400_000, ge=60_000),
+        "fillModel": KeyRule("enum", "paper", choices=("paper", "reports")),
+        "orderTimeoutMs": KeyRule("int", 60_000, ge=1_000, le=86_400_000),
+        "bookIntervalMs": KeyRule("int", 1_000, le=3_600_000),
     },
     "leader": {
         "enabled": KeyRule("bool", True),
@@ -125,6 +131,7 @@ class EffectiveConfig:
     budget_r_max_bps: int
     budget_enforcement: Literal["hard", "soft"]
     min_leader_trade_notional_micros: int
+    leader_exposure_source: Literal["snapshot", "shadowBook", "snapshotElseShadowBook"]
     max_buy_cost_per_share_micros: int | None
     max_exposure_per_user_bps: int
     buffering_enabled: bool
@@ -139,6 +146,9 @@ class EffectiveConfig:
     initial_bankroll_micros: int
     leader_exposure_max_age_ms: int
     dedup_window_ms: int
+    fill_model: Literal["paper", "reports"]
+    order_timeout_ms: int
+    book_interval_ms: int
     leader_enabled: bool
     label: str | None
     budgeted_dynamic_active: bool
@@ -162,6 +172,7 @@ def _flatten(merged: Docs) -> EffectiveConfig:
         budget_r_max_bps=s["budgetRMaxBps"],
         budget_enforcement=s["budgetEnforcement"],
         min_leader_trade_notional_micros=s["minLeaderTradeNotionalMicros"],
+        leader_exposure_source=s["leaderExposureSource"],
         max_buy_cost_per_share_micros=g.get("maxBuyCostPerShareMicros"),
         max_exposure_per_user_bps=g["maxExposurePerUserBps"],
         buffering_enabled=b["enabled"],
@@ -176,6 +187,9 @@ def _flatten(merged: Docs) -> EffectiveConfig:
         initial_bankroll_micros=y["initialBankrollMicros"],
         leader_exposure_max_age_ms=y["leaderExposureMaxAgeMs"],
         dedup_window_ms=y["dedupWindowMs"],
+        fill_model=y["fillModel"],
+        order_timeout_ms=y["orderTimeoutMs"],
+        book_interval_ms=y["bookIntervalMs"],
         leader_enabled=ld["enabled"],
         label=ld.get("label"),
         budgeted_dynamic_active=active,

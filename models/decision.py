@@ -1,7 +1,8 @@
-"""Deciding a group (SPEC 6) and filling it on paper (SPEC 7).
+"""Deciding a group (SPEC 6) and filling it on paper (SPEC 7) or opening its order (SPEC 13.3).
 
-The checks run in a fixed order and the first failing one decides, with one reason code. An EXECUTE
-fills at once at the reference price, so the next group of the leader sees the new exposure.
+The checks run in a fixed order and the first failing one decides, with one reason code. In paper mode
+an EXECUTE fills at once at the reference price, so the next group of the leader sees the new exposure;
+in reports mode it opens an order whose reservation counts against the budget until it is filled.
 """
 
 from __future__ import annotations
@@ -10,11 +11,19 @@ import hashlib
 import uuid
 from typing import NamedTuple
 
+from models.book import buy_fill, exposure_for_sizing, sell_fill
 from models.config import EffectiveConfig
 from models.events import CopyAttemptWire, Side, SourceType
-from models.sizing import clamp_target, copy_rate, effective_rate_bps, leader_exposure, raw_target
-from models.state import LeaderState, PartitionState
-from models.units import MICROS, apply_bps, iso_ms, notional, shares_for
+from models.sizing import (
+    LeaderExposure,
+    clamp_target,
+    copy_rate,
+    effective_rate_bps,
+    raw_target,
+)
+from models.state import ATTEMPT_PAPER, ATTEMPT_SKIP, LeaderState, PartitionState
+from models.units import apply_bps, iso_ms, notional, shares_for
+from models.venue import open_order
 
 ENGINE_PAUSED = "ENGINE_PAUSED"
 USER_DISABLED = "USER_DISABLED"
@@ -24,16 +33,7 @@ BUY_COST_PER_SHARE_TOO_HIGH = "BUY_COST_PER_SHARE_TOO_HIGH"
 BUDGET_HARD_CAP_EXCEEDED = "BUDGET_HARD_CAP_EXCEEDED"
 RISK_CAP_USER = "RISK_CAP_USER"
 BUFFER_FLUSH_BELOW_MIN_EXEC = "BUFFER_FLUSH_BELOW_MIN_EXEC"
-REASON_CODES = (
-    ENGINE_PAUSED,
-    USER_DISABLED,
-    LEADER_TRADE_BELOW_MIN_NOTIONAL,
-    NOT_ENOUGH_POSITION_TO_SELL,
-    BUY_COST_PER_SHARE_TOO_HIGH,
-    BUDGET_HARD_CAP_EXCEEDED,
-    RISK_CAP_USER,
-    BUFFER_FLUSH_BELOW_MIN_EXEC,
-)
+MARKET_RESOLVED = "MARKET_RESOLVED"
 
 ATTEMPT_NAMESPACE = uuid.NAMESPACE_URL
 """attemptId = uuid5(NAMESPACE_URL, "EXEC_GLOBAL|{followedUserId}|{groupKey}")."""
@@ -105,105 +105,133 @@ def unique_group_key(leader: LeaderState, group: Group, clock_ms: int, dedup_win
     return f"{base}~{count}"
 
 
-def set_mark(leader: LeaderState, asset_id: str, price_micros: int) -> None:
-    """Mark an asset at a new price, revaluing our holding of it (and so the leader's exposure)."""
-    leader.mark_price_micros[asset_id] = price_micros
-    held = leader.held_share_micros.get(asset_id)
-    if held:
-        part = held * price_micros // MICROS
-        leader.exposure_micros += part - leader.exposure_part_micros.get(asset_id, 0)
-        leader.exposure_part_micros[asset_id] = part
+class Checked(NamedTuple):
+    """The outcome of the ordered checks (SPEC 6) with the sized target (SPEC 5)."""
+
+    reason: str | None
+    """The failing check's reason code; None for EXECUTE."""
+    raw: int
+    target: int
+    shares: int
+    to_r_min: bool
+    to_r_max: bool
+    to_min: bool
+    to_max: bool
+    by_bankroll: bool
+    capped: bool
 
 
-def fill(leader: LeaderState, asset_id: str, held_share_micros: int, price_micros: int) -> None:
-    """Record our new holding of an asset after a paper fill at `price_micros` (0: keep the old mark)."""
-    leader.held_share_micros[asset_id] = held_share_micros
-    if price_micros > 0:
-        leader.mark_price_micros[asset_id] = price_micros
-    part = notional(held_share_micros, leader.mark_price_micros.get(asset_id, 0))
-    leader.exposure_micros += part - leader.exposure_part_micros.get(asset_id, 0)
-    leader.exposure_part_micros[asset_id] = part
-
-
-def decide(
-    state: PartitionState,
-    leader: LeaderState,
+def check_and_size(
     cfg: EffectiveConfig,
     group: Group,
     *,
-    below_min_exec: bool = False,
-) -> CopyAttemptWire:
-    """Decide `group` now (at the partition clock), apply its paper fill, and return the attempt.
-
-    `below_min_exec` marks a buffer flush whose net is below buffering.minExecNotionalMicros: it is
-    recorded as a SKIP at the flush, before the ordered checks.
-    """
-    clock = state.clock_ms
-    equity = state.equity_micros()
-    exposure_shown, exposure_used, exposure_status = leader_exposure(leader.shadow, clock, cfg)
-    current = leader.exposure_micros
-    is_sell = group.side == "SELL"
+    exposure_used: int,
+    current_micros: int,
+    held_share_micros: int,
+    equity_micros: int,
+    below_min_exec: bool,
+    resolved: bool,
+) -> Checked:
+    """Run the ordered checks of SPEC 6 on `group`, sizing its target on the way (the first failing
+    check decides). `current_micros` is our exposure attributed to the leader plus its BUY
+    reservations, `held_share_micros` the shares a SELL may sell (held minus SELL reservations)."""
     n = group.their_notional_micros
-    ref = group.reference_price_micros
-    hard = cfg.hard_budget
-
-    reason: str | None = None
-    raw = target = shares = 0
-    to_r_min = to_r_max = to_min = to_max = by_bankroll = capped = False
-
     if below_min_exec:
-        reason, raw = BUFFER_FLUSH_BELOW_MIN_EXEC, group.buffered_copy_micros
-    elif not cfg.copy_engine_enabled:
-        reason = ENGINE_PAUSED
-    elif not cfg.leader_enabled:
-        reason = USER_DISABLED
-    elif (
+        return Checked(BUFFER_FLUSH_BELOW_MIN_EXEC, group.buffered_copy_micros, 0, 0, *_NO_FLAGS)
+    if not cfg.copy_engine_enabled:
+        return Checked(ENGINE_PAUSED, 0, 0, 0, *_NO_FLAGS)
+    if not cfg.leader_enabled:
+        return Checked(USER_DISABLED, 0, 0, 0, *_NO_FLAGS)
+    if resolved:  # nothing is ever bought into (or sold out of) a settled market (SPEC 13.2.3)
+        return Checked(MARKET_RESOLVED, 0, 0, 0, *_NO_FLAGS)
+    if (
         group.source_type != "BUFFER"
         and cfg.min_leader_trade_notional_micros > 0
         and n < cfg.min_leader_trade_notional_micros
     ):
-        reason = LEADER_TRADE_BELOW_MIN_NOTIONAL
+        return Checked(LEADER_TRADE_BELOW_MIN_NOTIONAL, 0, 0, 0, *_NO_FLAGS)
+    if group.source_type == "BUFFER":
+        raw, to_r_min, to_r_max = group.buffered_copy_micros, False, False
     else:
-        if group.source_type == "BUFFER":
-            raw = group.buffered_copy_micros
-        else:
-            raw, to_r_min, to_r_max = raw_target(cfg, n, exposure_used)
-        target, to_min, to_max, by_bankroll = clamp_target(cfg, raw, equity)
-        shares = shares_for(target, ref)
-        held = leader.held_share_micros.get(group.asset_id, 0)
-        if is_sell and held <= 0:
+        raw, to_r_min, to_r_max = raw_target(cfg, n, exposure_used)
+    target, to_min, to_max, by_bankroll = clamp_target(cfg, raw, equity_micros)
+    ref = group.reference_price_micros
+    shares = shares_for(target, ref)
+    reason: str | None = None
+    capped = False
+    is_sell = group.side == "SELL"
+    if is_sell:
+        if held_share_micros <= 0:
             reason = NOT_ENOUGH_POSITION_TO_SELL
-        elif is_sell:
-            if shares > held:  # the venue cannot short: sell at most what we hold for u
-                shares = held
-                target = notional(shares, ref)
-        elif cfg.max_buy_cost_per_share_micros is not None and ref >= cfg.max_buy_cost_per_share_micros:
-            reason = BUY_COST_PER_SHARE_TOO_HIGH
-        if reason is None and hard and not is_sell:
-            headroom = cfg.budget_usdc_micros - current
-            if headroom <= 0:
+        elif shares > held_share_micros:  # the venue cannot short: sell at most what we hold for u
+            shares = held_share_micros
+            target = notional(shares, ref)
+    elif cfg.max_buy_cost_per_share_micros is not None and ref >= cfg.max_buy_cost_per_share_micros:
+        reason = BUY_COST_PER_SHARE_TOO_HIGH
+    if reason is None and cfg.hard_budget and not is_sell:
+        headroom = cfg.budget_usdc_micros - current_micros
+        if headroom <= 0:
+            reason = BUDGET_HARD_CAP_EXCEEDED
+        elif target > headroom:
+            if headroom < cfg.min_trade_notional_micros:
                 reason = BUDGET_HARD_CAP_EXCEEDED
-            elif target > headroom:
-                if headroom < cfg.min_trade_notional_micros:
-                    reason = BUDGET_HARD_CAP_EXCEEDED
-                else:
-                    target, capped = headroom, True
-                    shares = shares_for(target, ref)
-        if (
-            reason is None
-            and not is_sell
-            and equity > 0
-            and current + target > apply_bps(equity, cfg.max_exposure_per_user_bps)
-        ):
-            reason = RISK_CAP_USER
+            else:
+                target, capped = headroom, True
+                shares = shares_for(target, ref)
+    if (
+        reason is None
+        and not is_sell
+        and equity_micros > 0
+        and current_micros + target > apply_bps(equity_micros, cfg.max_exposure_per_user_bps)
+    ):
+        reason = RISK_CAP_USER
+    return Checked(reason, raw, target, shares, to_r_min, to_r_max, to_min, to_max, by_bankroll, capped)
 
-    if reason is None:
-        held = leader.held_share_micros.get(group.asset_id, 0)
-        held = held - shares if is_sell else held + shares
-        # A fill marks the asset at its price; a zero reference price (a notional-0 trade) is no price.
-        fill(leader, group.asset_id, held, ref)
 
+_NO_FLAGS = (False, False, False, False, False, False)
+"""Every clamp flag and `capped` false: the shape of an early SKIP (SPEC 12.7)."""
+
+
+def fill_on_paper(leader: LeaderState, group: Group, checked: Checked) -> None:
+    """An EXECUTE fills at once, in full, at the reference price (SPEC 7); the cost basis follows."""
+    # A zero reference price (a notional-0 trade) is no price: the mark stays (set_holding).
+    if group.side == "SELL":
+        sell_fill(leader, group.asset_id, checked.shares, checked.target, group.reference_price_micros)
+    else:
+        buy_fill(leader, group.asset_id, checked.shares, checked.target, group.reference_price_micros)
+
+
+def remember_attempt(leader: LeaderState, attempt_id: str, code: int, clock_ms: int, window_ms: int) -> None:
+    """Remember an attempt that opened no order (a SKIP, or a paper EXECUTE) for one dedup window, so a
+    report for it can say why it was ignored (SPEC 13.8.4)."""
+    memory, order = leader.attempt_memory, leader.attempt_order
+    while order and clock_ms - order[0][0] > window_ms:
+        forgotten = order.popleft()[1]
+        del memory[forgotten]
+        if leader.journal is not None:
+            leader.journal.attempts.add(forgotten)
+    memory[attempt_id] = code
+    order.append((clock_ms, attempt_id))
+    if leader.journal is not None:
+        leader.journal.attempts.add(attempt_id)
+
+
+def attempt_wire(
+    state: PartitionState,
+    leader: LeaderState,
+    cfg: EffectiveConfig,
+    group: Group,
+    checked: Checked,
+    exposure: LeaderExposure,
+    current_micros: int,
+    reserved_micros: int,
+    equity_micros: int,
+) -> CopyAttemptWire:
+    """The attempt's wire dict (SPEC 3 ``copyAttempt``); claims the group's unique key."""
+    clock = state.clock_ms
     group_key = unique_group_key(leader, group, clock, cfg.dedup_window_ms)
+    reason = checked.reason
+    n = group.their_notional_micros
     return {
         "kind": "copyAttempt",
         "attemptId": attempt_id(leader.leader_id, group_key),
@@ -218,10 +246,10 @@ def decide(
         "decision": "EXECUTE" if reason is None else "SKIP",
         "reasonCodes": [] if reason is None else [reason],
         "theirNotionalMicros": n,
-        "theirReferencePriceMicros": ref,
-        "rawTargetMicros": raw,
-        "targetNotionalMicros": target,
-        "targetShareMicros": shares,
+        "theirReferencePriceMicros": group.reference_price_micros,
+        "rawTargetMicros": checked.raw,
+        "targetNotionalMicros": checked.target,
+        "targetShareMicros": checked.shares,
         "decidedAtMs": clock,
         "sizing": {
             "sizingMode": cfg.sizing_mode,
@@ -229,22 +257,65 @@ def decide(
             "budgetedDynamicActive": cfg.budgeted_dynamic_active,
             "budgetEnforcement": cfg.budget_enforcement,
             "budgetUsdcMicros": cfg.budget_usdc_micros,
-            "leaderExposureMicros": exposure_shown,
-            "leaderExposureStatus": exposure_status,
-            "rU": copy_rate(cfg, exposure_used),
-            "effectiveRateBps": effective_rate_bps(raw, n),
-            "clampedToRMin": to_r_min,
-            "clampedToRMax": to_r_max,
-            "clampedToMin": to_min,
-            "clampedToMax": to_max,
-            "clampedByBankroll": by_bankroll,
-            "equityMicros": equity,
+            "leaderExposureMicros": exposure[0],
+            "leaderExposureStatus": exposure[2],
+            "rU": copy_rate(cfg, exposure[1]),
+            "effectiveRateBps": effective_rate_bps(checked.raw, n),
+            "clampedToRMin": checked.to_r_min,
+            "clampedToRMax": checked.to_r_max,
+            "clampedToMin": checked.to_min,
+            "clampedToMax": checked.to_max,
+            "clampedByBankroll": checked.by_bankroll,
+            "equityMicros": equity_micros,
         },
         "budget": {
-            "currentExposureMicros": current,
-            "headroomMicros": cfg.budget_usdc_micros - current if hard else None,
-            "capped": capped,
-            "reducing": is_sell,
+            "currentExposureMicros": current_micros,
+            "headroomMicros": cfg.budget_usdc_micros - current_micros if cfg.hard_budget else None,
+            "capped": checked.capped,
+            "reducing": group.side == "SELL",
+            "reservedMicros": reserved_micros,
         },
         "configVersion": state.config.version,
     }
+
+
+def decide(
+    state: PartitionState,
+    leader: LeaderState,
+    cfg: EffectiveConfig,
+    group: Group,
+    *,
+    below_min_exec: bool = False,
+) -> CopyAttemptWire:
+    """Decide `group` now (at the partition clock), fill it on paper or open its order, and return
+    the attempt.
+
+    `below_min_exec` marks a buffer flush whose net is below buffering.minExecNotionalMicros: it is
+    recorded as a SKIP at the flush, before the ordered checks.
+    """
+    equity = state.equity_micros()
+    exposure = exposure_for_sizing(leader, state.clock_ms, cfg)
+    reserved = leader.reserved_buy_micros
+    current = leader.exposure_micros + reserved  # what is in flight counts (SPEC 13.3.2)
+    held = leader.held_share_micros.get(group.asset_id, 0)
+    if leader.reserved_sell_share_micros:
+        held -= leader.reserved_sell_share_micros.get(group.asset_id, 0)
+    checked = check_and_size(
+        cfg,
+        group,
+        exposure_used=exposure[1],
+        current_micros=current,
+        held_share_micros=held,
+        equity_micros=equity,
+        below_min_exec=below_min_exec,
+        resolved=bool(state.resolved) and group.asset_id in state.resolved,
+    )
+    attempt = attempt_wire(state, leader, cfg, group, checked, exposure, current, reserved, equity)
+    if checked.reason is not None:
+        remember_attempt(leader, attempt["attemptId"], ATTEMPT_SKIP, state.clock_ms, cfg.dedup_window_ms)
+    elif cfg.fill_model == "paper":
+        fill_on_paper(leader, group, checked)
+        remember_attempt(leader, attempt["attemptId"], ATTEMPT_PAPER, state.clock_ms, cfg.dedup_window_ms)
+    else:
+        open_order(state, leader, attempt)
+    return attempt

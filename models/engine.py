@@ -1,4 +1,4 @@
-"""The decision core's one entry point: ``process(state, event) -> (state, outputs)`` per partition.
+"""The decision core's one entry point: ``process(state, event) -> outputs`` per partition.
 
 It turns leader trades into groups (aggregation windows, or small-trade buffering), decides each group
 (:mod:`models.decision`) and keeps the partition's state. Time moves only through events: the clock is
@@ -9,11 +9,12 @@ bucket deadlines) is decided first, in deadline order, before the event that mov
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterable
 
+from models.book import changed_books, exposure_for_sizing, set_mark, shadow_trade
 from models.config import EffectiveConfig, apply_change
-from models.decision import Group, decide, set_mark
+from models.decision import Group, decide
 from models.events import (
+    AnyInputEvent,
     ConfigChange,
     ConfigRejected,
     ConfigWarning,
@@ -24,18 +25,31 @@ from models.events import (
     SourceType,
     Tick,
 )
-from models.sizing import leader_exposure, raw_target
-from models.state import BUCKET, WINDOW, Bucket, BucketKey, LeaderState, PartitionState, Snapshot, Window
+from models.sizing import raw_target
+from models.state import (
+    BUCKET,
+    ORDER,
+    WINDOW,
+    Bucket,
+    BucketKey,
+    LeaderState,
+    PartitionState,
+    Snapshot,
+    Window,
+)
 from models.units import MICROS, shares_for
+from models.venue import expire, on_report, on_resolution, order_deadline, reschedule_orders
 
-InputEvent = LeaderTrade | PortfolioSnapshot | ConfigChange | Tick
+InputEvent = AnyInputEvent
 
 
-def process(state: PartitionState, event: InputEvent) -> tuple[PartitionState, list[Output]]:
-    """Apply one input event to the partition `state` and return it with the outputs, in decision order.
+def process(state: PartitionState, event: InputEvent) -> list[Output]:
+    """Apply one input event to the partition `state`, **mutating it in place**; return the outputs in
+    decision order.
 
-    `state` is updated in place (it is returned for convenience); the caller owns it. The outputs are
-    copy attempts and, for config changes, ``configRejected`` / ``configWarning`` reports.
+    The caller owns `state`. The outputs are copy attempts, the book events of SPEC 13.5
+    (``positionSettled``, ``orderExpired``, ``leaderBook``) and the diagnostics ``configRejected``,
+    ``configWarning`` and ``executionReportIgnored``.
     """
     out: list[Output] = []
     if event.kind == "leaderTrade":  # dispatch on the tag: cheaper than isinstance on pydantic models
@@ -46,9 +60,13 @@ def process(state: PartitionState, event: InputEvent) -> tuple[PartitionState, l
             _flush_all_buckets(state, out)
     elif event.kind == "portfolioSnapshot":
         _on_snapshot(state, event)
+    elif event.kind == "executionReport":
+        on_report(state, event, out)
+    elif event.kind == "marketResolved":
+        on_resolution(state, event, out)
     else:
         _on_config_change(state, event, out)
-    return state, out
+    return out
 
 
 def finish_time(state: PartitionState) -> int | None:
@@ -70,13 +88,18 @@ def finish_time(state: PartitionState) -> int | None:
 
 
 def finish(state: PartitionState) -> list[Output]:
-    """End of input: move the clock past every open window and bucket deadline, deciding them all."""
+    """End of input: move the clock past every open window and bucket deadline, deciding them all,
+    then a final leaderBook for every leader whose book changed since its last one (SPEC 13.8.2).
+
+    Order timeouts are not forced: only those due by then expire."""
     last = finish_time(state)
     out: list[Output] = []
     if last is not None:
-        _, out = process(state, Tick(kind="tick", now_ms=last))
+        out = process(state, Tick(kind="tick", now_ms=last))
     if state.pending_buckets:  # buffering is on and a deadline equals the clock: flush what is left
         _flush_all_buckets(state, out)
+    if state.config.global_effective.book_interval_ms > 0:
+        out.extend(changed_books(state))
     return out
 
 
@@ -84,8 +107,10 @@ def finish(state: PartitionState) -> list[Output]:
 
 
 def _advance(state: PartitionState, now_ms: int, out: list[Output]) -> None:
-    """Move the clock to `now_ms` (never back) and decide everything that became due, in deadline order."""
-    if now_ms <= state.clock_ms:
+    """Move the clock to `now_ms` (never back) and decide everything that became due, in deadline order;
+    then, when the clock crossed a book boundary, the leaderBooks that changed (SPEC 13.5, 13.8.1)."""
+    before = state.clock_ms
+    if now_ms <= before:
         return
     state.clock_ms = now_ms
     heap = state.deadlines
@@ -97,18 +122,43 @@ def _advance(state: PartitionState, now_ms: int, out: list[Output]) -> None:
             if window is not None and window.seq == seq:
                 del leader.windows[window.asset_id, window.side, window.start_ms, window.end_ms]
                 out.append(_decide_window(state, leader, window))
+        elif kind == BUCKET:
+            _bucket_due(state, leader, deadline, seq, key, out)  # type: ignore[arg-type]
         else:
-            bucket = leader.buckets.get(key)  # type: ignore[arg-type]
-            if bucket is None or bucket.seq != seq or bucket.scheduled_ms != deadline:
-                continue  # flushed already, or superseded by an earlier entry
-            actual = bucket_deadline(bucket, state.config.global_effective)
-            if actual == deadline:
-                out.append(_flush(state, leader, key, bucket))  # type: ignore[arg-type]
-            else:
-                # Its deadline moved later (trades joined it, or the config changed): re-queue it at the
-                # real one, so whatever falls due in between is decided first, in deadline order.
-                bucket.scheduled_ms = actual
-                heapq.heappush(heap, (actual, seq, BUCKET, leader_id, key))
+            _order_due(state, leader, deadline, key, out)  # type: ignore[arg-type]
+    interval = state.config.global_effective.book_interval_ms
+    if interval > 0 and now_ms // interval > before // interval:
+        out.extend(changed_books(state))
+
+
+def _bucket_due(
+    state: PartitionState, leader: LeaderState, deadline: int, seq: int, key: BucketKey, out: list[Output]
+) -> None:
+    bucket = leader.buckets.get(key)
+    if bucket is None or bucket.seq != seq or bucket.scheduled_ms != deadline:
+        return  # flushed already, or superseded by an earlier entry
+    actual = bucket_deadline(bucket, state.config.global_effective)
+    if actual == deadline:
+        out.append(_flush(state, leader, key, bucket))
+    else:
+        # Its deadline moved later (trades joined it, or the config changed): re-queue it at the
+        # real one, so whatever falls due in between is decided first, in deadline order.
+        bucket.scheduled_ms = actual
+        heapq.heappush(state.deadlines, (actual, seq, BUCKET, leader.leader_id, key))
+
+
+def _order_due(
+    state: PartitionState, leader: LeaderState, deadline: int, attempt_id: str, out: list[Output]
+) -> None:
+    order = leader.orders.get(attempt_id)
+    if order is None or not order.open or order.scheduled_ms != deadline:
+        return  # closed already, or superseded by an earlier entry
+    actual = order_deadline(state, order)
+    if actual <= state.clock_ms:
+        out.append(expire(state, leader, order))
+    else:  # the timeout grew since it was queued
+        order.scheduled_ms = actual
+        heapq.heappush(state.deadlines, (actual, order.seq, ORDER, leader.leader_id, attempt_id))
 
 
 def _next_seq(state: PartitionState) -> int:
@@ -143,6 +193,7 @@ def _on_snapshot(state: PartitionState, snap: PortfolioSnapshot) -> None:
         return
     leader = state.leader(snap.followed_user_id)
     if snap.portfolio_scope == "SHADOW_USER":
+        leader.has_book = True
         if _newer(leader.shadow, new):
             leader.shadow = new
     elif _newer(leader.exec_slice, new):
@@ -163,10 +214,13 @@ def _on_config_change(state: PartitionState, change: ConfigChange, out: list[Out
     state.config = outcome.store
     if outcome.warnings:
         out.append(ConfigWarning(change_id=change.change_id, warnings=outcome.warnings))
-    if "buffering" in change.sections():  # bucket deadlines follow the buffering config in force
+    sections = change.sections()
+    if "buffering" in sections:  # bucket deadlines follow the buffering config in force
         for leader in state.leaders.values():
             for key, bucket in leader.buckets.items():
                 _schedule_bucket(state, leader, key, bucket)
+    if "system" in sections:  # so do order timeouts
+        reschedule_orders(state)
 
 
 def _on_trade(state: PartitionState, trade: LeaderTrade, out: list[Output]) -> None:
@@ -184,7 +238,11 @@ def _on_trade(state: PartitionState, trade: LeaderTrade, out: list[Output]) -> N
     leader.seen_order.append((clock, trade.trade_id))
     if leader.journal is not None:
         leader.journal.trade_ids.add(trade.trade_id)
-    set_mark(leader, trade.asset_id, trade.price_micros)  # marks move before the group is decided
+    leader.has_book = True
+    if not state.resolved or trade.asset_id not in state.resolved:
+        # Marks and the leader's shadow book move before the group is decided (a resolved asset's don't).
+        set_mark(leader, trade.asset_id, trade.price_micros)
+        shadow_trade(leader, trade.asset_id, trade.side, trade.share_micros)
     if cfg.buffering_enabled:
         _buffer_trade(state, leader, cfg, trade, out)
     else:
@@ -288,7 +346,7 @@ def _buffer_trade(
         # Filtered before buffering, so a whale's micro-trades cannot slip past the filter in a bucket.
         out.append(_decide(state, leader, _single_trade_group(trade, "IMMEDIATE", trade.detect_time_ms)))
         return
-    _, exposure_used, _ = leader_exposure(leader.shadow, state.clock_ms, cfg)
+    _, exposure_used, _ = exposure_for_sizing(leader, state.clock_ms, cfg)
     raw_copy = raw_target(cfg, trade.notional_micros, exposure_used)[0]
     same_side_only = cfg.netting_mode == "sameSideOnly"
     if same_side_only:
@@ -370,12 +428,3 @@ def _flush_all_buckets(state: PartitionState, out: list[Output]) -> None:
     )
     for _, leader, key, bucket in pending:
         out.append(_flush(state, leader, key, bucket))
-
-
-def process_all(state: PartitionState, events: Iterable[InputEvent]) -> list[Output]:
-    """Process `events` in order, then :func:`finish`; returns every output (a convenience for tests)."""
-    out: list[Output] = []
-    for event in events:
-        out.extend(process(state, event)[1])
-    out.extend(finish(state))
-    return out

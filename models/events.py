@@ -21,15 +21,10 @@ PriceMicros = Annotated[int, Field(ge=1, le=MICROS)]
 Side = Literal["BUY", "SELL"]
 SourceType = Literal["AGGREGATOR", "IMMEDIATE", "BUFFER"]
 Decision = Literal["EXECUTE", "SKIP"]
-ExposureStatus = Literal["fresh", "missing", "stale"]
+ExposureStatus = Literal["fresh", "missing", "stale", "derived"]
+"""How E_u was found: a snapshot (fresh or stale), none (missing), or the shadow book (derived, SPEC 13.4)."""
+ReportStatus = Literal["PARTIAL", "FILLED", "REJECTED", "CANCELLED"]
 
-# Topic base names (the live system prefixes them; replay reports them as is).
-TOPIC_LEADER_TRADES = "copybot.leader-trades"
-TOPIC_SNAPSHOTS = "copybot.portfolio-snapshots"
-TOPIC_CONFIG_CHANGES = "copybot.config-changes"
-TOPIC_COPY_ATTEMPTS = "copybot.copy-attempts"
-TOPIC_DEAD_LETTERS = "copybot.dead-letters"
-TOPIC_TICKS = "copybot.ticks"
 GLOBAL_SNAPSHOT_KEY = "__global__"
 
 
@@ -120,16 +115,36 @@ class Tick(WireModel):
     now_ms: TimeMs
 
 
-InputEvent = Annotated[LeaderTrade | PortfolioSnapshot | ConfigChange | Tick, Field(discriminator="kind")]
-INPUT_EVENT: TypeAdapter[LeaderTrade | PortfolioSnapshot | ConfigChange | Tick] = TypeAdapter(InputEvent)
-"""Decodes any input event from JSON bytes: ``INPUT_EVENT.validate_json(raw)``."""
+class MarketResolved(WireModel):
+    """The venue settled an outcome token: each share pays ``payoutMicros`` (SPEC 13.2)."""
 
-TOPIC_OF_KIND = {
-    "leaderTrade": TOPIC_LEADER_TRADES,
-    "portfolioSnapshot": TOPIC_SNAPSHOTS,
-    "configChange": TOPIC_CONFIG_CHANGES,
-    "tick": TOPIC_TICKS,
-}
+    kind: Literal["marketResolved"]
+    asset_id: Id
+    market_id: Id | None
+    payout_micros: Annotated[int, Field(ge=0, le=MICROS)]
+    resolved_at_ms: TimeMs
+    """When the venue resolved it (information only: resolutions never move the clock)."""
+
+
+class ExecutionReport(WireModel):
+    """What the venue did with the order of one EXECUTE attempt, cumulative so far (SPEC 13.3)."""
+
+    kind: Literal["executionReport"]
+    report_id: Id
+    attempt_id: Id
+    followed_user_id: Id
+    status: ReportStatus
+    filled_share_micros: Micros
+    filled_notional_micros: Micros
+    """USDC paid (BUY) or received (SELL) so far."""
+    reported_at_ms: TimeMs
+    """Information only: reports never move the clock."""
+
+
+AnyInputEvent = LeaderTrade | PortfolioSnapshot | ConfigChange | Tick | MarketResolved | ExecutionReport
+InputEvent = Annotated[AnyInputEvent, Field(discriminator="kind")]
+INPUT_EVENT: TypeAdapter[AnyInputEvent] = TypeAdapter(InputEvent)
+"""Decodes any input event from JSON bytes: ``INPUT_EVENT.validate_json(raw)``."""
 
 
 # --- outputs -------------------------------------------------------------------------------------
@@ -159,9 +174,13 @@ class AttemptBudget(WireModel):
     """Our exposure attributed to the leader when deciding, and the HARD budget's headroom."""
 
     current_exposure_micros: int
+    """Our exposure attributed to the leader plus its BUY reservations (SPEC 13.3.2)."""
     headroom_micros: int | None
     capped: bool
     reducing: bool
+    reserved_micros: int = 0
+    """Σ BUY reservations of the leader's open orders before the decision (0 without orders; the
+    default reads attempts recorded before the field existed)."""
 
 
 class CopyAttempt(WireModel):
@@ -206,6 +225,77 @@ class ConfigWarning(WireModel):
     warnings: tuple[str, ...]
 
 
+class PositionSettled(WireModel):
+    """Our position of a leader in a resolved asset, paid out at settlement (SPEC 13.5)."""
+
+    kind: Literal["positionSettled"] = "positionSettled"
+    followed_user_id: str
+    settlement_id: str
+    """UUIDv5 (URL namespace) of ``SETTLE|{followedUserId}|{assetId}``."""
+    asset_id: str
+    market_id: str | None
+    share_micros: int
+    payout_micros: int
+    proceeds_micros: int
+    cost_basis_micros: int
+    realized_pnl_micros: int
+    settled_at_ms: int
+    config_version: str | None
+
+
+class OrderExpired(WireModel):
+    """An order closed without a final report: timed out, or its market resolved (SPEC 13.3, 13.5)."""
+
+    kind: Literal["orderExpired"] = "orderExpired"
+    followed_user_id: str
+    attempt_id: str
+    asset_id: str
+    side: Side
+    target_share_micros: int
+    filled_share_micros: int
+    filled_notional_micros: int
+    expired_at_ms: int
+    config_version: str | None
+
+
+class BookPosition(WireModel):
+    """One held asset in a leader's book."""
+
+    asset_id: str
+    share_micros: int
+    mark_price_micros: int
+    cost_basis_micros: int
+
+
+class LeaderBook(WireModel):
+    """Our book attributed to one leader as of the clock: exposure, reservations, cost and PnL (SPEC 13.5)."""
+
+    kind: Literal["leaderBook"] = "leaderBook"
+    followed_user_id: str
+    as_of_ms: int
+    exposure_micros: int
+    reserved_micros: int
+    """Σ of the open BUY reservations."""
+    cost_basis_micros: int
+    realized_pnl_micros: int
+    unrealized_pnl_micros: int
+    """exposure − cost basis."""
+    leader_exposure_micros: int | None
+    leader_exposure_status: ExposureStatus
+    positions: tuple[BookPosition, ...]
+    """Held assets (shares > 0), sorted by assetId."""
+    config_version: str | None
+
+
+class ExecutionReportIgnored(WireModel):
+    """A report that changed nothing, and why (a diagnostic, reported once per report)."""
+
+    kind: Literal["executionReportIgnored"] = "executionReportIgnored"
+    report_id: str
+    attempt_id: str
+    reason: str
+
+
 class DeadLetter(WireModel):
     """An input that could not be decoded or validated, with the raw value and the reason."""
 
@@ -247,6 +337,7 @@ class BudgetWire(TypedDict):
     headroomMicros: int | None
     capped: bool
     reducing: bool
+    reservedMicros: int
 
 
 class CopyAttemptWire(TypedDict):
@@ -275,4 +366,16 @@ class CopyAttemptWire(TypedDict):
 
 """A copy attempt as the core emits it: exactly the JSON object of SPEC 3 ``copyAttempt``."""
 
-Output = CopyAttemptWire | ConfigRejected | ConfigWarning
+Output = (
+    CopyAttemptWire
+    | ConfigRejected
+    | ConfigWarning
+    | PositionSettled
+    | OrderExpired
+    | LeaderBook
+    | ExecutionReportIgnored
+)
+"""Everything the core emits. Attempts are wire dicts; the others are models."""
+
+BOOK_EVENT_KINDS = frozenset({"positionSettled", "orderExpired", "leaderBook"})
+"""Output kinds that go with the attempts in replay's stdout (live: ``copybot.book-events``)."""

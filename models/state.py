@@ -76,6 +76,42 @@ class Journal:
 
     trade_ids: set[str] = field(default_factory=set)
     group_keys: set[str] = field(default_factory=set)
+    attempts: set[str] = field(default_factory=set)
+    """Attempt ids added to or forgotten from ``LeaderState.attempt_memory``."""
+
+
+ATTEMPT_SKIP = 0
+ATTEMPT_PAPER = 1
+"""What ``LeaderState.attempt_memory`` remembers of an attempt that opened no order."""
+
+
+@dataclass(slots=True)
+class Order:
+    """The order of an EXECUTE decided in reports mode (SPEC 13.3), open until closed or expired."""
+
+    seq: int
+    """Creation sequence, shared with windows and buckets (deadline ties, resolution order)."""
+    attempt_id: str
+    asset_id: str
+    side: Side
+    target_share_micros: int
+    target_notional_micros: int
+    opened_at_ms: int
+    filled_share_micros: int = 0
+    filled_notional_micros: int = 0
+    open: bool = True
+    report_ids: set[str] = field(default_factory=set)
+    """reportIds already processed for this attempt (a repeat is silent)."""
+    scheduled_ms: int | None = None
+    """The deadline of its live entry in the deadline queue (derived, not stored)."""
+
+    def reserved(self) -> int:
+        """What the open order still holds back: USDC for a BUY, shares for a SELL (0 once closed)."""
+        if not self.open:
+            return 0
+        if self.side == "BUY":
+            return max(0, self.target_notional_micros - self.filled_notional_micros)
+        return max(0, self.target_share_micros - self.filled_share_micros)
 
 
 @dataclass(slots=True)
@@ -111,13 +147,36 @@ class LeaderState:
     """Newest EXEC_GLOBAL slice attributed to u (reporting only)."""
     journal: Journal | None = None
     """Changes of trade ids and group keys to persist (live worker only)."""
+    # --- the venue loop (SPEC 13) ---
+    cost_basis_micros: dict[str, int] = field(default_factory=dict)
+    """Per asset: what our holding cost (SPEC 13.6)."""
+    realized_pnl_micros: int = 0
+    shadow_share_micros: dict[str, int] = field(default_factory=dict)
+    """The leader's own book from its accepted trades (SPEC 13.4), never negative."""
+    orders: dict[str, Order] = field(default_factory=dict)
+    """attemptId -> order: open ones, and closed ones until the dedup window has passed."""
+    reserved_buy_micros: int = 0
+    """Σ BUY reservations of the open orders (derived from ``orders``)."""
+    reserved_sell_share_micros: dict[str, int] = field(default_factory=dict)
+    """Per asset: Σ SELL reservations of the open orders (derived from ``orders``)."""
+    attempt_memory: dict[str, int] = field(default_factory=dict)
+    """attemptId -> ATTEMPT_SKIP / ATTEMPT_PAPER, for attempts without an order, within the dedup window."""
+    attempt_order: deque[tuple[int, str]] = field(default_factory=deque)
+    """(decidedAtMs, attemptId) of ``attempt_memory`` in decision order, to forget old ones."""
+    has_book: bool = False
+    """The leader had an accepted trade or a SHADOW_USER snapshot: it gets leaderBook outputs."""
+    book_changed: bool = False
+    """A fill, order, report, settlement or new mark since the last leaderBook (SPEC 13.8.2)."""
+    last_book_exposure: tuple[int | None, str] | None = None
+    """(leaderExposureMicros, leaderExposureStatus) shown by the last leaderBook."""
 
 
-DeadlineKind = Literal[0, 1]
+DeadlineKind = Literal[0, 1, 2]
 WINDOW: DeadlineKind = 0
 BUCKET: DeadlineKind = 1
-DeadlineEntry = tuple[int, int, int, str, tuple[str, str, int, int] | tuple[str, str]]
-"""(deadline, creation seq, kind, leader id, window or bucket key) in the deadline queue."""
+ORDER: DeadlineKind = 2
+DeadlineEntry = tuple[int, int, int, str, tuple[str, str, int, int] | tuple[str, str] | str]
+"""(deadline, creation seq, kind, leader id, window key, bucket key or attemptId) in the deadline queue."""
 
 
 @dataclass(slots=True)
@@ -138,6 +197,11 @@ class PartitionState:
     at the real deadline when popped early; an entry is pushed again only when a deadline moves earlier.
     """
     pending_buckets: int = 0
+    resolved: dict[str, int] = field(default_factory=dict)
+    """assetId -> payoutMicros of every market resolved in this partition (the first resolution stands)."""
+    stray_reports: dict[tuple[str, str], int] = field(default_factory=dict)
+    """(attemptId, reportId) -> clock, for reports that matched no order (a repeat is silent)."""
+    stray_order: deque[tuple[int, tuple[str, str]]] = field(default_factory=deque)
     journaling: bool = False
     """Give every leader a :class:`Journal` (the live worker persists memory changes from it), also
     those first seen after the partition was loaded."""

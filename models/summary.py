@@ -1,4 +1,8 @@
-"""The per-leader budget summary an operator reads: B_u, E_u, r_u, our exposure, headroom, counts."""
+"""The per-leader budget summary an operator reads: B_u, E_u, r_u, our exposure, headroom, counts.
+
+The formulas for headroom, utilization and "our exposure just after a decision" are defined here once;
+the replay summary, the projections (:mod:`projections.rows`) and the API all call them.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,30 @@ from dataclasses import dataclass, field
 from models.events import CopyAttemptWire, ExposureStatus
 from models.sizing import copy_rate, leader_exposure
 from models.state import PartitionState
+
+
+def budget_headroom_micros(budget_micros: int, our_exposure_micros: int, hard: bool) -> int | None:
+    """B_u − our exposure while the HARD budget applies, else None (negative when marks moved past B_u)."""
+    return budget_micros - our_exposure_micros if hard else None
+
+
+def budget_utilization(our_exposure_micros: int, budget_micros: int) -> float | None:
+    """Our exposure / B_u as a fraction; None when B_u is 0."""
+    return our_exposure_micros / budget_micros if budget_micros > 0 else None
+
+
+def exposure_after(current_micros: int, target_micros: int, executed: bool, reducing: bool) -> int:
+    """Our exposure to the leader just after a decision made at `current_micros`.
+
+    An approximation from the attempt alone: an EXECUTE adds its target notional (a reducing one removes
+    it, floored at 0); a SKIP changes nothing. The worker's exact figure also re-marks held assets at later
+    prices, which an attempt does not carry.
+    """
+    if not executed:
+        return current_micros
+    if reducing:
+        return max(0, current_micros - target_micros)
+    return current_micros + target_micros
 
 
 @dataclass(slots=True)
@@ -73,8 +101,8 @@ def summarize(state: PartitionState, tallies: dict[str, LeaderTally], top: int =
                 leader_exposure_status=status,
                 r_u=copy_rate(cfg, used),
                 our_exposure_micros=leader.exposure_micros,
-                headroom_micros=budget - leader.exposure_micros if cfg.hard_budget else None,
-                utilization=leader.exposure_micros / budget if budget > 0 else None,
+                headroom_micros=budget_headroom_micros(budget, leader.exposure_micros, cfg.hard_budget),
+                utilization=budget_utilization(leader.exposure_micros, budget),
                 executed=tally.executed,
                 skipped=tally.skipped,
                 trades=tally.trades,

@@ -46,3 +46,29 @@ _MILLIS = [f"{ms:03d}Z" for ms in range(1000)]
 @lru_cache(maxsize=4096)
 def _iso_minute(minutes_since_epoch: int) -> str:
     return datetime.fromtimestamp(minutes_since_epoch * 60, UTC).strftime("%Y-%m-%dT%H:%M:")
+
+
+# --- display (terminal tables, the dashboard) ----------------------------------------------------------
+
+
+def usd(micros: int | float | None) -> str:
+    """Micros as dollars, e.g. ``$1,234.56``; a dash for unknown."""
+    if micros is None:
+        return "—"
+    sign = "-" if micros < 0 else ""
+    return f"{sign}${abs(micros) / MICROS:,.2f}"
+
+
+def usd_amount(dollars: float | None) -> str:
+    """An amount already in dollars, e.g. ``$1,234.56``; a dash for unknown."""
+    return "—" if dollars is None else ("-" if dollars < 0 else "") + f"${abs(dollars):,.2f}"
+
+
+def pct(fraction: float | None, digits: int = 1) -> str:
+    """A fraction as a percentage (``0.125`` → ``12.5%``); a dash for unknown."""
+    return "—" if fraction is None else f"{fraction * 100:.{digits}f}%"
+
+
+def pct_points(percent: float | None, digits: int = 2) -> str:
+    """A value already in percent (``12.5`` → ``12.50%``); a dash for unknown."""
+    return "—" if percent is None else f"{percent:.{digits}f}%"

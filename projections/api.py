@@ -1,11 +1,14 @@
 """``copybot api``: the HTTP API and the server-rendered dashboard over the projection tables (SPEC 9).
 
-Reads come from the SQL tables written by ``copybot project`` (their columns are the query contract, see
-:mod:`projections.rows`); config writes are validated with :mod:`models.config` exactly as the worker
-validates them and published as a ``configChange`` with :class:`streams.kafka.client.CopybotClient` (through
-:func:`streams.configedit.set_config`). This process never imports Faust.
+Every read comes from the SQL tables written by ``copybot project`` (:mod:`projections.queries`), config
+included: the projector folds config-changes into ``projection_state``, so every GET and every page answers
+while Kafka is down. Config writes are validated with :mod:`models.config` exactly as the worker validates
+them and published as a ``configChange`` with :class:`streams.kafka.client.CopybotClient` (through
+:func:`streams.configedit.set_config`); with Kafka down a write answers 503 and publishes nothing. This
+process never imports Faust.
 
-JSON endpoints (OpenAPI docs at ``/docs``)::
+JSON endpoints (the OpenAPI document at ``/openapi.json``, docs at ``/docs``; request and response models in
+:mod:`projections.contract`)::
 
     GET  /api/budgeted-dynamic/summary        per leader: B_u, E_u, r_u, our exposure, headroom, utilization
     GET  /api/users/{id}                      one leader: summary row, recent attempts, skip reasons,
@@ -13,16 +16,17 @@ JSON endpoints (OpenAPI docs at ``/docs``)::
     GET  /api/copy-attempts                   filters leader, decision, reason, from/to (decidedAtMs);
                                               newest first; limit + offset or cursor; total count
     GET  /api/config/global                   stored GLOBAL documents and the effective GLOBAL config
-    POST /api/config/global                   body = sections, e.g. {"sizing": {"budgetUsdcMicros": 6e7}}
+    POST /api/config/global                   body = sections of edits, e.g. {"sizing": {"budgetRMaxBps": 50}}
     GET  /api/config/user/{id}                the leader's stored USER documents and effective config
-    POST /api/config/user/{id}                body = sections (a null value removes the key: inherit)
+    POST /api/config/user/{id}                body = sections of edits (a null value removes the key: inherit)
     GET  /healthz, GET /metrics               liveness (database reachable), Prometheus text
 
 A POST body carries edits: each ``section.key`` given is set (``null`` removes it so it inherits); the
 other stored keys of the scope are kept. The change is built from the current stored documents (the
 config-changes topic folded from the beginning, as ``copybot config set-*`` does), validated, and either
 rejected with ``422 {"errors": ["sizing.x: ..."]}`` (nothing published) or published:
-``200 {"changeId": ..., "warnings": [...]}``. Writes need ``Authorization: Bearer <token>`` when
+``200 {"changeId": ..., "warnings": [...], "publishedAt": ...}``. Every error has that one shape
+(:class:`projections.contract.Errors`). Writes need ``Authorization: Bearer <token>`` when
 ``COPYBOT_API_TOKEN`` is set; binding a non-loopback address without a token is refused.
 
 Pages: ``/`` (leaders), ``/config`` (global and per-leader sizing forms, the budget summary table),
@@ -32,58 +36,57 @@ Pages: ``/`` (leaders), ``/config`` (global and per-leader sizing forms, the bud
 from __future__ import annotations
 
 import argparse
-import base64
-import binascii
 import hmac
 import ipaddress
 import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any, Protocol
+from decimal import Decimal
+from typing import Annotated, Any, Literal, Protocol, TypeVar
 
-from fastapi import FastAPI, HTTPException, Query, Request
+import orjson
+from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
-from sqlalchemy import Connection, Engine, and_, create_engine, event, func, or_, select, text
-from sqlalchemy.engine import make_url
-from starlette.concurrency import run_in_threadpool
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic.alias_generators import to_camel
+from sqlalchemy import Connection, Engine
+from starlette.exceptions import HTTPException
+from starlette.routing import Match
 
 from models.config import ConfigStore, EffectiveConfig, Scope
 from models.events import SECTION_NAMES
-from models.units import MICROS
-from projections import web
-from projections.store import (
-    DEFAULT_DB,
-    ProjectionStore,
-    copy_attempts,
-    database_url,
-    leader_budget,
-    leader_clamp_counts,
-    leader_reason_counts,
-    projection_offsets,
-)
-from streams.configedit import Assignment, AssignmentError, SetResult, read_store, set_config
+from models.units import INT64_MAX, MAX_TIME_MS
+from projections import contract, queries, web
+from projections.queries import HISTORY_POINTS, RECENT_ATTEMPTS, AttemptQuery
+from projections.store import DEFAULT_DB, ProjectionStore
+from streams.configedit import Assignment, AssignmentError, SetResult, set_config
 from streams.kafka.client import CopybotClient, KafkaUnavailable
 from streams.settings import Settings, SettingsError
+
+__all__ = ["HISTORY_POINTS", "RECENT_ATTEMPTS", "create_app"]
 
 TOKEN_ENV = "COPYBOT_API_TOKEN"
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
 MAX_LIMIT = 1_000
-RECENT_ATTEMPTS = 25
-HISTORY_POINTS = 400
-"""Exposure-history points at most (evenly thinned, the newest always kept)."""
+MAX_OFFSET = 1_000_000_000
+LEADER_PATH = r"^[^\x00]*[^\s\x00][^\x00]*$"
+"""A leader id to write config for: not blank, no NUL (the id is a Kafka key and a SQL text value)."""
+NO_NUL = r"^[^\x00]*$"
+T = TypeVar("T")
+BEARER = HTTPBearer(auto_error=False, description=f"the {TOKEN_ENV} of the server")
+"""Module level: FastAPI resolves the (string) annotations of a route in the module's namespace."""
 
 
-# --- config: read and publish ----------------------------------------------------------------------
+# --- config: publish ----------------------------------------------------------------------------------
 
 
 class ConfigGateway(Protocol):
-    """Where config is read from and published to (Kafka in production; an in-memory fake in tests)."""
-
-    async def load(self) -> ConfigStore:
-        """The current config store (every stored document)."""
+    """Where config changes are published (Kafka in production; an in-memory fake in tests)."""
 
     async def submit(self, scope: Scope, leader: str | None, assignments: Sequence[Assignment]) -> SetResult:
         """Build a change from the current documents with `assignments`, validate it, publish if accepted."""
@@ -94,10 +97,6 @@ class KafkaConfigGateway:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-
-    async def load(self) -> ConfigStore:
-        async with CopybotClient(self.settings, client_id="copybot-api") as client:
-            return (await read_store(client)).store
 
     async def submit(self, scope: Scope, leader: str | None, assignments: Sequence[Assignment]) -> SetResult:
         async with CopybotClient(self.settings, client_id="copybot-api") as client:
@@ -127,6 +126,8 @@ def assignments_from_body(body: Any) -> list[Assignment]:
             errors.append(f"{section}: unknown section (sections: {', '.join(SECTION_NAMES)})")
         elif not isinstance(keys, dict):
             errors.append(f"{section}: expected an object of keys, got {json.dumps(keys)[:60]}")
+        elif not keys:
+            errors.append(f"{section}: nothing to change (give at least one key, or leave the section out)")
         else:
             for key, value in keys.items():
                 edits.append(Assignment(section, str(key), value, unset=value is None))
@@ -137,14 +138,25 @@ def assignments_from_body(body: Any) -> list[Assignment]:
     return edits
 
 
+def json_number(text: str) -> int | float:
+    """A JSON number with a fraction or exponent; an integer when its value is one (60000000.0, 6e7).
+
+    JSON Schema's ``integer`` (the OpenAPI document's) is any number with a zero fraction, so the API
+    reads such numbers as integers. The Kafka wire stays strict: there, 6e7 is not an integer.
+    """
+    value = float(text)
+    if not value.is_integer() or abs(value) > INT64_MAX:
+        return value
+    exact = Decimal(text)
+    return int(exact) if exact == exact.to_integral_value() else value
+
+
+# --- config: views ------------------------------------------------------------------------------------
+
+
 def effective_json(cfg: EffectiveConfig) -> dict[str, Any]:
     """An effective config as camelCase ``section.key`` JSON (plus the derived flags)."""
-    return {_camel(k): v for k, v in asdict(cfg).items()}
-
-
-def _camel(name: str) -> str:
-    head, *rest = name.split("_")
-    return head + "".join(part.title() for part in rest)
+    return {to_camel(k): v for k, v in asdict(cfg).items()}
 
 
 def config_view(store: ConfigStore, leader: str | None) -> dict[str, Any]:
@@ -166,256 +178,75 @@ def config_view(store: ConfigStore, leader: str | None) -> dict[str, Any]:
     }
 
 
-# --- reads: the projection tables -------------------------------------------------------------------
+# --- errors: one shape, one place ---------------------------------------------------------------------
 
 
-def _usdc(micros: int | None) -> float | None:
-    return None if micros is None else micros / MICROS
+def errors_response(status: int, errors: list[str], headers: dict[str, str] | None = None) -> JSONResponse:
+    """The API's one error body, ``{"errors": [...]}`` (:class:`projections.contract.Errors`)."""
+    return JSONResponse({"errors": errors}, status_code=status, headers=headers)
 
 
-def read_engine(db: str) -> Engine:
-    """An engine for reads: no write lock is ever taken (unlike the projector's store)."""
-    url = database_url(db)
-    if make_url(url).get_backend_name() == "sqlite":
-        engine = create_engine(url)
-
-        def pragmas(dbapi_connection: Any, _record: Any) -> None:
-            cursor = dbapi_connection.cursor()
-            cursor.execute("PRAGMA busy_timeout=30000")
-            cursor.close()
-
-        event.listen(engine, "connect", pragmas)
-        return engine
-    return create_engine(url, pool_pre_ping=True)
+def _validation_message(error: Any) -> str:
+    where = [str(part) for part in error["loc"][1:]] or [str(error["loc"][0])]
+    return f"{'.'.join(where)}: {error['msg']}"
 
 
-def summary_item(r: Any) -> dict[str, Any]:
-    """One leader of ``/api/budgeted-dynamic/summary`` from its ``leader_budget`` row (USD; rates in %)."""
-    return {
-        "id": r.leader_id,
-        "label": r.label,
-        "sizingMode": r.sizing_mode,
-        "budgetedDynamicActive": bool(r.budgeted_dynamic_active),
-        "budgetUsdc": _usdc(r.budget_usdc_micros),
-        "budgetEnforcement": r.budget_enforcement,
-        "rMin": r.r_min_bps / 100,
-        "rMax": r.r_max_bps / 100,
-        "leaderExposureUsdc": _usdc(r.leader_exposure_micros),
-        "leaderExposureStatus": r.leader_exposure_status,
-        "execExposureUsdc": _usdc(r.exec_exposure_micros),
-        "execSliceExposureUsdc": _usdc(r.exec_slice_exposure_micros),
-        "rU": None if r.r_u is None else r.r_u * 100,
-        "budgetHeadroomUsdc": _usdc(r.headroom_micros),
-        "utilizationPct": None if r.utilization is None else r.utilization * 100,
-        "attempts": r.attempts,
-        "executed": r.executed,
-        "skipped": r.skipped,
-        "trades": r.trades,
-        "lastDecidedAtMs": r.last_decided_at_ms,
+def allowed_methods(app: FastAPI, request: Request) -> str:
+    """Every method some route of `request`'s path answers (HEAD with GET), for ``Allow``."""
+    methods: set[str] = set()
+    for route in app.router.routes:
+        if route.matches(request.scope)[0] != Match.NONE:  # PARTIAL: the path matches, the method not
+            methods |= set(getattr(route, "methods", None) or ())
+    return ", ".join(sorted(methods))
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Map every error (routing, validation, HTTP, unexpected) to :func:`errors_response`."""
+
+    async def on_http(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, HTTPException)
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            headers["Allow"] = allowed_methods(app, request)
+        return errors_response(exc.status_code, [str(exc.detail)], headers)
+
+    async def on_invalid(_request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, RequestValidationError)
+        return errors_response(422, [_validation_message(e) for e in exc.errors()])
+
+    async def on_crash(_request: Request, exc: Exception) -> JSONResponse:
+        return errors_response(500, [f"internal error: {type(exc).__name__}"])
+
+    app.add_exception_handler(HTTPException, on_http)
+    app.add_exception_handler(RequestValidationError, on_invalid)
+    app.add_exception_handler(Exception, on_crash)
+
+
+def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    reasons = {
+        401: "a write without the API token (only when COPYBOT_API_TOKEN is set)",
+        404: "no such resource",
+        405: "method not allowed (the Allow header lists those that are)",
+        422: "invalid parameters or body; per-key errors",
+        503: "a dependency (the database, or Kafka for writes) is unavailable",
     }
-
-
-def summary(conn: Connection) -> list[dict[str, Any]]:
-    rows = conn.execute(select(leader_budget).order_by(leader_budget.c.leader_id)).all()
-    return [summary_item(r) for r in rows]
-
-
-def _counts(conn: Connection, table: Any, column: str, leader: str) -> dict[str, int]:
-    rows = conn.execute(
-        select(table.c[column], table.c["count"])
-        .where(table.c.leader_id == leader, table.c["count"] > 0)
-        .order_by(table.c["count"].desc(), table.c[column])
-    ).all()
-    return {r[0]: int(r[1]) for r in rows}
-
-
-def exposure_history(conn: Connection, leader: str, points: int = HISTORY_POINTS) -> list[dict[str, Any]]:
-    """Our exposure to `leader` just after each decision, with the budget then in force (oldest first)."""
-    c = copy_attempts.c
-    rows = conn.execute(
-        select(
-            c.decided_at_ms,
-            c.decision,
-            c.reducing,
-            c.current_exposure_micros,
-            c.target_notional_micros,
-            c.budget_usdc_micros,
-        )
-        .where(c.leader_id == leader)
-        .order_by(c.decided_at_ms, c.attempt_id)
-    ).all()
-    history = []
-    for r in rows:
-        ours = r.current_exposure_micros  # the same rule as projections.rows.exposure_after
-        if r.decision == "EXECUTE":
-            ours = max(0, ours - r.target_notional_micros) if r.reducing else ours + r.target_notional_micros
-        history.append(
-            {
-                "t": r.decided_at_ms,
-                "execExposureUsdc": ours / MICROS,
-                "budgetUsdc": _usdc(r.budget_usdc_micros),
-            }
-        )
-    if len(history) > points:
-        step = len(history) / points
-        history = [history[int(i * step)] for i in range(points - 1)] + [history[-1]]
-    return history
-
-
-def attempt_json(raw: str) -> Any:
-    return json.loads(raw)
-
-
-def user_detail(conn: Connection, leader: str) -> dict[str, Any] | None:
-    row = conn.execute(select(leader_budget).where(leader_budget.c.leader_id == leader)).first()
-    if row is None:
-        return None
-    c = copy_attempts.c
-    recent = conn.execute(
-        select(c.attempt_json)
-        .where(c.leader_id == leader)
-        .order_by(c.decided_at_ms.desc(), c.attempt_id.desc())
-        .limit(RECENT_ATTEMPTS)
-    ).scalars()
-    return {
-        "summary": summary_item(row),
-        "recentAttempts": [attempt_json(a) for a in recent],
-        "skipReasons": _counts(conn, leader_reason_counts, "reason", leader),
-        "clamps": _counts(conn, leader_clamp_counts, "clamp", leader),
-        "exposureHistory": exposure_history(conn, leader),
-    }
-
-
-@dataclass(frozen=True, slots=True)
-class AttemptQuery:
-    leader: str | None = None
-    decision: str | None = None
-    reason: str | None = None
-    from_ms: int | None = None
-    to_ms: int | None = None
-    limit: int = 50
-    offset: int = 0
-    cursor: str | None = None
-
-
-def encode_cursor(decided_at_ms: int, attempt_id: str) -> str:
-    return base64.urlsafe_b64encode(json.dumps([decided_at_ms, attempt_id]).encode()).decode()
-
-
-def decode_cursor(cursor: str) -> tuple[int, str]:
-    try:
-        value = json.loads(base64.urlsafe_b64decode(cursor.encode()))
-        decided, attempt_id = value
-        if type(decided) is not int or not isinstance(attempt_id, str):
-            raise ValueError(value)
-        return decided, attempt_id
-    except (ValueError, TypeError, binascii.Error):
-        raise ValueError(f"cursor {cursor!r} is not one returned as nextCursor") from None
-
-
-def list_attempts(conn: Connection, q: AttemptQuery) -> dict[str, Any]:
-    """``/api/copy-attempts``: newest first (decidedAtMs, then attemptId, descending); `from` ≤ t < `to`."""
-    c = copy_attempts.c
-    where = []
-    if q.leader is not None:
-        where.append(c.leader_id == q.leader)
-    if q.decision is not None:
-        where.append(c.decision == q.decision)
-    if q.reason is not None:
-        where.append(c.reason == q.reason)
-    if q.from_ms is not None:
-        where.append(c.decided_at_ms >= q.from_ms)
-    if q.to_ms is not None:
-        where.append(c.decided_at_ms < q.to_ms)
-    total = conn.execute(
-        select(func.count()).select_from(copy_attempts).where(and_(True, *where))
-    ).scalar_one()
-    page = list(where)
-    if q.cursor is not None:
-        decided, attempt_id = decode_cursor(q.cursor)
-        page.append(
-            or_(c.decided_at_ms < decided, and_(c.decided_at_ms == decided, c.attempt_id < attempt_id))
-        )
-    query = (
-        select(c.attempt_json, c.decided_at_ms, c.attempt_id)
-        .where(and_(True, *page))
-        .order_by(c.decided_at_ms.desc(), c.attempt_id.desc())
-        .limit(q.limit)
-    )
-    if q.cursor is None and q.offset:
-        query = query.offset(q.offset)
-    rows = conn.execute(query).all()
-    last = rows[-1] if len(rows) == q.limit else None
-    return {
-        "total": int(total),
-        "limit": q.limit,
-        "offset": q.offset if q.cursor is None else None,
-        "nextCursor": None if last is None else encode_cursor(last.decided_at_ms, last.attempt_id),
-        "items": [attempt_json(r.attempt_json) for r in rows],
-    }
-
-
-def _label(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-
-
-def metrics_text(conn: Connection) -> str:
-    """Prometheus text exposition: attempts by decision, per-leader budget figures, projection offsets."""
-    lines = [
-        "# HELP copybot_copy_attempts_total Copy attempts projected, by decision.",
-        "# TYPE copybot_copy_attempts_total counter",
-    ]
-    by_decision: dict[str, int] = dict(
-        conn.execute(select(copy_attempts.c.decision, func.count()).group_by(copy_attempts.c.decision)).all()
-    )
-    for decision in sorted({"EXECUTE", "SKIP", *by_decision}):
-        lines.append(
-            f'copybot_copy_attempts_total{{decision="{_label(decision)}"}} {by_decision.get(decision, 0)}'
-        )
-    leaders = conn.execute(select(leader_budget).order_by(leader_budget.c.leader_id)).all()
-    gauges: list[tuple[str, str, Any]] = [
-        ("copybot_leader_utilization_ratio", "Our exposure / B_u (absent when B_u = 0).", "utilization"),
-        ("copybot_leader_budget_usdc", "B_u in USDC.", "budget_usdc_micros"),
-        (
-            "copybot_leader_exec_exposure_usdc",
-            "Our exposure attributed to the leader, USDC.",
-            "exec_exposure_micros",
-        ),
-        ("copybot_leader_exposure_usdc", "E_u, the leader's own exposure, USDC.", "leader_exposure_micros"),
-        ("copybot_leader_copy_rate", "r_u of the leader's last attempt (fraction).", "r_u"),
-    ]
-    for name, help_text, column in gauges:
-        lines += [f"# HELP {name} {help_text}", f"# TYPE {name} gauge"]
-        for r in leaders:
-            value = getattr(r, column)
-            if value is None:
-                continue
-            if column.endswith("_micros"):
-                value = value / MICROS
-            lines.append(f'{name}{{leader="{_label(r.leader_id)}"}} {value}')
-    last_decided = conn.execute(select(func.max(copy_attempts.c.decided_at_ms))).scalar()
-    lines += [
-        "# HELP copybot_projection_last_decided_at_ms decidedAtMs of the newest projected attempt.",
-        "# TYPE copybot_projection_last_decided_at_ms gauge",
-        f"copybot_projection_last_decided_at_ms {last_decided or 0}",
-        "# HELP copybot_projection_next_offset The next offset the projector consumes, per partition.",
-        "# TYPE copybot_projection_next_offset gauge",
-    ]
-    for r in conn.execute(
-        select(projection_offsets).order_by(projection_offsets.c.topic, projection_offsets.c.partition)
-    ):
-        lines.append(
-            f'copybot_projection_next_offset{{topic="{_label(r.topic)}",partition="{r.partition}"}} '
-            f"{r.next_offset}"
-        )
-    return "\n".join(lines) + "\n"
+    return {s: {"model": contract.Errors, "description": reasons[s]} for s in statuses}
 
 
 # --- the app ------------------------------------------------------------------------------------------
 
 
-def _errors(status: int, errors: list[str]) -> JSONResponse:
-    return JSONResponse({"errors": errors}, status_code=status)
+@dataclass(frozen=True, slots=True)
+class Context:
+    """What the routes share: the read engine, the config publisher, the optional write token."""
+
+    engine: Engine
+    gateway: ConfigGateway
+    token: str | None
+
+    def read(self, fn: Callable[[Connection], T]) -> T:
+        with self.engine.connect() as conn:
+            return fn(conn)
 
 
 def create_app(
@@ -423,7 +254,7 @@ def create_app(
 ) -> FastAPI:
     """The API and dashboard over the projection database `db`.
 
-    `gateway` reads and publishes config (default: Kafka from the ``COPYBOT_*`` settings); with `token`,
+    `gateway` publishes config changes (default: Kafka from the ``COPYBOT_*`` settings); with `token`,
     every write needs ``Authorization: Bearer <token>``.
     """
     store = ProjectionStore(db)
@@ -431,150 +262,251 @@ def create_app(
         store.create_schema()  # the API may start before the projector: empty tables, not errors
     finally:
         store.close()
-    engine = read_engine(db)
     config: ConfigGateway = gateway if gateway is not None else KafkaConfigGateway(Settings.from_env())
+    ctx = Context(queries.read_engine(db), config, token)
     app = FastAPI(
         title="copybot API",
         version="1",
         description="Budgeted Dynamic copy-trading: projections, config and dashboard (SPEC 9).",
     )
-    app.state.engine = engine
+    app.state.engine = ctx.engine
+    install_error_handlers(app)
+    app.include_router(read_routes(ctx))
+    app.include_router(config_routes(ctx))
+    app.include_router(ops_routes(ctx))
+    app.include_router(page_routes(ctx))
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    return app
 
-    def read(fn: Any, *args: Any) -> Any:
-        with engine.connect() as conn:
-            return fn(conn, *args)
 
-    def authorize(request: Request) -> JSONResponse | None:
-        if token is None:
-            return None
-        header = request.headers.get("authorization", "")
-        scheme, _, given = header.partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), token.encode()):
-            return JSONResponse(
-                {"errors": ["authorization: send 'Authorization: Bearer <token>' (COPYBOT_API_TOKEN)"]},
-                status_code=401,
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    """FastAPI's document plus the config edit models that the POST bodies reference."""
+    if app.openapi_schema is None:
+        document = get_openapi(
+            title=app.title, version=app.version, description=app.description, routes=app.routes
+        )
+        components = document.setdefault("components", {}).setdefault("schemas", {})
+        for model in contract.EDITS_OF_SCOPE.values():
+            schema = contract.schema_of(model, "#/components/schemas/{model}")
+            components.update(schema.pop("$defs", {}))
+            components[schema["title"]] = schema
+        app.openapi_schema = document
+    return app.openapi_schema
+
+
+def read_routes(ctx: Context) -> APIRouter:
+    """The budget summary, one leader, and the copy attempts."""
+    router = APIRouter()
+
+    @router.get(
+        "/api/budgeted-dynamic/summary",
+        tags=["budget"],
+        operation_id="getSummary",
+        response_model=list[contract.SummaryItem],
+        responses={200: {"links": _leader_links("$response.body#/0/id")}},
+    )
+    def get_summary() -> JSONResponse:
+        """Per leader: B_u, E_u, r_u and our exposure (USDC; rMin, rMax, rU and utilization in %)."""
+        return JSONResponse(ctx.read(queries.budget_summary))
+
+    @router.get(
+        "/api/users/{leader_id}",
+        tags=["budget"],
+        operation_id="getUser",
+        response_model=contract.UserDetail,
+        responses=_errors(404),
+    )
+    def get_user(leader_id: str) -> JSONResponse:
+        """A leader's summary row, recent attempts, skip-reason and clamp counts, and exposure history."""
+        detail = ctx.read(lambda conn: queries.user_detail(conn, leader_id))
+        if detail is None:
+            raise HTTPException(404, f"no leader {leader_id!r} has been projected")
+        return JSONResponse(detail)
+
+    @router.get(
+        "/api/copy-attempts",
+        tags=["attempts"],
+        operation_id="listCopyAttempts",
+        response_model=contract.AttemptPage,
+        responses={
+            200: {"links": {"nextPage": {"operationId": "listCopyAttempts", "parameters": _next_page()}}},
+            **_errors(422),
+        },
+    )
+    def get_attempts(q: Annotated[AttemptQuery, Depends(attempt_query)]) -> JSONResponse:
+        """Copy attempts (as emitted), newest first, with the total count of the filtered set."""
+        return JSONResponse(ctx.read(lambda conn: queries.list_attempts(conn, q)))
+
+    return router
+
+
+def _leader_links(expression: str) -> dict[str, Any]:
+    return {
+        name: {"operationId": operation, "parameters": {"leader_id": expression}}
+        for name, operation in (("user", "getUser"), ("userConfig", "getUserConfig"))
+    }
+
+
+def _next_page() -> dict[str, str]:
+    return {"cursor": "$response.body#/nextCursor"}
+
+
+def attempt_query(
+    leader: str | None = Query(None, min_length=1, pattern=NO_NUL, description="followedUserId"),
+    decision: Literal["EXECUTE", "SKIP"] | None = Query(None),
+    reason: str | None = Query(None, min_length=1, pattern=NO_NUL, description="the first reason code"),
+    from_ms: int | None = Query(None, alias="from", ge=0, le=MAX_TIME_MS, description="decidedAtMs ≥ this"),
+    to_ms: int | None = Query(None, alias="to", ge=0, le=MAX_TIME_MS, description="decidedAtMs < this"),
+    limit: int = Query(50, ge=1, le=MAX_LIMIT),
+    offset: int = Query(0, ge=0, le=MAX_OFFSET, description="ignored with a cursor"),
+    cursor: str | None = Query(
+        None,
+        pattern=queries.CURSOR_PATTERN,
+        description="nextCursor of the previous page (instead of offset): holds under concurrent inserts",
+    ),
+) -> AttemptQuery:
+    """The filters and page of ``GET /api/copy-attempts``, validated (a bad one is a 422 naming it)."""
+    return AttemptQuery(leader, decision, reason, from_ms, to_ms, limit, offset, cursor)
+
+
+def config_routes(ctx: Context) -> APIRouter:
+    """Config: GETs from the projection tables, POSTs validated and published."""
+
+    def authorized(credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(BEARER)]) -> None:
+        given = "" if credentials is None else credentials.credentials
+        if ctx.token is not None and not hmac.compare_digest(given.encode(), ctx.token.encode()):
+            raise HTTPException(
+                401,
+                f"authorization: send 'Authorization: Bearer <token>' ({TOKEN_ENV})",
                 headers={"WWW-Authenticate": "Bearer"},
             )
-        return None
 
-    async def load_config() -> ConfigStore:
-        try:
-            return await config.load()
-        except KafkaUnavailable as exc:
-            raise HTTPException(503, detail=str(exc)) from exc
+    guard = [Depends(authorized)] if ctx.token is not None else []
+    write_errors = _errors(*((401,) if ctx.token is not None else ()), 404, 422, 503)
+    router = APIRouter(tags=["config"])
 
-    async def write(request: Request, scope: Scope, leader: str | None) -> JSONResponse:
-        denied = authorize(request)
-        if denied is not None:
-            return denied
-        try:
-            body = await request.json()
-        except ValueError:
-            return _errors(422, ["body: not valid JSON"])
-        try:
-            edits = assignments_from_body(body)
-            if leader is not None and not leader.strip():
-                raise BodyError(["followedUserId: must not be empty"])
-        except BodyError as exc:
-            return _errors(422, exc.errors)
-        try:
-            result = await config.submit(scope, leader, edits)
-        except AssignmentError as exc:
-            return _errors(422, [str(exc)])
-        except KafkaUnavailable as exc:
-            return _errors(503, [str(exc)])
-        if not result.outcome.accepted:
-            return _errors(422, list(result.outcome.errors))
-        return JSONResponse(
-            {
-                "changeId": result.change_id,
-                "warnings": list(result.outcome.warnings),
-                "publishedAt": result.published_at,
-            }
-        )
+    @router.get(
+        "/api/config/global", operation_id="getGlobalConfig", response_model=contract.GlobalConfigView
+    )
+    def get_global_config() -> JSONResponse:
+        """The stored GLOBAL documents and the effective GLOBAL config (as the projector last folded them)."""
+        return JSONResponse(config_view(ctx.read(queries.config_store), None))
 
-    # --- JSON API --------------------------------------------------------------------------------
+    @router.get(
+        "/api/config/user/{leader_id}",
+        operation_id="getUserConfig",
+        response_model=contract.UserConfigView,
+        responses=_errors(404),
+    )
+    def get_user_config(leader_id: str) -> JSONResponse:
+        """The leader's stored USER documents (absent keys inherit) and its effective config."""
+        return JSONResponse(config_view(ctx.read(queries.config_store), leader_id))
 
-    @app.get("/api/budgeted-dynamic/summary", tags=["budget"])
-    def get_summary() -> list[dict[str, Any]]:
-        """Per leader: B_u, E_u, r_u and our exposure (USDC; rMin, rMax, rU and utilization in %)."""
-        result: list[dict[str, Any]] = read(summary)
-        return result
-
-    @app.get("/api/users/{leader_id}", tags=["budget"])
-    def get_user(leader_id: str) -> dict[str, Any]:
-        """A leader's summary row, recent attempts, skip-reason and clamp counts, and exposure history."""
-        detail: dict[str, Any] | None = read(user_detail, leader_id)
-        if detail is None:
-            raise HTTPException(404, detail=f"no leader {leader_id!r} has been projected")
-        return detail
-
-    @app.get("/api/copy-attempts", tags=["attempts"])
-    def get_attempts(
-        leader: str | None = None,
-        decision: str | None = Query(None, pattern="^(EXECUTE|SKIP)$"),
-        reason: str | None = Query(None, description="the attempt's first reason code"),
-        from_ms: int | None = Query(None, alias="from", description="decidedAtMs ≥ this"),
-        to_ms: int | None = Query(None, alias="to", description="decidedAtMs < this"),
-        limit: int = Query(50, ge=1, le=MAX_LIMIT),
-        offset: int = Query(0, ge=0),
-        cursor: str | None = Query(None, description="nextCursor of the previous page (instead of offset)"),
-    ) -> dict[str, Any]:
-        """Copy attempts (as emitted), newest first, with the total count of the filtered set."""
-        q = AttemptQuery(leader, decision, reason, from_ms, to_ms, limit, offset, cursor)
-        try:
-            page: dict[str, Any] = read(list_attempts, q)
-        except ValueError as exc:
-            raise HTTPException(422, detail=str(exc)) from exc
-        return page
-
-    @app.get("/api/config/global", tags=["config"])
-    async def get_global_config() -> dict[str, Any]:
-        """The stored GLOBAL documents and the effective GLOBAL config."""
-        return config_view(await load_config(), None)
-
-    @app.post("/api/config/global", tags=["config"])
+    @router.post(
+        "/api/config/global",
+        operation_id="setGlobalConfig",
+        dependencies=guard,
+        response_model=contract.ChangePublished,
+        responses={**write_errors, 200: {"links": {"read": {"operationId": "getGlobalConfig"}}}},
+        openapi_extra=_body("GLOBAL"),
+    )
     async def post_global_config(request: Request) -> JSONResponse:
         """Change GLOBAL keys: body = sections of edits (null removes a key); 422 with per-key errors."""
-        return await write(request, "GLOBAL", None)
+        return await write(ctx.gateway, request, "GLOBAL", None)
 
-    @app.get("/api/config/user/{leader_id}", tags=["config"])
-    async def get_user_config(leader_id: str) -> dict[str, Any]:
-        """The leader's stored USER documents (absent keys inherit) and its effective config."""
-        return config_view(await load_config(), leader_id)
-
-    @app.post("/api/config/user/{leader_id}", tags=["config"])
-    async def post_user_config(leader_id: str, request: Request) -> JSONResponse:
+    @router.post(
+        "/api/config/user/{leader_id}",
+        operation_id="setUserConfig",
+        dependencies=guard,
+        response_model=contract.ChangePublished,
+        responses={**write_errors, 200: {"links": _same_leader_config()}},
+        openapi_extra=_body("USER"),
+    )
+    async def post_user_config(request: Request, leader_id: str = Path(pattern=LEADER_PATH)) -> JSONResponse:
         """Change a leader's overrides: body = sections of edits (null: inherit); 422 with per-key errors."""
-        return await write(request, "USER", leader_id)
+        return await write(ctx.gateway, request, "USER", leader_id)
 
-    @app.get("/healthz", tags=["ops"])
+    return router
+
+
+def _same_leader_config() -> dict[str, Any]:
+    return {"read": {"operationId": "getUserConfig", "parameters": {"leader_id": "$request.path.leader_id"}}}
+
+
+def _body(scope: Scope) -> dict[str, Any]:
+    name = "GlobalConfigEdits" if scope == "GLOBAL" else "UserConfigEdits"
+    schema = {"$ref": f"#/components/schemas/{name}"}
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
+
+
+async def write(gateway: ConfigGateway, request: Request, scope: Scope, leader: str | None) -> JSONResponse:
+    """Parse a POST body of edits, build and validate the change, publish it when accepted."""
+    try:
+        body = json.loads(await request.body(), parse_float=json_number)
+        orjson.dumps(body)  # what the change is published with: no lone surrogates, 64-bit integers
+    except orjson.JSONEncodeError as exc:
+        return errors_response(422, [f"body: cannot be published as JSON: {exc}"])
+    except ValueError:
+        return errors_response(422, ["body: not valid JSON"])
+    try:
+        edits = assignments_from_body(body)
+    except BodyError as exc:
+        return errors_response(422, exc.errors)
+    try:
+        result = await gateway.submit(scope, leader, edits)
+    except AssignmentError as exc:
+        return errors_response(422, [str(exc)])
+    except KafkaUnavailable as exc:
+        return errors_response(503, [f"config not changed, nothing published: {exc}"])
+    if not result.outcome.accepted:
+        return errors_response(422, list(result.outcome.errors))
+    return JSONResponse(
+        {
+            "changeId": result.change_id,
+            "warnings": list(result.outcome.warnings),
+            "publishedAt": result.published_at,
+        }
+    )
+
+
+def ops_routes(ctx: Context) -> APIRouter:
+    """Health and Prometheus metrics."""
+    router = APIRouter(tags=["ops"])
+
+    @router.get("/healthz", operation_id="health", response_model=contract.Health, responses=_errors(503))
     def healthz() -> JSONResponse:
+        """200 while the projection database answers."""
         try:
-            read(lambda conn: conn.execute(text("SELECT 1")).scalar_one())
+            ctx.read(queries.ping)
         except Exception as exc:  # any database failure means unhealthy
-            return JSONResponse({"status": "error", "error": str(exc)}, status_code=503)
+            return errors_response(503, [f"database: {exc}"])
         return JSONResponse({"status": "ok"})
 
-    @app.get("/metrics", tags=["ops"], response_class=PlainTextResponse)
+    @router.get(
+        "/metrics",
+        operation_id="metrics",
+        response_class=PlainTextResponse,
+        responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}},
+    )
     def metrics() -> PlainTextResponse:
-        body: str = read(metrics_text)
-        return PlainTextResponse(body, media_type="text/plain; version=0.0.4")
+        """Prometheus text: attempts by decision, per-leader budget figures, projector offsets."""
+        return PlainTextResponse(ctx.read(queries.metrics_text), media_type="text/plain; version=0.0.4")
 
-    # --- pages -------------------------------------------------------------------------------------
+    return router
 
-    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+
+def page_routes(ctx: Context) -> APIRouter:
+    """The dashboard pages (server-rendered HTML; not part of the OpenAPI document)."""
+    router = APIRouter(include_in_schema=False, default_response_class=HTMLResponse)
+
+    @router.get("/")
     def overview() -> HTMLResponse:
-        return HTMLResponse(web.overview_page(read(summary)))
+        return HTMLResponse(web.overview_page(ctx.read(queries.budget_summary)))
 
-    @app.get("/config", response_class=HTMLResponse, include_in_schema=False)
-    async def config_page(leader: str | None = None) -> HTMLResponse:
-        rows: list[dict[str, Any]] = await run_in_threadpool(read, summary)
-        problem = None
-        try:
-            current: ConfigStore = await config.load()
-        except KafkaUnavailable as exc:
-            current, problem = ConfigStore(), f"cannot read the current config: {exc}"
+    @router.get("/config")
+    def config_page(leader: str | None = None) -> HTMLResponse:
+        rows = ctx.read(queries.budget_summary)
+        current = ctx.read(queries.config_store)
         leaders = sorted({r["id"] for r in rows} | set(current.user_docs))
         selected = leader if leader else (leaders[0] if leaders else None)
         page = web.config_page(
@@ -584,20 +516,20 @@ def create_app(
             leader=selected,
             user_docs=current.user_docs.get(selected, {}) if selected else {},
             summary=rows,
-            token_required=token is not None,
-            problem=problem,
+            token_required=ctx.token is not None,
+            problem=None,
             config_version=current.version,
         )
         return HTMLResponse(page)
 
-    @app.get("/users/{leader_id}", response_class=HTMLResponse, include_in_schema=False)
+    @router.get("/users/{leader_id}")
     def user_page(leader_id: str) -> HTMLResponse:
-        detail = read(user_detail, leader_id)
+        detail = ctx.read(lambda conn: queries.user_detail(conn, leader_id))
         if detail is None:
             return HTMLResponse(web.not_found_page(leader_id), status_code=404)
         return HTMLResponse(web.user_page(detail))
 
-    return app
+    return router
 
 
 # --- CLI ------------------------------------------------------------------------------------------

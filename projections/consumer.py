@@ -22,21 +22,25 @@ import argparse
 import asyncio
 import signal
 import sys
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer
-from aiokafka.errors import KafkaError
-from aiokafka.structs import TopicPartition
 from pydantic import TypeAdapter, ValidationError
 from sqlalchemy.exc import SQLAlchemyError
 
 from models.events import ConfigChange, CopyAttempt, PortfolioSnapshot
 from projections.rows import BatchProjection, SnapshotKey, snapshot_row
 from projections.store import DEFAULT_DB, Offsets, ProjectionStore, StoreError
-from streams.kafka.admin import TopicError, ensure_topics
+from streams.kafka import (
+    KafkaUnavailable,
+    TopicError,
+    TopicPartition,
+    assign_all,
+    ensure_topics,
+    kafka_errors,
+    make_consumer,
+)
 from streams.serde import DecodeError, decode_event
 from streams.settings import CONFIG_CHANGES, COPY_ATTEMPTS, SNAPSHOTS, Settings, SettingsError
 
@@ -137,20 +141,6 @@ def project_batch(store: ProjectionStore, decoded: list[Decoded], offsets: Offse
     return counts
 
 
-async def _assign(consumer: Any, topics: list[str], deadline: float) -> list[TopicPartition]:
-    tps: list[TopicPartition] = []
-    for topic in topics:
-        partitions = consumer.partitions_for_topic(topic)
-        while not partitions:
-            if time.monotonic() > deadline:
-                raise KafkaError(f"topic {topic} has no partitions in the cluster metadata")
-            await consumer._client.force_metadata_update()
-            partitions = consumer.partitions_for_topic(topic)
-        tps.extend(TopicPartition(topic, p) for p in sorted(partitions))
-    consumer.assign(tps)
-    return tps
-
-
 async def project(
     settings: Settings,
     db: str = DEFAULT_DB,
@@ -174,17 +164,11 @@ async def project(
         stored = store.offsets()
         await ensure_topics(settings)  # never let a metadata request auto-create a topic with 1 partition
         base_of = {settings.topic(name): name for name in PROJECTED}
-        consumer: Any = AIOKafkaConsumer(
-            bootstrap_servers=settings.bootstrap,
-            client_id="copybot-projection",
-            group_id=None,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",  # a stored offset already deleted by retention: the oldest kept
-            isolation_level="read_committed",
-        )
+        # auto_offset_reset: a stored offset already deleted by retention reads from the oldest kept
+        consumer = make_consumer(settings, "copybot-projection", auto_offset_reset="earliest")
         await consumer.start()
         try:
-            tps = await _assign(consumer, sorted(base_of), time.monotonic() + 30)
+            tps = await assign_all(consumer, settings, sorted(base_of), timeout_s=30)
             for tp in tps:
                 if (tp.topic, tp.partition) in stored:
                     consumer.seek(tp, stored[(tp.topic, tp.partition)])
@@ -284,15 +268,16 @@ def _cmd_project(args: argparse.Namespace) -> int:
         )
 
     try:
-        result = asyncio.run(run())
+        with kafka_errors(f"cannot read from Kafka at {settings.bootstrap}"):
+            result = asyncio.run(run())
     except SQLAlchemyError as exc:
         print(f"copybot project: database {args.db!r}: {exc}", file=sys.stderr)
         return 2
     except (StoreError, TopicError) as exc:
         print(f"copybot project: {exc}", file=sys.stderr)
         return 2
-    except (KafkaError, OSError) as exc:
-        print(f"copybot project: cannot read from Kafka at {settings.bootstrap}: {exc}", file=sys.stderr)
+    except KafkaUnavailable as exc:
+        print(f"copybot project: {exc}", file=sys.stderr)
         return 1
     print(f"copybot project: {result.describe()}", file=sys.stderr)
     return 0

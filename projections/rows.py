@@ -54,6 +54,7 @@ import json
 from collections import Counter
 from dataclasses import dataclass, field, replace
 
+from models import summary
 from models.config import ConfigStore, EffectiveConfig, apply_change
 from models.events import ConfigChange, CopyAttempt, PortfolioSnapshot
 
@@ -175,13 +176,11 @@ def attempt_clamps(attempt: CopyAttempt) -> tuple[str, ...]:
 
 
 def exposure_after(attempt: CopyAttempt) -> int:
-    """Our exposure attributed to the leader just after this decision (approximation, module docstring)."""
-    current = attempt.budget.current_exposure_micros
-    if attempt.decision != "EXECUTE":
-        return current
-    if attempt.budget.reducing:
-        return max(0, current - attempt.target_notional_micros)
-    return current + attempt.target_notional_micros
+    """Our exposure attributed to the leader just after this decision (see :mod:`models.summary`)."""
+    b = attempt.budget
+    return summary.exposure_after(
+        b.current_exposure_micros, attempt.target_notional_micros, attempt.decision == "EXECUTE", b.reducing
+    )
 
 
 # --- leader budget ------------------------------------------------------------------------------
@@ -230,8 +229,8 @@ def _derived(row: LeaderBudgetRow) -> LeaderBudgetRow:
     budget, ours = row.budget_usdc_micros, row.exec_exposure_micros
     return replace(
         row,
-        headroom_micros=budget - ours if hard else None,
-        utilization=ours / budget if budget > 0 else None,
+        headroom_micros=summary.budget_headroom_micros(budget, ours, hard),
+        utilization=summary.budget_utilization(ours, budget),
     )
 
 

@@ -14,9 +14,9 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, fields
+from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args, get_type_hints
 
 from sqlalchemy import (
     BigInteger,
@@ -59,84 +59,38 @@ IN_CHUNK = 500
 metadata = MetaData()
 
 
-def _money(name: str, nullable: bool = False) -> Column[int]:
-    return Column(name, BigInteger, nullable=nullable)
+_SQL_TYPES: dict[type, Any] = {str: Text, int: BigInteger, bool: Boolean, float: Double}
+INT32_COLUMNS = frozenset({"trade_count", "source_partition"})
+"""Columns that are 32-bit integers (everything else of type int is a BIGINT: micros, milliseconds)."""
+
+
+def row_columns(row_type: type, primary_key: Sequence[str]) -> list[Column[Any]]:
+    """The columns of the table behind a row dataclass: one per field, in field order.
+
+    ``X | None`` is a nullable column; `primary_key` names the key columns. The dataclasses of
+    :mod:`projections.rows` are the one definition of these tables' shape.
+    """
+    columns: list[Column[Any]] = []
+    for name, hint in get_type_hints(row_type).items():
+        args = get_args(hint)
+        nullable = type(None) in args
+        base = next(a for a in args if a is not type(None)) if args else hint
+        sql_type = Integer if name in INT32_COLUMNS else _SQL_TYPES[base]
+        key = name in primary_key
+        columns.append(Column(name, sql_type, primary_key=key, nullable=nullable and not key))
+    return columns
 
 
 copy_attempts = Table(
     "copy_attempts",
     metadata,
-    Column("attempt_id", Text, primary_key=True),
-    Column("leader_id", Text, nullable=False),
-    Column("group_key", Text, nullable=False),
-    Column("asset_id", Text, nullable=False),
-    Column("market_id", Text),
-    Column("side", Text, nullable=False),
-    Column("source_type", Text, nullable=False),
-    Column("decision", Text, nullable=False),
-    Column("reason", Text),
-    Column("trade_count", Integer, nullable=False),
-    _money("their_notional_micros"),
-    _money("their_reference_price_micros"),
-    _money("raw_target_micros"),
-    _money("target_notional_micros"),
-    _money("target_share_micros"),
-    Column("decided_at_ms", BigInteger, nullable=False),
-    Column("sizing_mode", Text, nullable=False),
-    Column("budgeted_dynamic_active", Boolean, nullable=False),
-    Column("budget_enforcement", Text, nullable=False),
-    _money("budget_usdc_micros"),
-    _money("leader_exposure_micros", nullable=True),
-    Column("leader_exposure_status", Text, nullable=False),
-    Column("r_u", Double, nullable=False),
-    Column("effective_rate_bps", BigInteger, nullable=False),
-    Column("clamped_to_r_min", Boolean, nullable=False),
-    Column("clamped_to_r_max", Boolean, nullable=False),
-    Column("clamped_to_min", Boolean, nullable=False),
-    Column("clamped_to_max", Boolean, nullable=False),
-    Column("clamped_by_bankroll", Boolean, nullable=False),
-    _money("equity_micros"),
-    _money("current_exposure_micros"),
-    _money("headroom_micros", nullable=True),
-    Column("capped", Boolean, nullable=False),
-    Column("reducing", Boolean, nullable=False),
-    Column("config_version", Text),
-    Column("attempt_json", Text, nullable=False),
-    Column("source_partition", Integer, nullable=False),
-    Column("source_offset", BigInteger, nullable=False),
+    *row_columns(AttemptRow, ["attempt_id"]),
     Index("ix_copy_attempts_leader_decided", "leader_id", "decided_at_ms"),
     Index("ix_copy_attempts_decided", "decided_at_ms", "attempt_id"),
     Index("ix_copy_attempts_decision", "decision", "decided_at_ms"),
 )
 
-leader_budget = Table(
-    "leader_budget",
-    metadata,
-    Column("leader_id", Text, primary_key=True),
-    Column("label", Text, nullable=False),
-    Column("sizing_mode", Text, nullable=False),
-    Column("budgeted_dynamic_active", Boolean, nullable=False),
-    Column("budget_enforcement", Text, nullable=False),
-    _money("budget_usdc_micros"),
-    Column("r_min_bps", BigInteger, nullable=False),
-    Column("r_max_bps", BigInteger, nullable=False),
-    _money("leader_exposure_micros", nullable=True),
-    Column("leader_exposure_bucket_time_ms", BigInteger),
-    Column("leader_exposure_status", Text),
-    Column("r_u", Double),
-    Column("effective_rate_bps", BigInteger),
-    _money("exec_exposure_micros"),
-    _money("exec_slice_exposure_micros", nullable=True),
-    Column("exec_slice_bucket_time_ms", BigInteger),
-    _money("headroom_micros", nullable=True),
-    Column("utilization", Double),
-    Column("attempts", BigInteger, nullable=False),
-    Column("executed", BigInteger, nullable=False),
-    Column("skipped", BigInteger, nullable=False),
-    Column("trades", BigInteger, nullable=False),
-    Column("last_decided_at_ms", BigInteger),
-    Column("last_attempt_id", Text),
-)
+leader_budget = Table("leader_budget", metadata, *row_columns(LeaderBudgetRow, ["leader_id"]))
 
 leader_reason_counts = Table(
     "leader_reason_counts",
@@ -157,32 +111,11 @@ leader_clamp_counts = Table(
 config_history = Table(
     "config_history",
     metadata,
-    Column("source_partition", Integer, primary_key=True),
-    Column("source_offset", BigInteger, primary_key=True),
-    Column("change_id", Text, nullable=False),
-    Column("scope", Text, nullable=False),
-    Column("leader_id", Text),
-    Column("changed_at_ms", BigInteger, nullable=False),
-    Column("status", Text, nullable=False),
-    Column("errors", Text, nullable=False),
-    Column("warnings", Text, nullable=False),
-    Column("config_version", Text),
-    Column("change_json", Text, nullable=False),
+    *row_columns(ConfigHistoryRow, ["source_partition", "source_offset"]),
     Index("ix_config_history_leader", "leader_id", "source_offset"),
 )
 
-latest_snapshots = Table(
-    "latest_snapshots",
-    metadata,
-    Column("scope", Text, primary_key=True),
-    Column("leader_id", Text, primary_key=True),
-    Column("bucket_time_ms", BigInteger, nullable=False),
-    _money("exposure_micros"),
-    _money("equity_micros", nullable=True),
-    _money("cash_micros", nullable=True),
-    Column("source_partition", Integer, nullable=False),
-    Column("source_offset", BigInteger, nullable=False),
-)
+latest_snapshots = Table("latest_snapshots", metadata, *row_columns(SnapshotRow, ["scope", "leader_id"]))
 
 projection_offsets = Table(
     "projection_offsets",
@@ -225,6 +158,14 @@ def database_url(db: str) -> str:
     if "://" in db:
         return db
     return f"sqlite:///{Path(db).expanduser().resolve()}"
+
+
+def stored_config(conn: Connection) -> ConfigStore:
+    """The projector's config store as of its last committed batch (empty before any change)."""
+    value = conn.execute(
+        select(projection_state.c.value).where(projection_state.c.name == CONFIG_STATE)
+    ).scalar_one_or_none()
+    return ConfigStore() if value is None else ConfigStore.from_json(json.loads(value))
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -284,11 +225,6 @@ class ProjectionStore:
             rows = conn.execute(select(projection_offsets)).all()
         return {(r.topic, r.partition): r.next_offset for r in rows}
 
-    def dump(self, tables: Sequence[Table] = TABLES) -> dict[str, list[tuple[Any, ...]]]:
-        """Every row of `tables`, sorted (for tests and debugging)."""
-        with self.engine.begin() as conn:
-            return {t.name: sorted(tuple(r) for r in conn.execute(select(t)).all()) for t in tables}
-
     @contextmanager
     def batch(self) -> Iterator[BatchTransaction]:
         """One transaction: load what a batch reads, then write its changes and offsets; commit at exit."""
@@ -306,10 +242,7 @@ class BatchTransaction:
     # --- reads --------------------------------------------------------------------------------
 
     def config(self) -> ConfigStore:
-        value = self._conn.execute(
-            select(projection_state.c.value).where(projection_state.c.name == CONFIG_STATE)
-        ).scalar_one_or_none()
-        return ConfigStore() if value is None else ConfigStore.from_json(json.loads(value))
+        return stored_config(self._conn)
 
     def load(
         self,
@@ -387,20 +320,3 @@ class BatchTransaction:
 
 def _chunks(values: list[Any]) -> list[list[Any]]:
     return [values[i : i + IN_CHUNK] for i in range(0, len(values), IN_CHUNK)]
-
-
-ROW_TYPES = {
-    "copy_attempts": AttemptRow,
-    "leader_budget": LeaderBudgetRow,
-    "config_history": ConfigHistoryRow,
-    "latest_snapshots": SnapshotRow,
-}
-"""The row dataclass behind each table it describes (their fields are the table's columns)."""
-
-
-def check_schema_matches_rows() -> None:
-    """Fail loudly when a row dataclass and its table disagree (a cheap guard used by the tests)."""
-    for name, row_type in ROW_TYPES.items():
-        columns = [c.name for c in metadata.tables[name].columns]
-        if columns != [f.name for f in fields(row_type)]:
-            raise StoreError(f"table {name} and {row_type.__name__} have different columns")

@@ -1,4 +1,4 @@
-"""``copybot config``: show the effective configuration, and change it safely.
+"""Show the effective configuration, and change it safely (``copybot config``, the API's config writes).
 
 ``config show`` reads config-changes from the beginning and folds every change with
 :func:`models.config.apply_change`, exactly as the worker does (invalid envelopes are dead letters and
@@ -16,9 +16,6 @@ The fold is a snapshot: a change published by someone else between the fold and 
 
 from __future__ import annotations
 
-import argparse
-import asyncio
-import sys
 import time
 import uuid
 from collections.abc import Iterable, Sequence
@@ -29,16 +26,25 @@ import orjson
 
 from models.config import RULES, SECTIONS_OF_SCOPE, ChangeOutcome, ConfigStore, Docs, Scope, apply_change
 from models.events import SECTION_NAMES, ConfigChange
-from streams.cli.terminal import table, usd
-from streams.kafka.client import CopybotClient, KafkaUnavailable, quiet_kafka_logs
+from models.units import usd
+from streams.errors import AssignmentError
+from streams.kafka import CopybotClient
 from streams.serde import DecodeError, decode_event
-from streams.settings import CONFIG_CHANGES, Settings, SettingsError
+from streams.topology import CONFIG_CHANGES
 
-EXIT_REJECTED = 2
-
-
-class AssignmentError(ValueError):
-    """A ``section.key=value`` argument that cannot be understood; the message says why."""
+__all__ = [
+    "Assignment",
+    "AssignmentError",
+    "Fold",
+    "SetResult",
+    "build_change",
+    "effective_rows",
+    "fold",
+    "parse_assignment",
+    "parse_unset",
+    "read_store",
+    "set_config",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,27 +214,6 @@ def effective_rows(store: ConfigStore, leader: str | None) -> list[list[str]]:
     return rows
 
 
-def format_show(result: Fold, leader: str | None) -> str:
-    """The ``config show`` output."""
-    store = result.store
-    effective = store.global_effective if leader is None else store.for_leader(leader)
-    scope = "GLOBAL" if leader is None else f"leader {leader}"
-    lines = [
-        f"effective config of {scope}",
-        f"configVersion: {store.version or '— (no change accepted yet)'}",
-        f"Budgeted Dynamic active: {'yes' if effective.budgeted_dynamic_active else 'no'}"
-        + (f" ({effective.budget_enforcement.upper()})" if effective.budgeted_dynamic_active else ""),
-    ]
-    if leader is not None and leader not in store.user_docs:
-        lines.append(f"{leader} has no USER documents: everything is inherited")
-    lines += ["", table(["key", "value", "from"], effective_rows(store, leader), [False, False, False]), ""]
-    lines.append(
-        f"folded {result.accepted + result.rejected + result.invalid:,} messages of config-changes: "
-        f"{result.accepted:,} accepted, {result.rejected:,} rejected, {result.invalid:,} invalid"
-    )
-    return "\n".join(lines)
-
-
 async def read_store(client: CopybotClient) -> Fold:
     """Fold config-changes from the beginning to its current end."""
     values = [record.value async for record in client.read(CONFIG_CHANGES, from_beginning=True, follow=False)]
@@ -269,140 +254,3 @@ async def set_config(
     await client.flush()
     meta = future.result()
     return SetResult(change_id, outcome, f"{meta.topic}:{meta.partition}:{meta.offset}", changes)
-
-
-# --- command line -------------------------------------------------------------------------------------
-
-ASSIGNMENT_HELP = (
-    "section.key=value edits; values are JSON (sizing.budgetUsdcMicros=30000000, "
-    "guardrails.maxBuyCostPerShareMicros=950000, system.copyEngineEnabled=false); enum and string keys also "
-    "take plain text (sizing.sizingMode=budgetedDynamic); section.key= (nothing after =) removes the key so "
-    "it inherits"
-)
-
-
-def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add ``copybot config {show,set-global,set-user}``."""
-    cmd = subparsers.add_parser(
-        "config",
-        help="show or change the live configuration (GLOBAL and per leader)",
-        description=(
-            "Show or change copybot's configuration, which lives in the config-changes topic. Reading folds "
-            "every change from the beginning exactly as the worker does. Changes are validated locally "
-            "before they are published: an invalid change is not published (exit code 2)."
-        ),
-    )
-    actions = cmd.add_subparsers(title="actions", metavar="ACTION")
-
-    show = actions.add_parser(
-        "show",
-        help="print the effective config of GLOBAL or of one leader",
-        description=(
-            "Print the effective config (defaults < GLOBAL < USER) of GLOBAL, or of a leader with --leader: "
-            "each section.key, its value and where it comes from (default, GLOBAL or USER), plus the "
-            "configVersion (the newest accepted changeId)."
-        ),
-    )
-    show.add_argument("--leader", metavar="U", help="show the effective config of leader U (followedUserId)")
-    show.set_defaults(func=_cmd_show)
-
-    for name, scope in (("set-global", "GLOBAL"), ("set-user", "USER")):
-        what = "the GLOBAL defaults" if scope == "GLOBAL" else "one leader's overrides (USER scope)"
-        act = actions.add_parser(
-            name,
-            help=f"change {what}",
-            description=(
-                f"Change {what}. The change carries the current stored document of each touched section with "
-                "the edits applied (a section in a change replaces the stored one), gets a new changeId, and "
-                "is validated against the current config first: if it would be rejected, the errors are "
-                "printed, nothing is published and the exit code is 2. Warnings (e.g. a USER "
-                "sizing.budgetedDynamicEnabled, which is GLOBAL only) are printed after publishing."
-            ),
-        )
-        if scope == "USER":
-            act.add_argument("leader", metavar="LEADER", help="the leader (followedUserId) to change")
-        act.add_argument("assignments", nargs="*", metavar="section.key=value", help=ASSIGNMENT_HELP)
-        act.add_argument(
-            "--unset",
-            action="append",
-            default=[],
-            metavar="section.key",
-            help="remove this key from the scope's document so it inherits (repeatable)",
-        )
-        act.set_defaults(func=_cmd_set, scope=scope)
-    cmd.set_defaults(func=lambda args: _no_action(cmd))
-
-
-def _no_action(parser: argparse.ArgumentParser) -> int:
-    parser.print_help(sys.stderr)
-    return 2
-
-
-def _settings(name: str) -> Settings | None:
-    quiet_kafka_logs()
-    try:
-        return Settings.from_env()
-    except SettingsError as exc:
-        print(f"{name}: {exc}", file=sys.stderr)
-        return None
-
-
-def _cmd_show(args: argparse.Namespace) -> int:
-    name = "copybot config show"
-    settings = _settings(name)
-    if settings is None:
-        return 2
-
-    async def run() -> Fold:
-        async with CopybotClient(settings, client_id="copybot-config") as client:
-            return await read_store(client)
-
-    try:
-        result = asyncio.run(run())
-    except KafkaUnavailable as exc:
-        print(f"{name}: {exc}", file=sys.stderr)
-        return 1
-    print(format_show(result, args.leader))
-    return 0
-
-
-def _cmd_set(args: argparse.Namespace) -> int:
-    scope: Scope = args.scope
-    leader: str | None = getattr(args, "leader", None)
-    name = f"copybot config {'set-global' if scope == 'GLOBAL' else 'set-user'}"
-    try:
-        assignments = [parse_assignment(a) for a in args.assignments] + [parse_unset(u) for u in args.unset]
-        if not assignments:
-            raise AssignmentError(
-                "nothing to change: give at least one section.key=value or --unset section.key"
-            )
-        if leader is not None and not leader.strip():
-            raise AssignmentError("LEADER must be a non-empty followedUserId")
-    except AssignmentError as exc:
-        print(f"{name}: {exc}", file=sys.stderr)
-        return EXIT_REJECTED
-    settings = _settings(name)
-    if settings is None:
-        return 2
-
-    async def run() -> SetResult:
-        async with CopybotClient(settings, client_id="copybot-config") as client:
-            return await set_config(client, scope, leader, assignments)
-
-    try:
-        result = asyncio.run(run())
-    except KafkaUnavailable as exc:
-        print(f"{name}: {exc}", file=sys.stderr)
-        return 1
-    target = "GLOBAL" if leader is None else f"leader {leader}"
-    if not result.outcome.accepted:
-        print(f"{name}: the change to {target} would be rejected; nothing was published:", file=sys.stderr)
-        for error in result.outcome.errors:
-            print(f"  {error}", file=sys.stderr)
-        return EXIT_REJECTED
-    print(f"published configChange {result.change_id} ({target}) at {result.published_at}")
-    for key, before, after in result.changes:
-        print(f"  {key}: {before} -> {after}")
-    for warning in result.outcome.warnings:
-        print(f"warning: {warning}", file=sys.stderr)
-    return 0

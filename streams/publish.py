@@ -20,31 +20,24 @@ live run decides every window and buffer still open (with one partition: exactly
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer
-from aiokafka.errors import KafkaError
-from aiokafka.structs import TopicPartition
-
 from models.engine import finish_time, process
 from models.state import PartitionState
-from streams.kafka.client import CopybotClient, KafkaUnavailable, quiet_kafka_logs
+from streams.errors import NoWorker
+from streams.kafka import CopybotClient, TopicPartition, kafka_errors, make_consumer
 from streams.serde import DecodeError, InputEvent, decode_event
-from streams.settings import SOURCE_HEADER, TRADES, Settings, SettingsError
-from streams.topology import log_partitions
+from streams.settings import Settings
+from streams.topology import SOURCE_HEADER, TRADES, copy_targets, log_partitions, route
+
+__all__ = ["DEFAULT_WAIT_TIMEOUT_S", "CopyWatcher", "NoWorker", "PublishSummary", "publish_lines"]
 
 DEFAULT_WAIT_TIMEOUT_S = 30.0
-
-
-class NoWorker(RuntimeError):
-    """``--ordered``: the worker did not copy a snapshot or config change into leader-trades in time."""
 
 
 @dataclass
@@ -70,20 +63,22 @@ class CopyWatcher:
         self.topic = settings.topic(TRADES)
         self.partitions = partitions
         self._tps = [TopicPartition(self.topic, p) for p in partitions]
-        self._consumer: Any = AIOKafkaConsumer(
-            bootstrap_servers=settings.bootstrap,
-            client_id="copybot-publish-watcher",
-            group_id=None,
-            enable_auto_commit=False,
-            isolation_level="read_committed",
-        )
+        self._bootstrap = settings.bootstrap
+        self._consumer: Any = make_consumer(settings, "copybot-publish-watcher")
         self._seen: dict[str, set[int]] = {}
 
     async def start(self) -> None:
-        await self._consumer.start()
-        self._consumer.assign(self._tps)
-        for tp, offset in (await self._consumer.end_offsets(self._tps)).items():
-            self._consumer.seek(tp, offset)
+        """Start reading at the current end; raises :class:`~streams.errors.KafkaUnavailable`."""
+        try:
+            with kafka_errors(f"cannot read {self.topic} at {self._bootstrap}"):
+                await self._consumer.start()
+                self._consumer.assign(self._tps)
+                # the ends now, not at the first fetch: a copy made before that must not be missed
+                for tp, offset in (await self._consumer.end_offsets(self._tps)).items():
+                    self._consumer.seek(tp, offset)
+        except BaseException:
+            await self._consumer.stop()
+            raise
 
     async def stop(self) -> None:
         await self._consumer.stop()
@@ -133,13 +128,7 @@ async def publish_lines(
     trades_topic = client.topic(TRADES)
     watcher = CopyWatcher(client.settings, trades_partitions) if ordered else None
     if watcher is not None:
-        try:
-            await watcher.start()
-        except (KafkaError, OSError) as exc:
-            await watcher.stop()
-            raise KafkaUnavailable(
-                f"cannot read {trades_topic} at {client.settings.bootstrap}: {exc}"
-            ) from exc
+        await watcher.start()
     started = time.monotonic()
     sent = 0
     done_bytes = 0
@@ -188,8 +177,6 @@ async def publish_lines(
 def _count_messages(
     summary: PublishSummary, client: CopybotClient, event: InputEvent, partitions: int
 ) -> None:
-    from streams.kafka.client import route
-
     topic, key = route(event)
     summary.messages[client.topic(topic)] += partitions if key is None else 1
 
@@ -203,155 +190,7 @@ async def _publish_and_wait(
     await client.flush()
     meta = future.result()
     source = f"{meta.topic}:{meta.partition}:{meta.offset}"
-    if event.kind == "portfolioSnapshot" and event.followed_user_id is not None:
-        need = {meta.partition}  # snapshots partition p is copied into leader-trades partition p
-    else:
-        need = set(watcher.partitions)  # config changes and whole EXEC_GLOBAL snapshots: every partition
+    need = set(copy_targets(event, meta.partition, len(watcher.partitions)))
     began = time.monotonic()
     await watcher.wait_for(source, need, timeout_s, f"the {event.kind} of line {line_no}")
     return time.monotonic() - began
-
-
-# --- command line -------------------------------------------------------------------------------------
-
-
-def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add ``copybot publish``."""
-    cmd = subparsers.add_parser(
-        "publish",
-        help="publish a tape of events (JSON lines) to the live system",
-        description=(
-            "Publish a tape (one JSON event per line: leaderTrade, portfolioSnapshot, configChange, tick) "
-            "to copybot's Kafka topics, each kind to its topic (ticks into every leader-trades partition). "
-            "Lines are validated strictly first; invalid lines are skipped and reported on stderr with "
-            "their line number. Prints a summary at the end. Exit code 0 on success, 1 if the file cannot "
-            "be read, Kafka cannot be reached, or (--ordered) no worker copies an event in time. "
-            "For a live run that decides exactly what `copybot replay` decides, use --ordered --finish "
-            "with a running `copybot worker`."
-        ),
-    )
-    cmd.add_argument("tape", help="the tape file (JSON lines), or - for standard input")
-    cmd.add_argument(
-        "--rate",
-        type=float,
-        metavar="N",
-        help="publish at most N events per second (default: as fast as possible)",
-    )
-    cmd.add_argument(
-        "--ordered",
-        action="store_true",
-        help=(
-            "make the worker see the events in file order: after each snapshot or config change, wait until "
-            "the worker has copied it into leader-trades before publishing the next event (needs a worker)"
-        ),
-    )
-    cmd.add_argument(
-        "--wait-timeout",
-        type=float,
-        default=DEFAULT_WAIT_TIMEOUT_S,
-        metavar="S",
-        help=f"--ordered: seconds to wait for each copy (default {DEFAULT_WAIT_TIMEOUT_S:g})",
-    )
-    cmd.add_argument(
-        "--finish",
-        action="store_true",
-        help=(
-            "after the file, publish a tick at the end-of-input time `copybot replay` uses into every "
-            "leader-trades partition, so every open window and buffer is decided"
-        ),
-    )
-    cmd.set_defaults(func=_cmd_publish)
-
-
-def _cmd_publish(args: argparse.Namespace) -> int:
-    from streams.cli.progress import ProgressBar
-
-    name = "copybot publish"
-    quiet_kafka_logs()
-    if args.rate is not None and args.rate <= 0:
-        print(f"{name}: --rate must be > 0", file=sys.stderr)
-        return 2
-    try:
-        settings = Settings.from_env()
-    except SettingsError as exc:
-        print(f"{name}: {exc}", file=sys.stderr)
-        return 2
-    try:
-        if args.tape == "-":
-            handle = sys.stdin.buffer
-            size = 0
-        else:
-            handle = open(args.tape, "rb")  # noqa: SIM115 - closed below
-            size = _size(handle)
-    except OSError as exc:
-        print(f"{name}: cannot read {args.tape}: {exc.strerror or exc}", file=sys.stderr)
-        return 1
-
-    def invalid(line_no: int, reason: str) -> None:
-        print(f"{name}: line {line_no} skipped: {reason}", file=sys.stderr)
-
-    async def run(bar: ProgressBar) -> PublishSummary:
-        async with CopybotClient(settings, client_id="copybot-publish") as client:
-            return await publish_lines(
-                client,
-                handle,
-                rate=args.rate,
-                ordered=args.ordered,
-                wait_timeout_s=args.wait_timeout,
-                finish=args.finish,
-                on_invalid=invalid,
-                on_progress=bar.update if size else lambda done: None,
-            )
-
-    try:
-        with ProgressBar(size, sys.stderr, label="publish") as bar:
-            bar.enabled = bar.enabled and size > 0
-            summary = asyncio.run(run(bar))
-    except OSError as exc:
-        print(f"{name}: cannot read {args.tape}: {exc.strerror or exc}", file=sys.stderr)
-        return 1
-    except (KafkaUnavailable, NoWorker) as exc:
-        print(f"{name}: {exc}", file=sys.stderr)
-        return 1
-    except KafkaError as exc:
-        print(f"{name}: Kafka at {settings.bootstrap} failed: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print(f"{name}: interrupted", file=sys.stderr)
-        return 130
-    finally:
-        if handle is not sys.stdin.buffer:
-            handle.close()
-    print(format_summary(summary))
-    return 0
-
-
-def _size(handle: Any) -> int:
-    import os
-
-    return os.fstat(handle.fileno()).st_size
-
-
-def format_summary(summary: PublishSummary) -> str:
-    """The end-of-run summary: events per kind, messages per topic, skipped lines, the finish tick."""
-    from streams.cli.terminal import table
-
-    kinds = [[kind, f"{n:,}"] for kind, n in sorted(summary.kinds.items())]
-    kinds.append(["total", f"{sum(summary.kinds.values()):,}"])
-    topics = [[topic, f"{n:,}"] for topic, n in sorted(summary.messages.items())]
-    parts = [
-        table(["kind", "events"], kinds, [False, True]),
-        "",
-        table(["topic", "messages"], topics, [False, True]),
-        "",
-        f"{summary.invalid:,} invalid line{'s' if summary.invalid != 1 else ''} skipped",
-    ]
-    if summary.waited_s:
-        parts.append(f"waited {summary.waited_s:.1f}s for the worker's copies (--ordered)")
-    if summary.finish_tick_ms is not None:
-        parts.append(
-            f"finish tick nowMs={summary.finish_tick_ms} published into every leader-trades partition"
-        )
-    elif summary.finished:
-        parts.append("--finish: nothing was open at the end of the file; no finish tick needed")
-    return "\n".join(parts)

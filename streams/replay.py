@@ -1,7 +1,8 @@
 """``copybot replay``: run the decision core offline over a tape of input events (SPEC 10).
 
-Attempts go to one stream as JSON lines in decision order; dead letters, rejected config changes and
-config warnings go to another. Identical input gives byte-identical output. This is also the backtest
+Attempts and the book events (positionSettled, orderExpired, leaderBook) go to one stream as JSON lines
+in the order they are produced; dead letters, rejected config changes, config warnings and ignored
+execution reports go to another. Identical input gives byte-identical output. This is also the backtest
 tool: replay a recorded tape under another config to see what budgets would have done.
 """
 
@@ -12,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import BinaryIO
 
 from models.engine import finish, process
-from models.events import LeaderTrade, Output
+from models.events import BOOK_EVENT_KINDS, LeaderTrade, Output
 from models.state import PartitionState
 from models.summary import LeaderTally
 from streams.serde import (
@@ -41,6 +42,9 @@ class ReplayResult:
     dead_letters: int = 0
     config_rejected: int = 0
     config_warnings: int = 0
+    book_events: int = 0
+    """positionSettled, orderExpired and leaderBook outputs (written with the attempts)."""
+    reports_ignored: int = 0
     tallies: dict[str, LeaderTally] = field(default_factory=dict)
 
 
@@ -74,12 +78,17 @@ def replay(
                     if counts is None:
                         counts = result.tallies[leader] = LeaderTally()
                     counts.observe(output)
+            elif output.kind in BOOK_EVENT_KINDS:
+                attempts.append(encode(output))  # book events go with the attempts, in order
+                result.book_events += 1
             else:
                 diagnostics.append(encode(output))
                 if output.kind == "configRejected":
                     result.config_rejected += 1
-                else:
+                elif output.kind == "configWarning":
                     result.config_warnings += 1
+                else:
+                    result.reports_ignored += 1
 
     events = trades = written = 0
     for offset, line in enumerate(lines):
@@ -98,7 +107,7 @@ def replay(
         else:
             if type(event) is LeaderTrade:
                 trades += 1
-            outputs = process(st, event)[1]
+            outputs = process(st, event)
             if outputs:
                 emit(outputs)
                 if len(attempts) >= FLUSH_EVERY:
@@ -114,5 +123,6 @@ def replay(
         attempts_out.write(b"\n".join(attempts) + b"\n")
     if diagnostics:
         diagnostics_out.write(b"\n".join(diagnostics) + b"\n")
-    result.events, result.trades, result.attempts, result.executed = events, trades, written, executed
+    result.events, result.trades, result.executed = events, trades, executed
+    result.attempts = written - result.book_events
     return result

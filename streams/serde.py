@@ -10,22 +10,20 @@ from pydantic import BaseModel, ValidationError
 
 from models.events import (
     INPUT_EVENT,
-    TOPIC_OF_KIND,
     ConfigChange,
     DeadLetter,
+    InputEvent,
     LeaderTrade,
     PortfolioSnapshot,
     Tick,
 )
+from streams.errors import DecodeError
+from streams.topology import REPLAY_PREFIX, TOPIC_OF_KIND
 
-InputEvent = LeaderTrade | PortfolioSnapshot | ConfigChange | Tick
+__all__ = ["DecodeError", "InputEvent"]  # importable from here, where the edges have always found them
 _VALIDATE_JSON = INPUT_EVENT.validator.validate_json  # pydantic-core directly: skips a Python layer
 MAX_DEAD_LETTER_VALUE = 1000
 """Characters of the raw input kept in a dead letter."""
-
-
-class DecodeError(ValueError):
-    """An input message that is not a valid event: it goes to the dead letters, with this reason."""
 
 
 def decode_event(raw: bytes | str) -> InputEvent:
@@ -103,10 +101,11 @@ def peek(raw: bytes | str) -> dict[str, Any] | None:
 
 
 def topic_for_raw(raw: bytes | str, default: str) -> str:
-    """The topic an input would belong to by its ``kind``, or `default` when that is unknown."""
+    """The (replay-prefixed) topic an input would belong to by its ``kind``, or `default` when unknown."""
     obj = peek(raw)
     kind = obj.get("kind") if obj else None
-    return TOPIC_OF_KIND.get(kind, default) if isinstance(kind, str) else default
+    base = TOPIC_OF_KIND.get(kind) if isinstance(kind, str) else None
+    return default if base is None else f"{REPLAY_PREFIX}.{base}"
 
 
 def key_for_raw(raw: bytes | str) -> str | None:
@@ -117,6 +116,8 @@ def key_for_raw(raw: bytes | str) -> str | None:
     leader = obj.get("followedUserId")
     if isinstance(leader, str):
         return leader
+    if obj.get("kind") == "marketResolved" and isinstance(obj.get("assetId"), str):
+        return str(obj["assetId"])  # resolutions are keyed by asset (SPEC 13.8.8)
     if obj.get("kind") == "configChange" and obj.get("scope") == "GLOBAL":
         return "GLOBAL"
     return None

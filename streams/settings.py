@@ -18,6 +18,8 @@ COPYBOT_SESSION_TIMEOUT_MS            10000               a dead worker's partit
 COPYBOT_SEND_TIMEOUT_MS               30000               a send not acknowledged by then stops the worker
 COPYBOT_WATCHDOG_MS                   60000               no progress with input waiting → the worker exits
 COPYBOT_INSTANCE_ID                   (none)              static group membership (group.instance.id)
+COPYBOT_POLYMARKET_DATA_API           (Polymarket's)      ``copybot ingest polymarket``: Data API base URL
+COPYBOT_POLYMARKET_GAMMA_API          (Polymarket's)      ``copybot ingest polymarket``: Gamma API base URL
 ====================================  ==================  ================================================
 """
 
@@ -28,25 +30,37 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from streams.errors import SettingsError
+from streams.topology import (
+    CONFIG_CHANGES,
+    CONFIG_REPORTS,
+    COPY_ATTEMPTS,
+    DEAD_LETTERS,
+    LEADER_KEYED,
+    SINGLE_PARTITION,
+    SNAPSHOTS,
+    SOURCE_HEADER,
+    TRADES,
+)
+
 ROOT = Path(__file__).resolve().parents[1]
 
-TRADES = "leader-trades"
-SNAPSHOTS = "portfolio-snapshots"
-CONFIG_CHANGES = "config-changes"
-COPY_ATTEMPTS = "copy-attempts"
-DEAD_LETTERS = "dead-letters"
-CONFIG_REPORTS = "config-reports"
-LEADER_KEYED = (TRADES, SNAPSHOTS, COPY_ATTEMPTS)
-"""Topics keyed by leader id, all with the same partition count (the decision partitions)."""
-SINGLE_PARTITION = (CONFIG_CHANGES, DEAD_LETTERS, CONFIG_REPORTS)
-"""Topics whose order is global (config) or that are low volume (reports)."""
-
-SOURCE_HEADER = "copybot-source"
-"""Header on a message the worker copied into the decision log: ``{topic}:{partition}:{offset}``."""
-
-
-class SettingsError(ValueError):
-    """An environment variable holds a value copybot cannot use."""
+__all__ = [
+    "CONFIG_CHANGES",
+    "CONFIG_REPORTS",
+    "COPY_ATTEMPTS",
+    "DEAD_LETTERS",
+    "LEADER_KEYED",
+    "ROOT",
+    "SINGLE_PARTITION",
+    "SNAPSHOTS",
+    "SOURCE_HEADER",
+    "TRADES",
+    "Settings",
+    "SettingsError",
+]
+"""The topic names are defined in :mod:`streams.topology` and the error in :mod:`streams.errors`; they are
+importable from here too, where the worker and the projections have always found them."""
 
 
 def _int(env: dict[str, str], name: str, default: int, minimum: int = 0) -> int:
@@ -60,6 +74,17 @@ def _int(env: dict[str, str], name: str, default: int, minimum: int = 0) -> int:
     if value < minimum:
         raise SettingsError(f"{name}={value} must be ≥ {minimum}")
     return value
+
+
+POLYMARKET_DATA_API = "https://data-api.polymarket.com"
+POLYMARKET_GAMMA_API = "https://gamma-api.polymarket.com"
+
+
+def _url(env: dict[str, str], name: str, default: str) -> str:
+    raw = env.get(name) or default
+    if not raw.startswith(("http://", "https://")):
+        raise SettingsError(f"{name}={raw!r} is not an http(s) URL")
+    return raw.rstrip("/")
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +104,8 @@ class Settings:
     send_timeout_s: float = 30.0
     watchdog_s: float = 60.0
     instance_id: str | None = None
+    polymarket_data_api: str = POLYMARKET_DATA_API
+    polymarket_gamma_api: str = POLYMARKET_GAMMA_API
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -106,6 +133,8 @@ class Settings:
             send_timeout_s=_int(e, "COPYBOT_SEND_TIMEOUT_MS", 30_000, minimum=1_000) / 1000,
             watchdog_s=_int(e, "COPYBOT_WATCHDOG_MS", 60_000, minimum=1_000) / 1000,
             instance_id=e.get("COPYBOT_INSTANCE_ID") or None,
+            polymarket_data_api=_url(e, "COPYBOT_POLYMARKET_DATA_API", POLYMARKET_DATA_API),
+            polymarket_gamma_api=_url(e, "COPYBOT_POLYMARKET_GAMMA_API", POLYMARKET_GAMMA_API),
         )
 
     def topic(self, name: str) -> str:

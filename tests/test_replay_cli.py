@@ -32,7 +32,7 @@ def test_replay_of_the_sample_tape_is_byte_identical_and_complete() -> None:
     assert first.returncode == 0, first.stderr.decode()
     assert first.stdout == second.stdout
     assert first.stderr == second.stderr
-    attempts = [CopyAttempt.model_validate(a) for a in lines(first.stdout)]
+    attempts = [CopyAttempt.model_validate(a) for a in lines(first.stdout) if a["kind"] == "copyAttempt"]
     assert len(attempts) > 1_000
     # conservation over the committed tape: every distinct (leader, tradeId) in exactly one attempt
     tape = lines(SAMPLE.read_bytes())
@@ -69,7 +69,7 @@ def test_replay_reads_stdin_and_reports_bad_lines_as_dead_letters() -> None:
     tape = b"\n".join([good, b"", b"{not json", bad_price, b'{"kind":"mystery"}', b"[1,2]"]) + b"\n"
     result = copybot("replay", "-", stdin=tape)
     assert result.returncode == 0
-    (attempt,) = lines(result.stdout)
+    (attempt,) = [a for a in lines(result.stdout) if a["kind"] == "copyAttempt"]
     assert attempt["tradeIds"] == ["t1"]
     letters = [DeadLetter.model_validate(d) for d in lines(result.stderr)]
     assert [d.offset for d in letters] == [2, 3, 4, 5]  # 0-based line numbers; the blank line is skipped

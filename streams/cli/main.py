@@ -1,13 +1,19 @@
-"""The ``copybot`` console script: one entry point with a subcommand per job."""
+"""The ``copybot`` console script: one entry point, a module per command, and the one error boundary.
+
+Each command module (``streams/cli/<command>.py``) adds its parser and a ``run(args) -> exit code``; it
+parses, calls a library, and prints. Libraries raise :mod:`streams.errors`; :func:`main` turns them into
+``copybot <command>: <message>`` on stderr and the exit code of :data:`EXIT_CODES` — here and nowhere else.
+Only ``copybot worker`` imports Faust, when it runs.
+"""
 
 from __future__ import annotations
 
 import argparse
-import os
+import importlib
 import sys
-from collections.abc import Iterator, Sequence
-from pathlib import Path
-from typing import BinaryIO
+from collections.abc import Callable, Sequence
+
+from streams.errors import AssignmentError, CopybotError, SettingsError, UsageError
 
 DESCRIPTION = """\
 copybot decides, for every trade a followed trader ("leader") makes on a prediction market,
@@ -16,186 +22,78 @@ whether and how much to copy -- with Budgeted Dynamic sizing, r_u = clamp(B_u / 
 Offline: `copybot replay TAPE.jsonl` runs the decision core over a tape (a backtest).
 """
 
+COMMANDS = (
+    "streams.cli.replay",
+    "streams.cli.sample_tape",
+    "streams.cli.worker",
+    "streams.cli.kafka",
+    "streams.cli.topics",
+    "streams.cli.publish",
+    "streams.cli.tail",
+    "streams.cli.config",
+    "streams.cli.demo",
+    "streams.cli.ingest",
+    "projections.consumer",  # copybot project
+    "projections.api",  # copybot api
+)
+"""The modules that add a command (``add_parser(subparsers)``), in the order ``--help`` lists them."""
+
+EXIT_CODES: tuple[tuple[type[CopybotError], int], ...] = (
+    (UsageError, 2),
+    (SettingsError, 2),
+    (AssignmentError, 2),
+    (CopybotError, 1),
+)
+"""Exit code of each error of :mod:`streams.errors` (the first that matches): 2 for what the user gave
+(arguments, settings), 1 for what failed (files, Kafka, the worker)."""
+
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse the command line and run the chosen subcommand; returns the process exit code."""
-    parser = build_parser()
+    return dispatch(build_parser(), argv)
+
+
+def dispatch(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> int:
+    """Run the command `argv` chooses in `parser`: the one place errors become messages and exit codes."""
     args = parser.parse_args(argv)
     if not hasattr(args, "func"):
         parser.print_help()
         return 2
-    code: int = args.func(args)
+    try:
+        code: int = args.func(args)
+    except CopybotError as exc:
+        print(f"{getattr(args, 'command', 'copybot')}: {exc}", file=sys.stderr)
+        return exit_code(exc)
     return code
 
 
+def exit_code(error: CopybotError) -> int:
+    """The process exit code for `error`."""
+    return next(code for kind, code in EXIT_CODES if isinstance(error, kind))
+
+
 def build_parser() -> argparse.ArgumentParser:
+    """The ``copybot`` parser with every command of :data:`COMMANDS`."""
     parser = argparse.ArgumentParser(
         prog="copybot", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     sub = parser.add_subparsers(title="commands", metavar="COMMAND")
-
-    replay = sub.add_parser(
-        "replay",
-        help="run the decision core offline over a tape of events (backtest)",
-        description=(
-            "Replay a tape (one JSON event per line: leaderTrade, portfolioSnapshot, configChange, tick) "
-            "through the decision core as one partition. Copy attempts are written as JSON lines in "
-            "decision order; dead letters, rejected config changes and config warnings as JSON lines to "
-            "stderr (or --diagnostics). At the end of the input the clock moves past every open window "
-            "and buffer, so every accepted trade is accounted for. Identical input gives identical bytes. "
-            "Exit code 0 unless the input cannot be read."
-        ),
-    )
-    replay.add_argument("tape", help="the tape file (JSON lines), or - for standard input")
-    replay.add_argument("-o", "--output", help="write attempts to this file instead of stdout")
-    replay.add_argument("--diagnostics", help="write dead letters and config reports here instead of stderr")
-    replay.add_argument(
-        "--summary",
-        action="store_true",
-        help="print the per-leader budget summary table (and totals) to stderr at the end",
-    )
-    replay.set_defaults(func=_cmd_replay)
-
-    tape = sub.add_parser(
-        "sample-tape",
-        help="write a deterministic sample tape (the seed's $200 bankroll / whale example)",
-        description=(
-            "Write a realistic, deterministic tape: a $200 bankroll following three small leaders "
-            "(budgets $60/$60/$50) and a whale ($30 budget, $100k-$300k exposure) who sprays tiny "
-            "trades, with snapshots, config changes, bursts, sells and duplicates."
-        ),
-    )
-    tape.add_argument(
-        "-n", "--trades", type=int, default=3_000, help="about how many leader trades (default 3000)"
-    )
-    tape.add_argument("--seed", type=int, default=7, help="random seed (default 7)")
-    tape.add_argument("-o", "--output", help="file to write (default stdout)")
-    tape.set_defaults(func=_cmd_sample_tape)
-
-    worker = sub.add_parser(
-        "worker",
-        help="run the live decision worker (a Faust worker) against the Kafka broker",
-        description=(
-            "Run a Faust worker: it consumes leader trades, snapshots and config changes, keeps "
-            "per-leader state in changelog-backed tables, and emits copy attempts. Start more workers "
-            "with the same COPYBOT_APP_ID to share the partitions. Settings come from COPYBOT_* "
-            "environment variables (streams/settings.py): COPYBOT_BOOTSTRAP, COPYBOT_TOPIC_PREFIX, "
-            "COPYBOT_PARTITIONS, COPYBOT_APP_ID, COPYBOT_TICKS (0: no wall-clock ticks, time moves only "
-            "with the ticks in the log), COPYBOT_WORKER_DIR, COPYBOT_GUARANTEE."
-        ),
-    )
-    worker.add_argument("--loglevel", default="info", help="log level (default info)")
-    worker.set_defaults(func=_cmd_worker)
-
-    for module in (
-        "streams.devbroker.broker",
-        "streams.kafka.admin",
-        "streams.publish",
-        "streams.tail",
-        "streams.configedit",
-        "streams.demo",
-        "projections.consumer",
-        "projections.api",
-    ):
-        _add_optional(sub, module)
+    for module in COMMANDS:
+        importlib.import_module(module).add_parser(sub)
     return parser
 
 
-def _cmd_worker(args: argparse.Namespace) -> int:
-    from streams.worker.app import run_worker
-
-    return run_worker(args.loglevel)
-
-
-def _add_optional(sub: argparse._SubParsersAction[argparse.ArgumentParser], module: str) -> None:
-    """Add the subcommands of `module` (kept out of this module so replay never imports Kafka code)."""
-    import importlib
-
-    try:
-        mod = importlib.import_module(module)
-    except ModuleNotFoundError as exc:
-        if exc.name != module:
-            raise
-        return
-    mod.add_parser(sub)
+def command(
+    parser: argparse.ArgumentParser, run: Callable[[argparse.Namespace], int], **defaults: object
+) -> None:
+    """Make `run(args)` the action of `parser`; errors it raises are reported as ``{parser.prog}: ...``."""
+    parser.set_defaults(**{"func": run, "command": parser.prog, **defaults})
 
 
-def _read_lines(path: str) -> tuple[Iterator[bytes], int, BinaryIO]:
-    if path == "-":
-        return iter(sys.stdin.buffer), 0, sys.stdin.buffer
-    handle = open(path, "rb")  # noqa: SIM115 - closed by the caller
-    return iter(handle), os.fstat(handle.fileno()).st_size, handle
-
-
-def _cmd_replay(args: argparse.Namespace) -> int:
-    from models.summary import summarize
-    from streams.cli.progress import ProgressBar
-    from streams.cli.terminal import leader_summary_table
-    from streams.replay import replay
-
-    try:
-        lines, size, handle = _read_lines(args.tape)
-    except OSError as exc:
-        print(f"copybot replay: cannot read {args.tape}: {exc.strerror or exc}", file=sys.stderr)
-        return 1
-    out = open(args.output, "wb") if args.output else sys.stdout.buffer  # noqa: SIM115
-    diag = open(args.diagnostics, "wb") if args.diagnostics else sys.stderr.buffer  # noqa: SIM115
-    try:
-        with ProgressBar(size, sys.stderr, label="replay") as bar:
-            big = size > 5_000_000
-
-            def tracked() -> Iterator[bytes]:
-                for n, line in enumerate(lines):
-                    if big and n % 4096 == 0:
-                        bar.update(handle.tell())
-                    yield line
-
-            try:
-                result = replay(tracked() if big else lines, out, diag, tally=args.summary)
-            except OSError as exc:
-                print(f"copybot replay: cannot read {args.tape}: {exc.strerror or exc}", file=sys.stderr)
-                return 1
-    finally:
-        for stream in (out, diag, handle):
-            if stream not in (sys.stdout.buffer, sys.stderr.buffer, sys.stdin.buffer):
-                stream.close()
-            else:
-                stream.flush()
-    if args.summary:
-        print(file=sys.stderr)
-        print(leader_summary_table(summarize(result.state, result.tallies)), file=sys.stderr)
-        print(
-            f"\n{result.events:,} events ({result.trades:,} leader trades) -> "
-            f"{result.attempts:,} copy attempts "
-            f"({result.executed:,} EXECUTE, {result.attempts - result.executed:,} SKIP); "
-            f"{result.dead_letters:,} dead letters, {result.config_rejected:,} config changes rejected, "
-            f"{result.config_warnings:,} config warnings",
-            file=sys.stderr,
-        )
-    return 0
-
-
-def _cmd_sample_tape(args: argparse.Namespace) -> int:
-    from streams.sample_tape import generate
-
-    out = open(args.output, "wb") if args.output else sys.stdout.buffer  # noqa: SIM115
-    try:
-        batch: list[bytes] = []
-        for line in generate(trades=args.trades, seed=args.seed):
-            batch.append(line)
-            if len(batch) >= 4096:
-                out.write(b"\n".join(batch) + b"\n")
-                batch.clear()
-        if batch:
-            out.write(b"\n".join(batch) + b"\n")
-    finally:
-        if args.output:
-            out.close()
-        else:
-            out.flush()
-    if args.output:
-        print(f"wrote {Path(args.output)}", file=sys.stderr)
-    return 0
+def no_action(parser: argparse.ArgumentParser) -> int:
+    """A command group run without its action (``copybot topics``): its help on stderr, exit code 2."""
+    parser.print_help(sys.stderr)
+    return 2
 
 
 if __name__ == "__main__":

@@ -1,5 +1,5 @@
 import sys
 
-from streams.devbroker.broker import main
+from streams.cli.kafka import main
 
 sys.exit(main())

@@ -6,7 +6,7 @@ controller), with its data under a project-local folder (``.kafka-data/``) so a 
 
 Needs Java 17+ (``java``) always, and Maven (``mvn``) the first time, to fetch the jars.
 
-Command line (``copybot kafka ...`` or ``python -m streams.devbroker ...``)::
+Command line (``copybot kafka ...`` or ``python -m streams.devbroker ...``; :mod:`streams.cli.kafka`)::
 
     python -m streams.devbroker start [--port 9092] [--controller-port 9093] [--data-dir .kafka-data]
     python -m streams.devbroker status      # exit code 0 when running, 3 when not
@@ -31,7 +31,6 @@ and ``tests/test_compose_file.py`` keeps the two in step):
 
 from __future__ import annotations
 
-import argparse
 import base64
 import contextlib
 import dataclasses
@@ -42,12 +41,13 @@ import signal
 import socket
 import struct
 import subprocess
-import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+
+from streams.errors import CopybotError
 
 KAFKA_VERSION = "4.1.1"
 """Apache Kafka version run here and in ``docker-compose.kafka.yml`` (image ``apache/kafka:<version>``)."""
@@ -86,7 +86,7 @@ _LOG_DIRS = "kraft-logs"  # topic partitions and the metadata log
 _JARS_READY_MARKER = ".complete"
 
 
-class BrokerError(RuntimeError):
+class BrokerError(CopybotError, RuntimeError):
     """The broker could not be fetched, formatted, started or stopped; the message says why."""
 
 
@@ -352,7 +352,7 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def _running_pid(settings: BrokerSettings) -> int | None:
+def running_pid(settings: BrokerSettings) -> int | None:
     pid = _read_pid(settings)
     if pid is not None and _pid_alive(pid):
         return pid
@@ -406,7 +406,7 @@ def _port_in_use(host: str, port: int) -> bool:
 
 def is_running(settings: BrokerSettings) -> bool:
     """True when this data dir's broker process is alive and answering clients on its port."""
-    return _running_pid(settings) is not None and probe(settings.host, settings.port)
+    return running_pid(settings) is not None and probe(settings.host, settings.port)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -535,7 +535,7 @@ def start(settings: BrokerSettings, timeout_s: float = DEFAULT_START_TIMEOUT_S) 
     java = _java()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     with _file_lock(settings.data_dir / ".lock"):
-        pid = _running_pid(settings)
+        pid = running_pid(settings)
         if pid is not None:
             # Already running (or still starting, launched by someone else): wait until it answers.
             if not probe(settings.host, settings.port):
@@ -605,157 +605,10 @@ def _terminate(pid: int, timeout_s: float) -> None:
 
 def stop(settings: BrokerSettings, timeout_s: float = DEFAULT_STOP_TIMEOUT_S) -> bool:
     """Stop the broker of ``settings.data_dir``. Returns False when it was not running. Idempotent."""
-    pid = _running_pid(settings)
+    pid = running_pid(settings)
     if pid is None:
         settings.pid_file.unlink(missing_ok=True)
         return False
     _terminate(pid, timeout_s)
     settings.pid_file.unlink(missing_ok=True)
     return True
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Command line
-
-
-def _settings_from_args(args: argparse.Namespace) -> BrokerSettings:
-    settings = BrokerSettings.from_env()
-    port = args.port if args.port is not None else settings.port
-    controller_port = args.controller_port
-    if controller_port is None:
-        controller_port = settings.controller_port if args.port is None else port + 1
-    data_dir = Path(args.data_dir).expanduser().resolve() if args.data_dir else settings.data_dir
-    return dataclasses.replace(settings, port=port, controller_port=controller_port, data_dir=data_dir)
-
-
-def _cmd_start(args: argparse.Namespace) -> int:
-    settings = _settings_from_args(args)
-    handle = start(settings, timeout_s=args.timeout)
-    if not handle.started_now:
-        print(f"Kafka broker already running (pid {handle.pid}) on {handle.bootstrap}")
-    print(f"bootstrap servers: {handle.bootstrap}   data: {settings.data_dir}   log: {settings.process_log}")
-    return EXIT_RUNNING
-
-
-def _cmd_stop(args: argparse.Namespace) -> int:
-    settings = _settings_from_args(args)
-    stopped = stop(settings, timeout_s=args.timeout)
-    print("Kafka broker stopped" if stopped else f"Kafka broker of {settings.data_dir} was not running")
-    return 0
-
-
-def _cmd_status(args: argparse.Namespace) -> int:
-    settings = _settings_from_args(args)
-    pid = _running_pid(settings)
-    answering = pid is not None and probe(settings.host, settings.port)
-    if answering:
-        state = "running"
-    elif pid is not None:
-        state = f"not answering on {bootstrap(settings)} (process alive: starting, or on another port?)"
-    else:
-        state = "stopped"
-    print(f"kafka:     {state}")
-    print(f"pid:       {pid if pid is not None else '-'}")
-    print(f"bootstrap: {bootstrap(settings)}")
-    print(f"data dir:  {settings.data_dir}")
-    print(f"version:   {settings.version}")
-    return EXIT_RUNNING if answering else EXIT_NOT_RUNNING
-
-
-def _reporting_errors(command: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
-    """Turn a BrokerError into ``error: ...`` on stderr and exit code 1, without a traceback."""
-
-    def run(args: argparse.Namespace) -> int:
-        try:
-            return command(args)
-        except BrokerError as error:
-            print(f"error: {error}", file=sys.stderr)
-            return EXIT_ERROR
-
-    return run
-
-
-def _add_common_options(parser: argparse.ArgumentParser, timeout_default: float | None) -> None:
-    parser.add_argument(
-        "--port",
-        type=int,
-        default=None,
-        help=f"client (PLAINTEXT) port on 127.0.0.1 (default: ${ENV_PORT} or {DEFAULT_PORT})",
-    )
-    parser.add_argument(
-        "--controller-port",
-        type=int,
-        default=None,
-        help=f"KRaft controller port (default: ${ENV_CONTROLLER_PORT} or client port + 1)",
-    )
-    parser.add_argument(
-        "--data-dir",
-        default=None,
-        help=f"broker data, logs and pid file (default: ${ENV_DATA} or <project>/.kafka-data)",
-    )
-    if timeout_default is not None:
-        parser.add_argument(
-            "--timeout",
-            type=float,
-            default=timeout_default,
-            help=f"seconds to wait (default: {timeout_default:.0f})",
-        )
-
-
-def _add_actions(parser: argparse.ArgumentParser) -> None:
-    actions = parser.add_subparsers(dest="kafka_action", metavar="{start,stop,status}", required=True)
-    start_parser = actions.add_parser(
-        "start",
-        help="start the local broker in the background and wait until it is ready",
-        description=(
-            f"Start a single-node Apache Kafka {KAFKA_VERSION} broker (KRaft) in the background and return "
-            "once clients can use it. Fetches the jars with Maven the first time (cache: "
-            f"${ENV_CACHE} or <project>/.cache/kafka). Does nothing if it is already running."
-        ),
-    )
-    _add_common_options(start_parser, DEFAULT_START_TIMEOUT_S)
-    start_parser.set_defaults(func=_reporting_errors(_cmd_start))
-    stop_parser = actions.add_parser(
-        "stop",
-        help="stop the local broker (controlled shutdown, SIGKILL after the timeout)",
-        description="Stop the local broker: SIGTERM, wait for its controlled shutdown, then SIGKILL.",
-    )
-    _add_common_options(stop_parser, DEFAULT_STOP_TIMEOUT_S)
-    stop_parser.set_defaults(func=_reporting_errors(_cmd_stop))
-    status_parser = actions.add_parser(
-        "status",
-        help="show whether the local broker runs (exit code 0 running, 3 not running)",
-        description="Print running/stopped, pid, bootstrap address, data dir and version. "
-        f"Exit code {EXIT_RUNNING} when running, {EXIT_NOT_RUNNING} when not.",
-    )
-    _add_common_options(status_parser, None)
-    status_parser.set_defaults(func=_reporting_errors(_cmd_status))
-
-
-def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add the ``kafka {start,stop,status}`` subcommand; each action sets ``func(args) -> exit code``."""
-    kafka = subparsers.add_parser(
-        "kafka",
-        help="run a local Apache Kafka broker (no Docker needed)",
-        description=(
-            f"Run a local single-node Apache Kafka {KAFKA_VERSION} broker for development and tests. "
-            "Needs Java 17+, and Maven the first time to fetch the jars."
-        ),
-    )
-    _add_actions(kafka)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m streams.devbroker {start,stop,status}``."""
-    parser = argparse.ArgumentParser(
-        prog="python -m streams.devbroker",
-        description=f"Run a local single-node Apache Kafka {KAFKA_VERSION} broker for development and tests.",
-    )
-    _add_actions(parser)
-    args = parser.parse_args(argv)
-    result: int = args.func(args)
-    return result
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,4 +1,4 @@
-"""Running and watching a live copybot system from Python: the demo, the benchmarks and the tests.
+"""Running and watching a live copybot system from Python: ``copybot demo`` (and the tests build on it).
 
 Worker subprocesses with their own log files, reading a topic until a condition holds, and what the
 decision core says each partition should decide. Every wait has a deadline; none is a sleep.
@@ -15,16 +15,16 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import orjson
-from aiokafka import AIOKafkaConsumer
-from aiokafka.structs import TopicPartition
 
-from models.engine import InputEvent, finish_time, process
-from models.events import LeaderTrade, Tick
+from models.engine import finish_time, process
+from models.events import InputEvent, LeaderTrade, Tick
 from models.state import PartitionState
+from streams import kafka
 from streams.serde import DecodeError, decode_event
+from streams.settings import Settings
 from streams.topology import log_partitions
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -50,7 +50,7 @@ class WorkerProcess:
     process: subprocess.Popen[bytes] | None = None
     starts: int = 0
 
-    def start(self, wait_ready: bool = True, timeout_s: float = 90.0) -> WorkerProcess:
+    def start(self, wait_ready: bool = True, timeout_s: float = 90.0) -> Self:
         self.starts += 1
         log = self.log_path.open("ab")
         log.write(f"\n===== start {self.starts} =====\n".encode())
@@ -82,9 +82,6 @@ class WorkerProcess:
 
         wait_until(ready, timeout_s, f"worker {self.name} to be ready")
 
-    def wait_log(self, text: str, timeout_s: float = 60.0) -> None:
-        wait_until(lambda: text in self.current_log(), timeout_s, f"{text!r} in worker {self.name}'s log")
-
     def kill(self, sig: int = signal.SIGKILL) -> None:
         if self.process is not None and self.process.poll() is None:
             os.killpg(self.process.pid, sig)
@@ -99,52 +96,22 @@ class WorkerProcess:
                 self.kill()
 
 
-async def _assign_all(consumer: AIOKafkaConsumer, topic: str, deadline: float) -> list[TopicPartition]:
-    """Assign every partition of `topic` to `consumer` (waiting for the topic's metadata)."""
-    partitions = None
-    while not partitions:
-        partitions = consumer.partitions_for_topic(topic)
-        if not partitions:
-            await consumer._client.force_metadata_update()
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"topic {topic} never appeared")
-    tps = [TopicPartition(topic, p) for p in sorted(partitions)]
-    consumer.assign(tps)
-    await consumer.seek_to_beginning(*tps)
-    return tps
-
-
 def read_to_end(bootstrap: str, topic: str, timeout_s: float = 60.0) -> list[Any]:
     """Every record (aiokafka ConsumerRecord) of a topic up to its current end."""
-
-    async def read() -> list[Any]:
-        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-        await consumer.start()
-        try:
-            deadline = time.monotonic() + timeout_s
-            tps = await _assign_all(consumer, topic, deadline)
-            ends = await consumer.end_offsets(tps)
-            records: list[Any] = []
-            while any([await consumer.position(tp) < ends[tp] for tp in tps]):
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"timed out reading {topic} to its end")
-                for batch in (await consumer.getmany(timeout_ms=1000, max_records=10_000)).values():
-                    records.extend(batch)
-            return records
-        finally:
-            await consumer.stop()
-
-    return asyncio.run(read())
+    return asyncio.run(kafka.read_to_end(Settings(bootstrap=bootstrap), topic, timeout_s))
 
 
 async def read_until(
     bootstrap: str, topic: str, until: Callable[[list[dict[str, Any]]], bool], timeout_s: float
 ) -> list[Any]:
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    """The values (JSON) of a topic from its beginning, read until `until(values)` holds."""
+    settings = Settings(bootstrap=bootstrap)
+    consumer = kafka.make_consumer(settings, isolation_level="read_uncommitted")
     await consumer.start()
     try:
         deadline = time.monotonic() + timeout_s
-        await _assign_all(consumer, topic, deadline)
+        tps = await kafka.assign_all(consumer, settings, [topic], timeout_s)
+        await consumer.seek_to_beginning(*tps)
         values: list[dict[str, Any]] = []
         while not until(values):
             remaining = deadline - time.monotonic()
@@ -185,7 +152,7 @@ def partitioned_replay(
     tail: list[InputEvent] = [] if finish_tick is None else [Tick(kind="tick", now_ms=finish_tick)]
     for event in [*events, *tail]:
         for p in log_partitions(event, partitions):
-            attempts.extend(dict(o) for o in process(states[p], event)[1] if isinstance(o, dict))
+            attempts.extend(dict(o) for o in process(states[p], event) if isinstance(o, dict))
     return attempts, states
 
 

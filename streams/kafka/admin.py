@@ -1,7 +1,7 @@
 """Create copybot's topics (idempotently) with the partition counts the topology needs.
 
 ``copybot topics create`` (or :func:`create_topics` / :func:`ensure_topics` from code) creates every topic of
-:mod:`streams.settings` that is missing and checks the ones that exist:
+:mod:`streams.topology` that is missing and checks the ones that exist:
 
 - the leader-keyed topics (leader-trades, portfolio-snapshots, copy-attempts) must all have
   ``settings.partitions`` partitions, because the worker copies portfolio-snapshots partition p into
@@ -21,17 +21,20 @@ missing topic would create it with the broker's ``num.partitions`` (1), not ``CO
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import sys
 import time
 from dataclasses import dataclass
 from typing import Any
 
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaError
+from aiokafka.admin import NewTopic
 
-from streams.settings import CONFIG_CHANGES, LEADER_KEYED, SINGLE_PARTITION, Settings, SettingsError
+from streams.errors import TopicError
+from streams.kafka.connect import make_admin, partition_counts
+from streams.kafka.errors import kafka_errors
+from streams.settings import Settings
+from streams.topology import ALL_TOPICS, CONFIG_CHANGES, INGEST_CHECKPOINTS, LEADER_KEYED, MARKET_EVENTS
+
+__all__ = ["TopicError", "TopicStatus", "all_topics", "create_topics", "ensure_topics"]
 
 TOPIC_ALREADY_EXISTS = 36
 """Kafka error code of CreateTopics for a topic that exists (a concurrent create won the race)."""
@@ -39,12 +42,15 @@ TOPIC_ALREADY_EXISTS = 36
 METADATA_WAIT_S = 30.0
 """How long to wait for newly created topics to show up in the cluster metadata."""
 
-TOPIC_CONFIGS: dict[str, dict[str, str]] = {CONFIG_CHANGES: {"retention.ms": "-1"}}
+TOPIC_CONFIGS: dict[str, dict[str, str]] = {
+    CONFIG_CHANGES: {"retention.ms": "-1"},
+    MARKET_EVENTS: {"retention.ms": "-1"},  # a resolution is read once per partition, whenever
+    INGEST_CHECKPOINTS: {"cleanup.policy": "compact"},  # newest record per wallet
+}
 """Per-topic settings for topics created here (existing topics are left as they are)."""
 
 
-class TopicError(RuntimeError):
-    """A topic exists with a shape copybot cannot use, or could not be created; the message says which."""
+UNREACHABLE_HINT = " (is the broker running? `copybot kafka start`)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,7 +64,7 @@ class TopicStatus:
 
 def all_topics() -> tuple[str, ...]:
     """Base names of every topic copybot uses (leader-keyed first)."""
-    return (*LEADER_KEYED, *SINGLE_PARTITION)
+    return ALL_TOPICS
 
 
 def _strict(base: str) -> bool:
@@ -66,22 +72,23 @@ def _strict(base: str) -> bool:
     return base in LEADER_KEYED or base == CONFIG_CHANGES
 
 
-async def _partition_counts(admin: Any) -> dict[str, int]:
-    # Metadata for *all* topics: naming the topics would ask the broker to auto-create the missing ones.
-    return {
-        t["topic"]: len(t["partitions"]) for t in await admin.describe_topics(None) if t["error_code"] == 0
-    }
-
-
-async def ensure_topics(settings: Settings, replication_factor: int = 1) -> list[TopicStatus]:
+async def ensure_topics(
+    settings: Settings, replication_factor: int = 1, *, hint: str = UNREACHABLE_HINT
+) -> list[TopicStatus]:
     """Create the missing topics, check the existing ones; raises :class:`TopicError` on a mismatch.
 
-    Raises ``aiokafka.errors.KafkaError`` (e.g. ``KafkaConnectionError``) when Kafka cannot be reached.
+    Raises :class:`~streams.errors.KafkaUnavailable` (its message ends with `hint`) when Kafka cannot be
+    reached.
     """
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap, client_id="copybot-topics")
+    with kafka_errors(f"cannot reach Kafka at {settings.bootstrap}", hint):
+        return await _ensure_topics(settings, replication_factor)
+
+
+async def _ensure_topics(settings: Settings, replication_factor: int) -> list[TopicStatus]:
+    admin = make_admin(settings)
     await admin.start()
     try:
-        existing = await _partition_counts(admin)
+        existing = await partition_counts(admin)
         wanted = {settings.topic(base): (base, settings.partitions_of(base)) for base in all_topics()}
         _check_existing(existing, wanted)
         missing = [name for name in wanted if name not in existing]
@@ -142,7 +149,7 @@ async def _wait_for_metadata(admin: Any, names: set[str]) -> dict[str, int]:
     """Cluster metadata once every topic in `names` is visible (new topics lag a little)."""
     deadline = time.monotonic() + METADATA_WAIT_S
     while True:
-        counts = await _partition_counts(admin)
+        counts = await partition_counts(admin)
         if names <= counts.keys():
             return counts
         if time.monotonic() > deadline:
@@ -151,83 +158,3 @@ async def _wait_for_metadata(admin: Any, names: set[str]) -> dict[str, int]:
                 f"cluster metadata within {METADATA_WAIT_S:.0f} s"
             )
         await asyncio.sleep(0.1)  # polling the broker for a condition, with a deadline
-
-
-# --- command line -------------------------------------------------------------------------------------
-
-
-def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add ``copybot topics create``."""
-    topics = subparsers.add_parser(
-        "topics",
-        help="create copybot's Kafka topics",
-        description=(
-            "Manage copybot's Kafka topics (names from COPYBOT_TOPIC_PREFIX, broker from COPYBOT_BOOTSTRAP)."
-        ),
-    )
-    actions = topics.add_subparsers(title="actions", metavar="ACTION")
-    create = actions.add_parser(
-        "create",
-        help="create the missing topics and check the existing ones (idempotent)",
-        description=(
-            "Create every copybot topic that is missing and check the ones that exist. The leader-keyed "
-            f"topics ({', '.join(LEADER_KEYED)}) get COPYBOT_PARTITIONS partitions (default 8) and must all "
-            f"have that many; {', '.join(SINGLE_PARTITION)} get one partition. Prints a table of topic, "
-            "partitions and whether it was created now. Exit code 0 on success, 1 if Kafka cannot be "
-            "reached or an existing topic has the wrong partition count, 2 for bad settings."
-        ),
-    )
-    create.add_argument(
-        "--partitions",
-        type=int,
-        metavar="N",
-        help="partitions of the leader-keyed topics (overrides COPYBOT_PARTITIONS; every command must agree)",
-    )
-    create.add_argument(
-        "--replication-factor",
-        type=int,
-        default=1,
-        metavar="R",
-        help="replication factor of new topics (default 1: a single development broker)",
-    )
-    create.set_defaults(func=_cmd_create)
-    topics.set_defaults(func=lambda args: _no_action(topics))
-
-
-def _no_action(parser: argparse.ArgumentParser) -> int:
-    parser.print_help(sys.stderr)
-    return 2
-
-
-def _cmd_create(args: argparse.Namespace) -> int:
-    from dataclasses import replace
-
-    from streams.cli.terminal import table
-    from streams.kafka.client import quiet_kafka_logs
-
-    quiet_kafka_logs()
-    try:
-        settings = Settings.from_env()
-    except SettingsError as exc:
-        print(f"copybot topics create: {exc}", file=sys.stderr)
-        return 2
-    if args.partitions is not None:
-        if args.partitions < 1:
-            print("copybot topics create: --partitions must be ≥ 1", file=sys.stderr)
-            return 2
-        settings = replace(settings, partitions=args.partitions)
-    try:
-        statuses = asyncio.run(ensure_topics(settings, args.replication_factor))
-    except TopicError as exc:
-        print(f"copybot topics create: {exc}", file=sys.stderr)
-        return 1
-    except (KafkaError, OSError) as exc:
-        print(
-            f"copybot topics create: cannot reach Kafka at {settings.bootstrap}: {exc} "
-            "(is the broker running? `copybot kafka start`)",
-            file=sys.stderr,
-        )
-        return 1
-    rows = [[s.name, str(s.partitions), "created" if s.created else "existing"] for s in statuses]
-    print(table(["topic", "partitions", "status"], rows, [False, True, False]))
-    return 0

@@ -20,16 +20,7 @@ by its ``kind`` to the topic, key and partition of the live topology::
 
     asyncio.run(main())
 
-Routing (keys are UTF-8 bytes, values the raw JSON bytes as given):
-
-==================  =====================  =====================================================
-kind                topic                  key / partition
-==================  =====================  =====================================================
-leaderTrade         leader-trades          followedUserId (default partitioner: murmur2, as Java)
-portfolioSnapshot   portfolio-snapshots    followedUserId, or ``__global__`` when it is null
-configChange        config-changes         ``GLOBAL`` or the leader id (partition 0)
-tick                leader-trades          no key, one copy into **every** partition
-==================  =====================  =====================================================
+Routing (topic, key and partition of each kind) is :mod:`streams.topology`'s: :func:`streams.topology.route`.
 
 ``publish`` does not wait for Kafka: it queues the message and returns the delivery futures, so a loop
 of publishes is batched by the producer (``linger_ms``). Call :meth:`CopybotClient.flush` to wait for
@@ -46,46 +37,25 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncGenerator, Mapping, Sequence
 from types import TracebackType
-from typing import Any
+from typing import Any, Self
 
 import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from aiokafka.errors import KafkaError
 from pydantic import BaseModel
 
-from models.events import GLOBAL_SNAPSHOT_KEY
+from streams.errors import InvalidEvent, KafkaUnavailable
 from streams.kafka.admin import ensure_topics
+from streams.kafka.connect import TopicPartition, at_end, make_consumer, make_producer
+from streams.kafka.errors import kafka_errors, quiet_kafka_logs
 from streams.serde import DecodeError, InputEvent, decode_event, encode
-from streams.settings import (
-    CONFIG_CHANGES,
-    COPY_ATTEMPTS,
-    LEADER_KEYED,
-    SINGLE_PARTITION,
-    SNAPSHOTS,
-    TRADES,
-    Settings,
-)
+from streams.settings import Settings
+from streams.topology import ALL_TOPICS, COPY_ATTEMPTS, fixed_partition, route
+
+__all__ = ["CopybotClient", "InvalidEvent", "KafkaUnavailable", "Publishable", "quiet_kafka_logs", "validate"]
 
 Publishable = InputEvent | BaseModel | Mapping[str, Any] | str | bytes
 """What :meth:`CopybotClient.publish` accepts: a wire model, a JSON object, or JSON text/bytes."""
 
-GLOBAL_CONFIG_KEY = "GLOBAL"
-
-
-class InvalidEvent(ValueError):
-    """The input is not a valid copybot event (the worker would dead-letter it); the message says why."""
-
-
-class KafkaUnavailable(RuntimeError):
-    """Kafka could not be reached (or refused a request); the message names the bootstrap servers."""
-
-
-def quiet_kafka_logs() -> None:
-    """For commands: aiokafka's own error logs (e.g. each failed connect) would repeat our clear message."""
-    import logging
-
-    if not logging.getLogger().handlers:  # leave an application's logging setup alone
-        logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
+UNREACHABLE_HINT = " (is the broker running? `copybot kafka start`; set COPYBOT_BOOTSTRAP to use another)"
 
 
 def to_raw(event: Publishable) -> bytes:
@@ -109,17 +79,6 @@ def validate(event: Publishable) -> tuple[InputEvent, bytes]:
         raise InvalidEvent(f"not a valid copybot event ({exc}): {text}") from None
 
 
-def route(event: InputEvent) -> tuple[str, str | None]:
-    """The base topic name and key of `event`; a tick (key None) goes to every partition of its topic."""
-    if event.kind == "leaderTrade":
-        return TRADES, event.followed_user_id
-    if event.kind == "portfolioSnapshot":
-        return SNAPSHOTS, event.followed_user_id or GLOBAL_SNAPSHOT_KEY
-    if event.kind == "configChange":
-        return CONFIG_CHANGES, event.followed_user_id or GLOBAL_CONFIG_KEY
-    return TRADES, None
-
-
 class CopybotClient:
     """Producer and reader for copybot's topics; use as ``async with CopybotClient(settings) as client``."""
 
@@ -136,13 +95,7 @@ class CopybotClient:
         self._create_topics = create_topics
         self._max_pending = max_pending
         self._client_id = client_id
-        self._producer: Any = AIOKafkaProducer(
-            bootstrap_servers=self.settings.bootstrap,
-            client_id=client_id,
-            acks="all",
-            enable_idempotence=True,  # retries never duplicate or reorder within a partition
-            linger_ms=linger_ms,
-        )
+        self._producer: Any = make_producer(self.settings, client_id, linger_ms=linger_ms)
         self._pending: list[asyncio.Future[Any]] = []
         self._partitions: dict[str, list[int]] = {}
         self._started = False
@@ -153,14 +106,12 @@ class CopybotClient:
         """Connect (and create missing topics); raises :class:`KafkaUnavailable` when Kafka is unreachable."""
         try:
             if self._create_topics:
-                await ensure_topics(self.settings)
-            await self._producer.start()
-        except (KafkaError, OSError) as exc:
+                await ensure_topics(self.settings, hint=UNREACHABLE_HINT)
+            with kafka_errors(f"cannot reach Kafka at {self.settings.bootstrap}", UNREACHABLE_HINT):
+                await self._producer.start()
+        except KafkaUnavailable:
             await self._producer.stop()
-            raise KafkaUnavailable(
-                f"cannot reach Kafka at {self.settings.bootstrap}: {exc} "
-                "(is the broker running? `copybot kafka start`; set COPYBOT_BOOTSTRAP to use another)"
-            ) from exc
+            raise
         self._started = True
 
     async def stop(self) -> None:
@@ -172,7 +123,7 @@ class CopybotClient:
             self._started = False
             await self._producer.stop()
 
-    async def __aenter__(self) -> CopybotClient:
+    async def __aenter__(self) -> Self:
         await self.start()
         return self
 
@@ -189,7 +140,7 @@ class CopybotClient:
 
     def topic(self, name: str) -> str:
         """The full topic name for a copybot base name (``leader-trades``); full names pass through."""
-        if name in LEADER_KEYED or name in SINGLE_PARTITION:
+        if name in ALL_TOPICS:
             return self.settings.topic(name)
         return name
 
@@ -214,15 +165,14 @@ class CopybotClient:
         """Queue an event already decoded with :func:`streams.serde.decode_event` (`raw`: its bytes)."""
         topic, key = route(event)
         if key is None:  # a tick: into every partition of the decision log
-            return [await self.publish_raw(topic, raw, partition=p) for p in await self.partitions(topic)]
-        partition = 0 if topic == CONFIG_CHANGES else None
-        return [await self.publish_raw(topic, raw, key=key, partition=partition)]
+            return [await self._send(topic, raw, partition=p) for p in await self.partitions(topic)]
+        return [await self._send(topic, raw, key=key, partition=fixed_partition(topic))]
 
     async def publish_tick(self, now_ms: int) -> list[asyncio.Future[Any]]:
         """Queue a tick at `now_ms` into every partition of leader-trades."""
         return await self.publish({"kind": "tick", "nowMs": now_ms})
 
-    async def publish_raw(
+    async def _send(
         self,
         topic: str,
         value: bytes,
@@ -230,7 +180,7 @@ class CopybotClient:
         partition: int | None = None,
         headers: Sequence[tuple[str, bytes]] | None = None,
     ) -> asyncio.Future[Any]:
-        """Queue `value` as is, **without validation** (tests use it to inject bad input).
+        """Queue `value` as is, without validation (callers validated it; tests inject bad input).
 
         `topic` is a copybot base name (``leader-trades``) or a full topic name. Without `partition`, a
         keyed message goes where the default partitioner (murmur2, Java-compatible) puts its key.
@@ -255,12 +205,8 @@ class CopybotClient:
         if not pending:
             return
         await self._producer.flush()
-        try:
+        with kafka_errors(f"Kafka at {self.settings.bootstrap} did not accept a message", network=False):
             await asyncio.gather(*pending)
-        except KafkaError as exc:
-            raise KafkaUnavailable(
-                f"Kafka at {self.settings.bootstrap} did not accept a message: {exc}"
-            ) from exc
 
     # --- reading ----------------------------------------------------------------------------------
 
@@ -273,36 +219,25 @@ class CopybotClient:
         for new records forever, else it stops at the end offsets taken when it started. Records of one
         partition come in order; partitions are interleaved. Use ``contextlib.aclosing`` when breaking early.
         """
-        from aiokafka.structs import TopicPartition
-
         full = self.topic(topic)
         tps = [TopicPartition(full, p) for p in (partitions or await self.partitions(topic))]
-        consumer: Any = AIOKafkaConsumer(
-            bootstrap_servers=self.settings.bootstrap,
-            client_id=f"{self._client_id}-reader",
-            group_id=None,
-            enable_auto_commit=False,
-            isolation_level="read_committed",
-        )
+        consumer = make_consumer(self.settings, f"{self._client_id}-reader")
         try:
-            await consumer.start()
-            consumer.assign(tps)
-            if from_beginning:
-                await consumer.seek_to_beginning(*tps)
-            else:
-                await consumer.seek_to_end(*tps)
-            ends = {} if follow else await consumer.end_offsets(tps)
-        except (KafkaError, OSError) as exc:
+            with kafka_errors(f"cannot read {full} from Kafka at {self.settings.bootstrap}"):
+                await consumer.start()
+                consumer.assign(tps)
+                if from_beginning:
+                    await consumer.seek_to_beginning(*tps)
+                else:
+                    await consumer.seek_to_end(*tps)
+                ends = {} if follow else await consumer.end_offsets(tps)
+        except KafkaUnavailable:
             await consumer.stop()
-            raise KafkaUnavailable(
-                f"cannot read {full} from Kafka at {self.settings.bootstrap}: {exc}"
-            ) from exc
+            raise
         try:
             while True:
-                if not follow:
-                    positions = {tp: await consumer.position(tp) for tp in tps}
-                    if all(positions[tp] >= ends[tp] for tp in tps):
-                        return
+                if not follow and await at_end(consumer, ends):
+                    return
                 batches = await consumer.getmany(timeout_ms=200)
                 for records in batches.values():
                     for record in records:

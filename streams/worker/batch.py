@@ -93,17 +93,10 @@ def decide_batch(
                 dirty.add(decoded.followed_user_id)
         elif not isinstance(decoded, Tick):  # config changes (and any other kind) may touch every leader
             dirty.update(state.leaders)
-        for output in _outputs(process(state, decoded)):
+        for output in process(state, decoded):
             if isinstance(output, dict):  # config reports come from forward_config, once
                 leader_id = output["followedUserId"]
                 dirty.add(leader_id)
                 outgoing.append((topics.attempts, leader_id.encode(), orjson.dumps(output), None, None))
                 counters.attempts += 1
     return dirty
-
-
-def _outputs(result: Any) -> list[Any]:
-    """`process` returns the outputs (or, in older cores, ``(state, outputs)``)."""
-    if isinstance(result, tuple):
-        return list(result[1])
-    return list(result)

@@ -54,8 +54,11 @@ def supervise(
                 log.error("worker exited with code %d; giving up after %d restarts", code, max_restarts)
                 return code
             log.warning("worker exited with code %d; restarting in %.0f s", code, backoff)
-            print(f"copybot supervisor: worker exited with code {code}; restarting in {backoff:.0f} s",
-                  file=sys.stderr, flush=True)
+            print(
+                f"copybot supervisor: worker exited with code {code}; restarting in {backoff:.0f} s",
+                file=sys.stderr,
+                flush=True,
+            )
             sleep(backoff)  # backoff between restarts, not a synchronisation wait
             backoff = min(BACKOFF_MAX_S, backoff * 2)
     finally:

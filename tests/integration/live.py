@@ -12,15 +12,15 @@ import os
 import subprocess
 import sys
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import orjson
 
+from streams.devbroker.harness import WorkerProcess as ShippedWorkerProcess
 from streams.devbroker.harness import (
-    WorkerProcess,
     accepted_trades,
     partitioned_replay,
     read_to_end,
@@ -28,10 +28,12 @@ from streams.devbroker.harness import (
     tape_events,
     wait_until,
 )
+from streams.kafka.client import CopybotClient as ShippedClient
 from streams.replay import replay
 from streams.settings import COPY_ATTEMPTS, Settings
 
 __all__ = [
+    "CopybotClient",
     "LiveSystem",
     "WorkerProcess",
     "accepted_trades",
@@ -45,6 +47,32 @@ __all__ = [
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE_TAPE = ROOT / "examples" / "sample-tape.jsonl"
+
+
+class CopybotClient(ShippedClient):
+    """The shipped client plus what only tests need: publishing bytes as they are, without validation."""
+
+    async def publish_raw(
+        self,
+        topic: str,
+        value: bytes,
+        key: str | bytes | None = None,
+        partition: int | None = None,
+        headers: Sequence[tuple[str, bytes]] | None = None,
+    ) -> asyncio.Future[Any]:
+        """Queue `value` as is, **without validation** (to inject bad input).
+
+        `topic` is a copybot base name (``leader-trades``) or a full topic name. Without `partition`, a
+        keyed message goes where the default partitioner (murmur2, Java-compatible) puts its key.
+        """
+        return await self._send(topic, value, key, partition, headers)
+
+
+class WorkerProcess(ShippedWorkerProcess):
+    """The shipped worker subprocess plus waiting for a line in its log."""
+
+    def wait_log(self, text: str, timeout_s: float = 60.0) -> None:
+        wait_until(lambda: text in self.current_log(), timeout_s, f"{text!r} in worker {self.name}'s log")
 
 
 @dataclass

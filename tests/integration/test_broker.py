@@ -11,6 +11,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.structs import TopicPartition
 
+from streams.cli import kafka as kafka_cli
 from streams.devbroker import broker
 
 pytestmark = pytest.mark.integration
@@ -84,7 +85,7 @@ def messages(count: int, tag: str) -> list[bytes]:
 
 
 def status_exit_code(settings: broker.BrokerSettings) -> int:
-    return broker.main(
+    return kafka_cli.main(
         [
             "status",
             "--port",
@@ -128,7 +129,7 @@ def test_starting_twice_is_idempotent(
     assert not handle.started_now
     assert handle.pid == pid
     assert handle.bootstrap == broker.bootstrap(kafka_broker)
-    exit_code = broker.main(
+    exit_code = kafka_cli.main(
         [
             "start",
             "--port",

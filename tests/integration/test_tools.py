@@ -1,12 +1,11 @@
 """The plain-aiokafka tools against a real broker: topics, client, publish, tail and config commands.
 
 Every test uses its own topic prefix, so tests never see each other's messages. CLI commands run through
-their own ``add_parser`` (as ``copybot`` wires them), in sync tests: each command runs its own event loop.
+``copybot``'s entry point (``streams.cli.main.main``), in sync tests: each command runs its own event loop.
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import time
 import uuid
@@ -23,13 +22,13 @@ from aiokafka.structs import TopicPartition
 
 from models.engine import finish_time, process
 from models.state import PartitionState
-from streams import configedit as configcmd
-from streams import publish, tail
+from streams.cli.main import main
 from streams.devbroker import broker
+from streams.errors import InvalidEvent
 from streams.kafka import admin as topics
-from streams.kafka.client import CopybotClient, InvalidEvent, route
 from streams.serde import decode_event
-from streams.settings import (
+from streams.settings import Settings
+from streams.topology import (
     CONFIG_CHANGES,
     COPY_ATTEMPTS,
     LEADER_KEYED,
@@ -37,8 +36,9 @@ from streams.settings import (
     SNAPSHOTS,
     SOURCE_HEADER,
     TRADES,
-    Settings,
+    route,
 )
+from tests.integration.live import CopybotClient
 
 pytestmark = pytest.mark.integration
 
@@ -59,13 +59,7 @@ def settings(kafka_broker: broker.BrokerSettings, monkeypatch: pytest.MonkeyPatc
 
 
 def cli(*argv: str) -> int:
-    parser = argparse.ArgumentParser(prog="copybot")
-    sub = parser.add_subparsers()
-    for module in (topics, publish, tail, configcmd):
-        module.add_parser(sub)
-    args = parser.parse_args(argv)
-    code: int = args.func(args)
-    return code
+    return main(list(argv))
 
 
 def run(factory: Callable[[], Awaitable[T]]) -> T:

@@ -18,13 +18,13 @@ from models.events import DeadLetter
 from models.state import PartitionState
 from streams.devbroker import broker
 from streams.devbroker.harness import finish_tick
-from streams.kafka.client import CopybotClient
 from streams.sample_tape import generate
 from streams.settings import CONFIG_REPORTS, DEAD_LETTERS, SNAPSHOTS, TRADES
 from streams.worker.records import merged_state
 from tests.integration.conftest import start_or_fail
 from tests.integration.live import (
     SAMPLE_TAPE,
+    CopybotClient,  # with the test-only publish_raw
     LiveSystem,
     accepted_trades,
     by_attempt_id,

@@ -35,3 +35,29 @@ def test_rows_is_pure_and_imports_only_the_domain() -> None:
         )
     }
     assert imported <= {"__future__", "collections", "dataclasses", "json", "models"}
+
+
+ALLOWED_STREAMS = {"settings", "serde", "topology", "kafka", "configedit", "errors"}
+"""What of streams/ the read side may use (issue 7): settings, wire codecs, topics, the Kafka home."""
+
+
+def _imports(path: Path) -> list[str]:
+    names: list[str] = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names += [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.append(node.module)
+    return names
+
+
+def test_projections_use_only_the_streams_libraries_meant_for_them() -> None:
+    offenders = [
+        f"{path.name}: {name}"
+        for path in sorted((ROOT / "projections").glob("*.py"))
+        for name in _imports(path)
+        if name.split(".")[0] == "faust"
+        or (name.startswith("streams.") and name.split(".")[1] not in ALLOWED_STREAMS)
+        or name == "streams"
+    ]
+    assert offenders == []

@@ -57,6 +57,14 @@ SPEC_KEYS: tuple[Key, ...] = (
     Key("sizing", "budgetRMaxBps", "budget_r_max_bps", "int", 100),
     Key("sizing", "budgetEnforcement", "budget_enforcement", "enum", "hard", choices=("hard", "soft")),
     Key("sizing", "minLeaderTradeNotionalMicros", "min_leader_trade_notional_micros", "int", 0),
+    Key(
+        "sizing",
+        "leaderExposureSource",
+        "leader_exposure_source",
+        "enum",
+        "snapshot",
+        choices=("snapshot", "shadowBook", "snapshotElseShadowBook"),
+    ),
     Key("guardrails", "maxBuyCostPerShareMicros", "max_buy_cost_per_share_micros", "int", None, hi=1_000_000),
     Key("guardrails", "maxExposurePerUserBps", "max_exposure_per_user_bps", "int", 2_000),
     Key("buffering", "enabled", "buffering_enabled", "bool", False),
@@ -78,6 +86,10 @@ SPEC_KEYS: tuple[Key, ...] = (
     Key("system", "initialBankrollMicros", "initial_bankroll_micros", "int", 10_000_000_000),
     Key("system", "leaderExposureMaxAgeMs", "leader_exposure_max_age_ms", "int", 3_600_000),
     Key("system", "dedupWindowMs", "dedup_window_ms", "int", 86_400_000, lo=60_000),
+    # SPEC 13.1
+    Key("system", "fillModel", "fill_model", "enum", "paper", choices=("paper", "reports")),
+    Key("system", "orderTimeoutMs", "order_timeout_ms", "int", 60_000, lo=1_000, hi=86_400_000),
+    Key("system", "bookIntervalMs", "book_interval_ms", "int", 1_000, hi=3_600_000),
     Key("leader", "enabled", "leader_enabled", "bool", True),
     # SPEC: the label defaults to the leader id; the effective config leaves it unset (None) and
     # readers fall back to the id.

@@ -53,6 +53,7 @@ def test_hard_budget_skips_when_headroom_is_exhausted() -> None:
         "headroomMicros": 0,
         "capped": False,
         "reducing": False,
+        "reservedMicros": 0,
     }
     assert second["targetNotionalMicros"] == 2 * USD  # the clamped, pre-cap target
 

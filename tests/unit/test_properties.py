@@ -108,7 +108,7 @@ def _run_checking_holdings(events: list[InputEvent]) -> tuple[PartitionState, li
             assert all(held >= 0 for held in leader.held_share_micros.values()), "a holding went negative"
 
     for event in events:
-        collect(process(state, event)[1])
+        collect(process(state, event))
     collect(finish(state))
     return state, attempts
 
@@ -185,11 +185,11 @@ def test_a_restored_partition_decides_exactly_as_an_uninterrupted_one(
 ) -> None:
     # Given the same tape, once straight through and once saved and restored after `cut` events
     straight = PartitionState()
-    expected = [o for e in events for o in process(straight, e)[1]] + finish(straight)
+    expected = [o for e in events for o in process(straight, e)] + finish(straight)
     state = PartitionState()
-    outputs = [o for e in events[:cut] for o in process(state, e)[1]]
+    outputs = [o for e in events[:cut] for o in process(state, e)]
     state = _save_and_restore(state)
-    outputs += [o for e in events[cut:] for o in process(state, e)[1]] + finish(state)
+    outputs += [o for e in events[cut:] for o in process(state, e)] + finish(state)
     # Then the outputs and the final state are identical
     assert [encode(o) if not isinstance(o, dict) else o for o in outputs] == [
         encode(o) if not isinstance(o, dict) else o for o in expected

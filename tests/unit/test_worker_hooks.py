@@ -12,7 +12,7 @@ from importlib.metadata import version
 import faust
 from faust.transport import consumer as faust_consumer
 from faust.transport.drivers import aiokafka as faust_aiokafka
-from faust.types.tuples import Message
+from faust.types.tuples import ConsumerMessage, Message
 
 from streams.settings import Settings
 from streams.worker.consumer import BatchDrainConsumer, LogSink, install
@@ -37,7 +37,7 @@ def test_the_consumer_hooks_exist_with_the_shapes_used() -> None:
 
 
 def test_a_message_carries_its_fetch_generation_and_can_be_acked_without_a_stream() -> None:
-    parameters = inspect.signature(faust_consumer.ConsumerMessage.__init__).parameters
+    parameters = inspect.signature(ConsumerMessage.__init__).parameters
     assert "generation_id" in parameters
     assert "tracked" in inspect.getsource(Message.__init__)
 

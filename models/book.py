@@ -1,0 +1,177 @@
+"""Our book attributed to a leader: holdings, marks, cost basis and PnL, reservations, the leader's own
+shadow book, and the ``leaderBook`` output (SPEC 7, 13.3-13.6).
+
+Everything is integer micros. Exposure sums are kept per asset so a new mark or fill costs O(1).
+"""
+
+from __future__ import annotations
+
+from models.config import EffectiveConfig
+from models.events import BookPosition, LeaderBook
+from models.sizing import LeaderExposure, leader_exposure
+from models.state import LeaderState, Order, PartitionState
+from models.units import MICROS, notional
+
+# --- marks and holdings (SPEC 7, 12.5) --------------------------------------------------------------
+
+
+def set_mark(leader: LeaderState, asset_id: str, price_micros: int) -> None:
+    """Mark an asset at a new price, revaluing our holding of it (and so the leader's exposure)."""
+    marks = leader.mark_price_micros
+    held = leader.held_share_micros.get(asset_id)
+    if held:
+        if marks.get(asset_id) != price_micros:
+            leader.book_changed = True
+        part = held * price_micros // MICROS
+        leader.exposure_micros += part - leader.exposure_part_micros.get(asset_id, 0)
+        leader.exposure_part_micros[asset_id] = part
+    marks[asset_id] = price_micros
+
+
+def set_holding(leader: LeaderState, asset_id: str, held_share_micros: int, price_micros: int) -> None:
+    """Record our new holding of an asset after a fill at `price_micros` (0: keep the old mark)."""
+    leader.held_share_micros[asset_id] = held_share_micros
+    if price_micros > 0:
+        leader.mark_price_micros[asset_id] = price_micros
+    part = notional(held_share_micros, leader.mark_price_micros.get(asset_id, 0))
+    leader.exposure_micros += part - leader.exposure_part_micros.get(asset_id, 0)
+    leader.exposure_part_micros[asset_id] = part
+    leader.book_changed = True
+
+
+# --- cost basis and PnL (SPEC 13.6) -------------------------------------------------------------------
+
+
+def buy_fill(leader: LeaderState, asset_id: str, shares: int, paid_micros: int, price_micros: int) -> None:
+    """We bought `shares` for `paid_micros`: holding and cost basis grow."""
+    held = leader.held_share_micros.get(asset_id, 0)
+    leader.cost_basis_micros[asset_id] = leader.cost_basis_micros.get(asset_id, 0) + paid_micros
+    set_holding(leader, asset_id, held + shares, price_micros)
+
+
+def sell_fill(
+    leader: LeaderState, asset_id: str, shares: int, received_micros: int, price_micros: int
+) -> int:
+    """We sold `shares` (at most what is held) for `received_micros`; returns the cost basis removed.
+
+    removed = floor(cost × s / h); realized += received − removed; a position at 0 shares costs 0.
+    """
+    held = leader.held_share_micros.get(asset_id, 0)
+    cost = leader.cost_basis_micros.get(asset_id, 0)
+    sold = min(shares, held)
+    removed = cost if sold >= held else cost * sold // held
+    leader.cost_basis_micros[asset_id] = cost - removed
+    leader.realized_pnl_micros += received_micros - removed
+    set_holding(leader, asset_id, held - sold, price_micros)
+    return removed
+
+
+def total_cost_basis(leader: LeaderState) -> int:
+    return sum(leader.cost_basis_micros.values())
+
+
+# --- reservations (SPEC 13.3.2) ----------------------------------------------------------------------
+
+
+def release(leader: LeaderState, order: Order) -> None:
+    """Take the order's current reservation out of the leader's sums (before changing the order)."""
+    amount = order.reserved()
+    if not amount:
+        return
+    if order.side == "BUY":
+        leader.reserved_buy_micros -= amount
+    else:
+        sells = leader.reserved_sell_share_micros
+        sells[order.asset_id] -= amount
+        if not sells[order.asset_id]:
+            del sells[order.asset_id]
+
+
+def reserve(leader: LeaderState, order: Order) -> None:
+    """Add the order's current reservation to the leader's sums (after changing the order)."""
+    amount = order.reserved()
+    if not amount:
+        return
+    if order.side == "BUY":
+        leader.reserved_buy_micros += amount
+    else:
+        sells = leader.reserved_sell_share_micros
+        sells[order.asset_id] = sells.get(order.asset_id, 0) + amount
+
+
+# --- the leader's own book (SPEC 13.4) --------------------------------------------------------------
+
+
+def shadow_trade(leader: LeaderState, asset_id: str, side: str, shares: int) -> None:
+    """The leader's accepted trade moves its shadow book (never below 0: the venue cannot short)."""
+    book = leader.shadow_share_micros
+    held = book.get(asset_id, 0)
+    book[asset_id] = held + shares if side == "BUY" else max(0, held - shares)
+
+
+def shadow_exposure(leader: LeaderState) -> int:
+    """E_shadow(u) = Σ over assets floor(shares × mark / 10^6)."""
+    marks = leader.mark_price_micros
+    return sum(s * marks.get(a, 0) // MICROS for a, s in leader.shadow_share_micros.items() if s)
+
+
+def exposure_for_sizing(leader: LeaderState, clock_ms: int, cfg: EffectiveConfig) -> LeaderExposure:
+    """E_u as ``sizing.leaderExposureSource`` chooses it: the snapshot, or the shadow book ("derived")."""
+    source = cfg.leader_exposure_source
+    if source == "snapshot":
+        return leader_exposure(leader.shadow, clock_ms, cfg)
+    if source == "snapshotElseShadowBook":
+        found = leader_exposure(leader.shadow, clock_ms, cfg)
+        if found[2] == "fresh":
+            return found
+    derived = shadow_exposure(leader)
+    return derived, derived, "derived"
+
+
+# --- the leaderBook output (SPEC 13.5, 13.8.2) ---------------------------------------------------------
+
+
+def leader_book(state: PartitionState, leader: LeaderState) -> LeaderBook:
+    """The leader's book as of the partition clock; marks it as the last book shown."""
+    shown, _, status = exposure_for_sizing(leader, state.clock_ms, state.config.for_leader(leader.leader_id))
+    leader.book_changed = False
+    leader.last_book_exposure = (shown, status)
+    cost = total_cost_basis(leader)
+    marks, costs = leader.mark_price_micros, leader.cost_basis_micros
+    return LeaderBook(
+        followed_user_id=leader.leader_id,
+        as_of_ms=state.clock_ms,
+        exposure_micros=leader.exposure_micros,
+        reserved_micros=leader.reserved_buy_micros,
+        cost_basis_micros=cost,
+        realized_pnl_micros=leader.realized_pnl_micros,
+        unrealized_pnl_micros=leader.exposure_micros - cost,
+        leader_exposure_micros=shown,
+        leader_exposure_status=status,
+        positions=tuple(
+            BookPosition(
+                asset_id=asset,
+                share_micros=held,
+                mark_price_micros=marks.get(asset, 0),
+                cost_basis_micros=costs.get(asset, 0),
+            )
+            for asset, held in sorted(leader.held_share_micros.items())
+            if held > 0
+        ),
+        config_version=state.config.version,
+    )
+
+
+def changed_books(state: PartitionState) -> list[LeaderBook]:
+    """A leaderBook for each leader whose book changed since its last one, in leader-id order."""
+    books = []
+    for leader_id in sorted(state.leaders):
+        leader = state.leaders[leader_id]
+        if not leader.has_book:
+            continue
+        if not leader.book_changed:
+            shown, _, status = exposure_for_sizing(leader, state.clock_ms, state.config.for_leader(leader_id))
+            if leader.last_book_exposure == (shown, status):
+                continue
+        books.append(leader_book(state, leader))
+    return books

@@ -1,0 +1,199 @@
+"""The integrator's contract of the HTTP API: request and response models, and the config documents.
+
+The config document and edit models are generated from :data:`models.config.RULES`, the rules the worker
+validates every change with, so the OpenAPI document, the JSON Schemas under ``docs/schemas/`` and the
+validation can never disagree on a key, a type or a range. Rules that span keys (r_min ≤ r_max, a budget
+> 0 while Budgeted Dynamic is active, …) cannot be written in a schema: a schema-valid edit that breaks
+one is answered ``422`` with the same per-key errors as ``copybot config set-*``.
+
+Every error of the API has one shape, :class:`Errors`: ``{"errors": ["section.key: what is wrong", …]}``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import fields
+from typing import Annotated, Any, Literal, cast, get_type_hints
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, create_model
+from pydantic.alias_generators import to_camel
+from typing_extensions import TypedDict
+
+from models.config import GLOBAL_ONLY_SIZING_KEY, RULES, SECTIONS_OF_SCOPE, EffectiveConfig, KeyRule, Scope
+from models.events import CopyAttempt
+
+_TypedDict = cast(Any, TypedDict)  # the functional form, with keys computed from RULES
+
+
+def _value_type(rule: KeyRule) -> Any:
+    """The JSON type of a config key's value, with the rule's range or choices."""
+    if rule.type == "int":
+        return Annotated[int, Field(ge=rule.ge, le=rule.le)]
+    if rule.type == "bool":
+        return bool
+    if rule.type == "enum":
+        return Literal[rule.choices]
+    return Annotated[str, Field(min_length=1, max_length=200)]
+
+
+def _section_model(scope: Scope, section: str, suffix: str, nullable: bool) -> Any:
+    values = {}
+    for key, rule in RULES[section].items():
+        value = _value_type(rule) | None if nullable else _value_type(rule)
+        values[key] = Annotated[value, Field(title=f"{section}.{key}")]
+    if scope == "USER" and section == "sizing" and nullable:
+        # The worker drops a USER kill switch with a warning whatever its value (SPEC 2.5)
+        values[GLOBAL_ONLY_SIZING_KEY] = Annotated[
+            Any,
+            Field(title="sizing.budgetedDynamicEnabled", description="GLOBAL only: dropped with a warning"),
+        ]
+    name = f"{section.title()}{suffix}" if scope == "GLOBAL" or section != "sizing" else f"UserSizing{suffix}"
+    model = _TypedDict(name, values, total=False)
+    extra: dict[str, Any] = {"minProperties": 1} if nullable else {}
+    model.__pydantic_config__ = ConfigDict(extra="forbid", json_schema_extra=extra)
+    return model
+
+
+def _scope_model(scope: Scope, suffix: str, nullable: bool, example: dict[str, Any]) -> Any:
+    sections = {name: _section_model(scope, name, suffix, nullable) for name in SECTIONS_OF_SCOPE[scope]}
+    model = _TypedDict(f"{scope.title()}Config{suffix}s", sections, total=False)
+    extra: dict[str, Any] = {"examples": [example]}
+    if nullable:
+        extra["minProperties"] = 1
+    model.__pydantic_config__ = ConfigDict(extra="forbid", json_schema_extra=extra)
+    return model
+
+
+GlobalConfigDocuments = _scope_model(
+    "GLOBAL", "Document", False, {"sizing": {"budgetedDynamicEnabled": True, "sizingMode": "budgetedDynamic"}}
+)
+"""The stored GLOBAL documents: only the keys an operator set (an absent key has its default)."""
+UserConfigDocuments = _scope_model(
+    "USER", "Document", False, {"sizing": {"budgetUsdcMicros": 30_000_000}, "leader": {"label": "Whale"}}
+)
+"""A leader's stored USER documents: only its overrides (an absent key inherits GLOBAL)."""
+GlobalConfigEdits = _scope_model(
+    "GLOBAL", "Edit", True, {"sizing": {"budgetUsdcMicros": 60_000_000, "budgetRMaxBps": 50}}
+)
+"""A POST body: ``section.key`` values to set; ``null`` removes the key (it then has its default)."""
+UserConfigEdits = _scope_model(
+    "USER",
+    "Edit",
+    True,
+    {
+        "sizing": {"budgetUsdcMicros": 30_000_000, "minLeaderTradeNotionalMicros": None},
+        "leader": {"label": "W"},
+    },
+)
+"""A POST body: ``section.key`` values to set; ``null`` removes the override (it then inherits)."""
+
+EDITS_OF_SCOPE: dict[Scope, Any] = {"GLOBAL": GlobalConfigEdits, "USER": UserConfigEdits}
+DOCUMENTS_OF_SCOPE: dict[Scope, Any] = {"GLOBAL": GlobalConfigDocuments, "USER": UserConfigDocuments}
+
+_EFFECTIVE_FIELDS: dict[str, Any] = {
+    to_camel(f.name): (get_type_hints(EffectiveConfig)[f.name], ...) for f in fields(EffectiveConfig)
+}
+EffectiveConfigJson: type[BaseModel] = create_model(
+    "EffectiveConfig",
+    __config__=ConfigDict(extra="forbid"),
+    __doc__="An effective config (defaults < GLOBAL < USER), every key flattened, camelCase.",
+    **_EFFECTIVE_FIELDS,
+)
+
+
+def schema_of(model: Any, ref_template: str = "#/$defs/{model}") -> dict[str, Any]:
+    """The JSON Schema of a model or TypedDict, as it is validated (camelCase aliases)."""
+    return TypeAdapter(model).json_schema(by_alias=True, ref_template=ref_template)
+
+
+# --- responses --------------------------------------------------------------------------------------
+
+
+class ApiModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Errors(ApiModel):
+    """Every error the API answers (4xx and 5xx): one message per problem, ``section.key: why`` when a
+    config key is at fault."""
+
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"errors": ["sizing.budgetRMinBps: must be ≤ budgetRMaxBps"]}]}
+    )
+
+    errors: list[str] = Field(min_length=1)
+
+
+class Health(ApiModel):
+    status: Literal["ok"]
+
+
+class SummaryItem(ApiModel):
+    """One leader of the budget summary (money in USDC, rates and utilization in %)."""
+
+    id: str
+    label: str
+    sizingMode: Literal["fixedRate", "budgetedDynamic"]
+    budgetedDynamicActive: bool
+    budgetUsdc: float = Field(description="B_u")
+    budgetEnforcement: Literal["hard", "soft"]
+    rMin: float = Field(description="r_min in %")
+    rMax: float = Field(description="r_max in %")
+    leaderExposureUsdc: float | None = Field(description="E_u from the newest SHADOW_USER snapshot")
+    leaderExposureStatus: str | None = Field(description="fresh, stale or missing at the last attempt")
+    execExposureUsdc: float = Field(description="our exposure attributed to the leader (live estimate)")
+    execSliceExposureUsdc: float | None = Field(description="from the newest EXEC_GLOBAL slice snapshot")
+    rU: float | None = Field(description="r_u of the last attempt, in %")
+    budgetHeadroomUsdc: float | None = Field(description="B_u − our exposure while HARD enforcement applies")
+    utilizationPct: float | None = Field(description="our exposure / B_u in %, null when B_u = 0")
+    attempts: int
+    executed: int
+    skipped: int
+    trades: int
+    lastDecidedAtMs: int | None
+
+
+class ExposurePoint(ApiModel):
+    t: int = Field(description="decidedAtMs")
+    execExposureUsdc: float = Field(description="our exposure just after the decision")
+    budgetUsdc: float = Field(description="B_u in force at the decision")
+
+
+class UserDetail(ApiModel):
+    summary: SummaryItem
+    recentAttempts: list[CopyAttempt] = Field(description="newest first, as emitted")
+    skipReasons: dict[str, int] = Field(description="SKIP reason code → count, most frequent first")
+    clamps: dict[str, int] = Field(description="rMin, rMax, min, max, bankroll, hardCap → count")
+    exposureHistory: list[ExposurePoint] = Field(description="oldest first, at most 400 points")
+
+
+class AttemptPage(ApiModel):
+    total: int = Field(description="attempts matching the filters (all pages)")
+    limit: int
+    offset: int | None = Field(description="null when paging by cursor")
+    nextCursor: str | None = Field(description="pass as `cursor` for the next page; null on the last page")
+    items: list[CopyAttempt] = Field(description="newest first (decidedAtMs, then attemptId, descending)")
+
+
+def _config_view(scope: Scope) -> type[BaseModel]:
+    fields_: dict[str, Any] = {
+        "scope": (Literal[scope], ...),
+        "configVersion": (str | None, Field(description="changeId of the newest accepted change")),
+        "sections": (DOCUMENTS_OF_SCOPE[scope], Field(description="the stored documents of this scope")),
+        "effective": (EffectiveConfigJson, ...),
+    }
+    if scope == "USER":
+        fields_["followedUserId"] = (str, ...)
+        fields_["inherited"] = (EffectiveConfigJson, Field(description="the GLOBAL effective config"))
+    return create_model(f"{scope.title()}ConfigView", __base__=ApiModel, **fields_)
+
+
+GlobalConfigView = _config_view("GLOBAL")
+UserConfigView = _config_view("USER")
+
+
+class ChangePublished(ApiModel):
+    """An accepted change, published to config-changes (the worker applies it when it reads it)."""
+
+    changeId: str
+    warnings: list[str] = Field(description="keys dropped from the change, e.g. a USER kill switch")
+    publishedAt: str | None = Field(description="topic:partition:offset")
