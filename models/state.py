@@ -124,6 +124,8 @@ class LeaderState:
     seen_order: deque[tuple[int, str]] = field(default_factory=deque)
     forgotten_through_ms: int = -1
     """The newest seen-at time of a forgotten trade id: every remembered id was seen after it."""
+    attempts_forgotten_through_ms: int = -1
+    """The newest decision time of a forgotten order-less attempt (every remembered one is newer)."""
     used_group_keys: dict[str, int] = field(default_factory=dict)
     """base groupKey -> how many groups used it (the next one gets ``~n+1``)."""
     used_key_times: deque[tuple[int, str]] = field(default_factory=deque)

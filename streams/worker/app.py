@@ -37,7 +37,14 @@ import faust
 import orjson
 
 from models.config import ConfigStore, apply_change
-from models.events import ConfigChange, ConfigRejected, ConfigWarning, PortfolioSnapshot
+from models.events import (
+    ConfigChange,
+    ConfigRejected,
+    ConfigWarning,
+    ExecutionReport,
+    MarketResolved,
+    PortfolioSnapshot,
+)
 from streams.serde import DecodeError, decode_expecting, encode
 from streams.settings import (
     CONFIG_CHANGES,
@@ -49,6 +56,7 @@ from streams.settings import (
     TRADES,
     Settings,
 )
+from streams.topology import BOOK_EVENTS, EXECUTIONS, MARKET_EVENTS, copy_targets
 from streams.worker.batch import Counters, Outgoing, OutputTopics, dead_letter_message, decide_batch
 from streams.worker.consumer import install as install_consumer
 from streams.worker.consumer import sink_for
@@ -66,6 +74,8 @@ EXACTLY_ONCE_REFUSED = (
     "and it sends in batches through the producer directly, which Faust's transactional mode does not "
     "cover. See README, 'Delivery'."
 )
+
+CopiedEvent = PortfolioSnapshot | ExecutionReport | MarketResolved
 
 BATCH_MAX = 10_000
 """Most log messages decided per batch (a batch is whatever has arrived, so latency stays low)."""
@@ -248,7 +258,12 @@ def _decide_agent(app: faust.App, rt: Runtime) -> None:
     settings = rt.settings
     trades_topic = _topic(app, settings, TRADES, settings.partitions)
     table = _raw_table(app, "partition-state", settings.partitions)
-    topics = OutputTopics(settings.topic(COPY_ATTEMPTS), settings.topic(DEAD_LETTERS))
+    topics = OutputTopics(
+        settings.topic(COPY_ATTEMPTS),
+        settings.topic(DEAD_LETTERS),
+        settings.topic(BOOK_EVENTS),
+        settings.topic(CONFIG_REPORTS),
+    )
 
     async def decide_batches() -> None:
         sink = sink_for(app, trades_topic.get_topic_name())
@@ -315,30 +330,17 @@ async def _events(stream: Any, queue: Any, app: faust.App) -> AsyncIterator[tupl
 def _forward_agents(app: faust.App, rt: Runtime) -> None:
     settings = rt.settings
     n = settings.partitions
-    snapshots_topic = _topic(app, settings, SNAPSHOTS, n)
     config_topic = _topic(app, settings, CONFIG_CHANGES, 1)
     config_table = _raw_table(app, "config-store", 1)
     trades_name = settings.topic(TRADES)
-    dead_letters_name = settings.topic(DEAD_LETTERS)
     reports_name = settings.topic(CONFIG_REPORTS)
 
-    @app.agent(snapshots_topic, concurrency=1)
-    async def forward_snapshots(stream: Any) -> None:  # a faust Stream
-        async for events, extra in _events(stream, stream.channel.queue, app):
-            outgoing: list[Outgoing] = []
-            for event in events:
-                message = event.message
-                try:
-                    snapshot = decode_expecting(message.value, PortfolioSnapshot)
-                except DecodeError as exc:
-                    outgoing.append(dead_letter_message(message, str(exc), dead_letters_name, rt.counters))
-                    continue
-                source = _source_header(message)
-                targets = range(n) if snapshot.followed_user_id is None else [message.partition]
-                outgoing += [(trades_name, message.key, message.value, p, source) for p in targets]
-            await rt.send_all(outgoing)
-            for event in extra:
-                event.ack()
+    for name, partitions, model in (
+        (SNAPSHOTS, n, PortfolioSnapshot),
+        (EXECUTIONS, n, ExecutionReport),
+        (MARKET_EVENTS, 1, MarketResolved),
+    ):
+        _copy_agent(app, rt, _topic(app, settings, name, partitions), model)
 
     @app.agent(config_topic, concurrency=1)
     async def forward_config(stream: Any) -> None:  # a faust Stream
@@ -364,7 +366,38 @@ def _forward_agents(app: faust.App, rt: Runtime) -> None:
             for event in extra:
                 event.ack()
 
-    del forward_snapshots, forward_config
+    del forward_config
+
+
+def _copy_agent(app: faust.App, rt: Runtime, topic: faust.TopicT, model: type[CopiedEvent]) -> None:
+    """An agent that copies each valid event of `topic` into the decision partitions it concerns
+    (:func:`streams.topology.copy_targets`): a leader's snapshot or execution report into its leader's
+    partition, a whole-portfolio snapshot or a market resolution into every one. Invalid ones are
+    dead-lettered with the original key (a resolution's is its assetId)."""
+    settings = rt.settings
+    n = settings.partitions
+    trades_name = settings.topic(TRADES)
+    dead_letters_name = settings.topic(DEAD_LETTERS)
+
+    async def copy(stream: Any) -> None:  # a faust Stream
+        async for events, extra in _events(stream, stream.channel.queue, app):
+            outgoing: list[Outgoing] = []
+            for event in events:
+                message = event.message
+                try:
+                    decoded = decode_expecting(message.value, model)
+                except DecodeError as exc:
+                    outgoing.append(dead_letter_message(message, str(exc), dead_letters_name, rt.counters))
+                    continue
+                source = _source_header(message)
+                targets = copy_targets(decoded, message.partition, n)
+                outgoing += [(trades_name, message.key, message.value, p, source) for p in targets]
+            await rt.send_all(outgoing)
+            for event in extra:
+                event.ack()
+
+    copy.__name__ = copy.__qualname__ = f"copy_{model.__name__}"
+    app.agent(topic, name=f"copy-{topic.get_topic_name()}", concurrency=1)(copy)
 
 
 def _forward_change(

@@ -15,7 +15,14 @@ from typing import Any, Protocol
 import orjson
 
 from models.engine import process
-from models.events import LeaderTrade, PortfolioSnapshot, Tick
+from models.events import (
+    BOOK_EVENT_KINDS,
+    ExecutionReportIgnored,
+    LeaderTrade,
+    Output,
+    PortfolioSnapshot,
+    Tick,
+)
 from streams.serde import DecodeError, dead_letter, decode_event, encode
 from streams.worker.records import SavedPartition
 
@@ -51,8 +58,12 @@ class Counters:
 
 @dataclass(frozen=True)
 class OutputTopics:
+    """Full names of the topics a decision partition's outputs go to."""
+
     attempts: str
     dead_letters: str
+    book_events: str
+    reports: str
 
 
 def dead_letter_message(
@@ -94,9 +105,23 @@ def decide_batch(
         elif not isinstance(decoded, Tick):  # config changes (and any other kind) may touch every leader
             dirty.update(state.leaders)
         for output in process(state, decoded):
-            if isinstance(output, dict):  # config reports come from forward_config, once
-                leader_id = output["followedUserId"]
-                dirty.add(leader_id)
-                outgoing.append((topics.attempts, leader_id.encode(), orjson.dumps(output), None, None))
-                counters.attempts += 1
+            _route(output, outgoing, counters, topics, dirty)
     return dirty
+
+
+def _route(
+    output: Output, outgoing: list[Outgoing], counters: Counters, topics: OutputTopics, dirty: set[str]
+) -> None:
+    """Send an output where it belongs: attempts and book events keyed by leader, diagnostics to the
+    reports topic. Config reports are skipped: forward_config reported each change once already."""
+    if isinstance(output, dict):
+        leader_id = output["followedUserId"]
+        dirty.add(leader_id)
+        outgoing.append((topics.attempts, leader_id.encode(), orjson.dumps(output), None, None))
+        counters.attempts += 1
+    elif isinstance(output, ExecutionReportIgnored):
+        outgoing.append((topics.reports, output.attempt_id.encode(), encode(output), None, None))
+    elif output.kind in BOOK_EVENT_KINDS:
+        leader_id = output.followed_user_id  # type: ignore[union-attr]
+        dirty.add(leader_id)
+        outgoing.append((topics.book_events, leader_id.encode(), encode(output), None, None))

@@ -57,7 +57,8 @@ def bucket_key(partition: int, minute: int, chunk: int) -> bytes:
     return b"B:%d:%d:%d" % (partition, minute, chunk)
 
 
-# Memory entries: ("s", leader, seenAt, tradeId) and ("k", leader, keyTime, baseKey, count) as JSON lists.
+# Memory entries as JSON lists: ["s", leader, seenAt, tradeId] (a trade id), ["k", leader, keyTime,
+# baseKey, count] (a used group key), ["a", leader, decidedAt, attemptId, code] (an order-less attempt).
 MemoryEntries = list[list[Any]]
 
 
@@ -102,15 +103,30 @@ def _memory_of_batch(state: PartitionState, dirty: set[str]) -> MemoryEntries:
             count = used.get(base)
             if count is not None:
                 entries.append(["k", leader_id, key_time_of(base), base, count])
+        entries += _attempts_of_batch(leader_id, leader, journal.attempts)
         leader.journal = Journal()
+    return entries
+
+
+def _attempts_of_batch(leader_id: str, leader: LeaderState, changed: set[str]) -> MemoryEntries:
+    """Entries for the order-less attempts the batch remembered (the newest ones, at the order's end)."""
+    memory = leader.attempt_memory
+    wanted = sum(1 for a in changed if a in memory)
+    entries: MemoryEntries = []
+    for decided_at, attempt_id in reversed(leader.attempt_order):
+        if len(entries) == wanted:
+            break
+        if attempt_id in changed and attempt_id in memory:
+            entries.append(["a", leader_id, decided_at, attempt_id, memory[attempt_id]])
+    entries.reverse()
     return entries
 
 
 def _limits(entries: MemoryEntries) -> dict[str, list[int]]:
     limits: dict[str, list[int]] = {}
     for entry in entries:
-        lim = limits.setdefault(entry[1], [-1, -1])
-        slot = 0 if entry[0] == "s" else 1
+        lim = limits.setdefault(entry[1], [-1, -1, -1])
+        slot = "ska".index(entry[0])
         if entry[2] > lim[slot]:
             lim[slot] = entry[2]
     return limits
@@ -118,13 +134,15 @@ def _limits(entries: MemoryEntries) -> dict[str, list[int]]:
 
 def _expired(limits: dict[str, list[int]], state: PartitionState) -> bool:
     """True when the core has forgotten every entry of a bucket (each leader's horizon covers it)."""
-    for leader_id, (newest_seen, newest_key) in limits.items():
+    for leader_id, (newest_seen, newest_key, newest_attempt) in limits.items():
         leader = state.leaders.get(leader_id)
         if leader is None:
             continue
         if newest_seen >= 0 and newest_seen > leader.forgotten_through_ms:
             return False
         if newest_key >= 0 and newest_key >= leader.group_key_floor_ms:
+            return False
+        if newest_attempt >= 0 and newest_attempt > leader.attempts_forgotten_through_ms:
             return False
     return True
 
@@ -196,6 +214,7 @@ def batch_records(partition: int, saved: SavedPartition, dirty: set[str]) -> lis
 def _leader_value(saved: SavedPartition, leader: LeaderState, batch: int) -> bytes:
     core = leader_to_json(leader, with_memory=False)
     core["forgot"] = leader.forgotten_through_ms
+    core["forgotAttempts"] = leader.attempts_forgotten_through_ms
     current = orjson.dumps(core)
     previous = saved.leader_versions.get(leader.leader_id)
     saved.leader_versions[leader.leader_id] = (batch, current)
@@ -265,7 +284,10 @@ def _leader_version(raw: bytes | None, batch: int) -> tuple[int, bytes] | None:
 def _leader(core: dict[str, Any], entries: MemoryEntries) -> LeaderState:
     """A leader from its state record and its memory entries, cut at what the core had forgotten."""
     horizon = core.pop("forgot")
+    attempts_horizon = core.pop("forgotAttempts")
     floor = core["keyFloor"]
+    attempts = [[e[2], e[3], e[4]] for e in entries if e[0] == "a" and e[2] > attempts_horizon]
+    core["attempts"] = sorted(attempts, key=lambda a: a[0])  # stable: ties keep their decision order
     seen = sorted([e[2], e[3]] for e in entries if e[0] == "s" and e[2] > horizon)
     counts: dict[str, list[Any]] = {}
     for e in entries:
@@ -277,6 +299,7 @@ def _leader(core: dict[str, Any], entries: MemoryEntries) -> LeaderState:
     core["keys"] = sorted(counts.values())
     leader = leader_from_json(core)
     leader.forgotten_through_ms = horizon
+    leader.attempts_forgotten_through_ms = attempts_horizon
     return leader
 
 

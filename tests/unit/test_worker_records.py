@@ -18,7 +18,7 @@ from streams.sample_tape import generate
 from streams.worker.batch import Counters, Outgoing, OutputTopics, decide_batch
 from streams.worker.records import MINUTE_MS, SavedPartition, batch_records, restore
 
-TOPICS = OutputTopics("attempts", "dead-letters")
+TOPICS = OutputTopics("attempts", "dead-letters", "book-events", "reports")
 BATCH = 40
 NOTHING: dict[bytes, bytes] = {}
 
