@@ -14,7 +14,10 @@ import orjson
 import pytest
 
 from models.codec import leader_to_json, partition_to_json
+from models.engine import process
+from models.state import PartitionState
 from streams.sample_tape import generate
+from streams.serde import decode_event
 from streams.worker.batch import Counters, Outgoing, OutputTopics, decide_batch
 from streams.worker.records import MINUTE_MS, SavedPartition, batch_records, restore
 
@@ -33,24 +36,62 @@ class Message:
 
 
 def _log() -> list[Message]:
-    """The sample tape with a one-minute dedup window (so memory is forgotten and buckets expire),
-    redelivered duplicates, and a malformed line, as one partition's log."""
-    short_memory = {
-        "kind": "configChange",
-        "changeId": "short-memory",
-        "scope": "GLOBAL",
-        "followedUserId": None,
-        "changedAtMs": 0,
-        "system": {"dedupWindowMs": 60_000},
-    }
-    lines = [orjson.dumps(short_memory)]
+    """The sample tape as one partition's log, with a one-minute dedup window (so memory is forgotten
+    and buckets expire), the reports fill model with execution reports for some attempts (orders,
+    reservations, timeouts), a market resolution, redelivered duplicates and a malformed line."""
+    lines = [orjson.dumps(_change("short-memory", {"dedupWindowMs": 60_000, "fillModel": "reports"}))]
     for line in generate(trades=2_500, seed=5):
         event = orjson.loads(line)
         if event["kind"] == "configChange" and "system" in event:  # a section replaces the stored one
-            event["system"]["dedupWindowMs"] = 60_000
+            event["system"].update(dedupWindowMs=60_000, fillModel="reports", orderTimeoutMs=5_000)
         lines.append(orjson.dumps(event))
+    lines = _with_reports_and_a_resolution(lines)
     lines.append(b'{"kind": "leaderTrade"}')
     return [Message("log", 0, i, None, line) for i, line in enumerate(lines)]
+
+
+def _change(change_id: str, system: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "kind": "configChange",
+        "changeId": change_id,
+        "scope": "GLOBAL",
+        "followedUserId": None,
+        "changedAtMs": 0,
+        "system": system,
+    }
+
+
+def _with_reports_and_a_resolution(lines: list[bytes]) -> list[bytes]:
+    """Reports (partial, filled, rejected, repeated) a few events after some EXECUTEs, and one asset
+    resolved two thirds in."""
+    state = PartitionState()
+    later: dict[int, list[bytes]] = {}
+    asset = None
+    for i, line in enumerate(lines):
+        for out in process(state, decode_event(line)):
+            if isinstance(out, dict) and out["decision"] == "EXECUTE" and i % 3:
+                asset = asset or out["assetId"]
+                shares, notional = out["targetShareMicros"], out["targetNotionalMicros"]
+                status = ("PARTIAL", "FILLED", "REJECTED")[i % 3]
+                report = {
+                    "kind": "executionReport",
+                    "reportId": f"r-{i}",
+                    "attemptId": out["attemptId"],
+                    "followedUserId": out["followedUserId"],
+                    "status": status,
+                    "filledShareMicros": shares // 2,
+                    "filledNotionalMicros": notional // 2,
+                    "reportedAtMs": 0,
+                }
+                later.setdefault(i + 7, []).append(orjson.dumps(report))
+                later.setdefault(i + 9, []).append(orjson.dumps(report))  # a repeat: silent
+    resolution = {"kind": "marketResolved", "assetId": asset, "marketId": None, "payoutMicros": 1_000_000}
+    later.setdefault(2 * len(lines) // 3, []).append(orjson.dumps({**resolution, "resolvedAtMs": 0}))
+    out_lines: list[bytes] = []
+    for i, line in enumerate(lines):
+        out_lines.append(line)
+        out_lines += later.get(i, [])
+    return out_lines
 
 
 def _fingerprint(saved: SavedPartition) -> Any:
@@ -84,7 +125,9 @@ def uninterrupted() -> tuple[list[Message], SavedPartition, dict[bytes, bytes | 
 
 
 def test_the_log_spans_minutes_so_memory_is_folded_and_forgotten(uninterrupted: Any) -> None:
-    _, saved, table, _ = uninterrupted
+    _, saved, table, outputs = uninterrupted
+    kinds = {o.get("kind") for o in (orjson.loads(v) for v in itertools.chain(*outputs))}
+    assert {"copyAttempt", "positionSettled", "orderExpired", "leaderBook"} <= kinds
     assert saved.state.clock_ms // MINUTE_MS > 2
     assert saved.buckets, "some minutes were folded into bucket records"
     assert any(key.startswith(b"B:") for key in table)
