@@ -149,10 +149,12 @@ class LiveSystem:
 
 
 def replay_attempts(lines: list[bytes]) -> list[dict[str, Any]]:
-    """What ``copybot replay`` emits for these lines (one partition)."""
+    """The copy attempts ``copybot replay`` emits for these lines (one partition); its stdout also
+    carries the book events (SPEC 13.5), which go to another topic live."""
     out = io.BytesIO()
     replay(lines, out, io.BytesIO())
-    return [orjson.loads(line) for line in out.getvalue().splitlines()]
+    outputs = [orjson.loads(line) for line in out.getvalue().splitlines()]
+    return [o for o in outputs if o["kind"] == "copyAttempt"]
 
 
 def by_attempt_id(attempts: Iterable[dict[str, Any]]) -> dict[str, dict[str, Any]]:
