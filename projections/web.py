@@ -14,7 +14,9 @@ from html import escape
 from typing import Any
 from urllib.parse import quote
 
-from models.units import MICROS
+from models.units import MICROS, usd
+from models.units import pct_points as pct
+from models.units import usd_amount as usd_f
 
 STYLE = """
 body{font-family:system-ui,sans-serif;margin:0;color:#1d2733;background:#f6f7f9}
@@ -31,21 +33,6 @@ max-width:640px}form.cfg .row{display:grid;grid-template-columns:200px 180px 1fr
 align-items:center;margin:.3rem 0}.error{color:#b00020;font-size:.85rem}.ok{color:#0a6b2b}
 .note{color:#5b6776;font-size:.85rem}.banner{background:#fff3cd;border:1px solid #e0c46c;padding:.5rem .8rem}
 """
-
-
-def usd(micros: int | float | None) -> str:
-    if micros is None:
-        return "—"
-    sign = "-" if micros < 0 else ""
-    return f"{sign}${abs(micros) / MICROS:,.2f}"
-
-
-def usd_f(value: float | None) -> str:
-    return "—" if value is None else ("-" if value < 0 else "") + f"${abs(value):,.2f}"
-
-
-def pct(value: float | None, digits: int = 2) -> str:
-    return "—" if value is None else f"{value:.{digits}f}%"
 
 
 def when(ms: int | None) -> str:

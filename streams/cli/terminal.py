@@ -77,11 +77,10 @@ class ProgressBar:
     Drawn on a terminal only (never into pipes or files).
     """
 
-    def __init__(self, total: int, stream: TextIO, label: str = "", unit: str = "bytes") -> None:
+    def __init__(self, total: int, stream: TextIO, label: str = "") -> None:
         self.total = max(total, 1)
         self.stream = stream
         self.label = label
-        self.unit = unit
         self.enabled = stream.isatty()
         self._started = time.monotonic()
         self._last_draw = 0.0

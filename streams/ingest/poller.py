@@ -331,7 +331,7 @@ class Ingestor:
             return
         for event in events:
             await self.sink.publish(Event("marketResolved", event.asset_id, encode(event)))
-            self.metrics.published[(condition_id, "marketResolved")] += 1
+            self.metrics.published[("", "marketResolved")] += 1
         if events:
             self.resolved.add(condition_id)
             log.info("market %s resolved: %s", condition_id, [e.payout_micros for e in events])
