@@ -4,7 +4,8 @@ Records of one partition all go to the same changelog partition, in this order w
 batch's records are written only after the previous batch's were acknowledged (aiokafka keeps one batch
 in flight per partition, ``aiokafka/producer/sender.py:139-150``, so they land in order):
 
-- ``D:{p}:{seq}`` — the dedup memory (trade ids, group keys) the batch added: a delta, written once.
+- ``D:{p}:{batch}:{chunk}`` — the dedup memory (trade ids, group keys, order-less attempts) the batch
+  added: a delta, written once, in chunks of at most ``CHUNK_BYTES``.
 - ``B:{p}:{minute}:{chunk}`` — when the clock leaves a minute, the deltas of that minute folded into a
   few bucket records (chunks), so a restore reads a bounded number of records, not one per trade id.
 - ``L:{leader}`` — each changed leader's state without its dedup memory, **versioned**: the value holds
@@ -32,8 +33,8 @@ from models.codec import key_time_of, leader_from_json, leader_to_json, partitio
 from models.state import Journal, LeaderState, PartitionState
 
 MINUTE_MS = 60_000
-CHUNK_ENTRIES = 4_000
-"""Memory entries per bucket record (keeps each record far below Kafka's 1 MiB message limit)."""
+CHUNK_BYTES = 256_000
+"""Largest memory record (delta or bucket chunk): far below Kafka's 1 MiB message limit."""
 
 Record = tuple[bytes, bytes | None]
 """(table key, value); None deletes the key."""
@@ -49,8 +50,8 @@ def leader_key(leader_id: str) -> bytes:
     return b"L:" + leader_id.encode()
 
 
-def delta_key(partition: int, seq: int) -> bytes:
-    return b"D:%d:%d" % (partition, seq)
+def delta_key(partition: int, batch: int, chunk: int) -> bytes:
+    return b"D:%d:%d:%d" % (partition, batch, chunk)
 
 
 def bucket_key(partition: int, minute: int, chunk: int) -> bytes:
@@ -72,8 +73,8 @@ class SavedPartition:
     batch: int = 0
     leader_versions: dict[str, tuple[int, bytes]] = field(default_factory=dict)
     """Each leader's last written (batch, state JSON): the `prev` of its next record."""
-    deltas: list[int] = field(default_factory=list)
-    """Batch numbers of the delta records of the open minute."""
+    deltas: list[list[int]] = field(default_factory=list)
+    """[batch, chunks] of the delta records of the open minute."""
     delta_minute: int | None = None
     open_entries: MemoryEntries = field(default_factory=list)
     """The entries of the open minute's deltas (folded into bucket records when the minute ends)."""
@@ -147,19 +148,34 @@ def _expired(limits: dict[str, list[int]], state: PartitionState) -> bool:
     return True
 
 
+def chunked(entries: MemoryEntries) -> list[bytes]:
+    """`entries` as JSON arrays of at most CHUNK_BYTES each (at least one, maybe empty)."""
+    chunks: list[bytes] = []
+    parts: list[bytes] = []
+    size = 0
+    for entry in entries:
+        encoded = orjson.dumps(entry)
+        if parts and size + len(encoded) > CHUNK_BYTES:
+            chunks.append(b"[" + b",".join(parts) + b"]")
+            parts, size = [], 0
+        parts.append(encoded)
+        size += len(encoded) + 1
+    chunks.append(b"[" + b",".join(parts) + b"]")
+    return chunks
+
+
 def _fold_open_minute(partition: int, saved: SavedPartition) -> Iterator[Record]:
     """Write the open minute's deltas as bucket records; the deltas are deleted after the commit."""
     minute = saved.delta_minute
     if minute is None:
         return
     entries = saved.open_entries
-    chunks = max(1, -(-len(entries) // CHUNK_ENTRIES))
-    for chunk in range(chunks):
-        part = entries[chunk * CHUNK_ENTRIES : (chunk + 1) * CHUNK_ENTRIES]
-        yield bucket_key(partition, minute, chunk), orjson.dumps(part)
-    saved.buckets.append([minute, chunks])
+    chunks = chunked(entries)
+    for chunk, value in enumerate(chunks):
+        yield bucket_key(partition, minute, chunk), value
+    saved.buckets.append([minute, len(chunks)])
     saved.bucket_limits[minute] = _limits(entries)
-    saved.to_delete += [delta_key(partition, seq) for seq in saved.deltas]
+    saved.to_delete += [delta_key(partition, b, c) for b, n in saved.deltas for c in range(n)]
     saved.deltas, saved.open_entries, saved.delta_minute = [], [], None
 
 
@@ -191,8 +207,9 @@ def batch_records(partition: int, saved: SavedPartition, dirty: set[str]) -> lis
         _expire_buckets(partition, saved)
     entries = _memory_of_batch(state, dirty)
     if entries:
-        records.append((delta_key(partition, batch), orjson.dumps(entries)))
-        saved.deltas.append(batch)
+        chunks = chunked(entries)
+        records += [(delta_key(partition, batch, c), value) for c, value in enumerate(chunks)]
+        saved.deltas.append([batch, len(chunks)])
         saved.open_entries += entries
         saved.delta_minute = minute
     for leader_id in sorted(dirty):
@@ -234,10 +251,11 @@ def restore(partition: int, get: Callable[[bytes], bytes | None]) -> SavedPartit
         for chunk in range(chunks):
             _collect(memory, get(bucket_key(partition, minute, chunk)))
     open_entries: MemoryEntries = []
-    for seq in commit["deltas"]:
-        value = get(delta_key(partition, seq))
-        if value is not None:
-            open_entries += orjson.loads(value)
+    for delta_batch, chunks in commit["deltas"]:
+        for chunk in range(chunks):
+            value = get(delta_key(partition, delta_batch, chunk))
+            if value is not None:
+                open_entries += orjson.loads(value)
     _collect(memory, orjson.dumps(open_entries))
     leaders: dict[str, LeaderState] = {}
     versions: dict[str, tuple[int, bytes]] = {}
@@ -252,7 +270,7 @@ def restore(partition: int, get: Callable[[bytes], bytes | None]) -> SavedPartit
     for leader in state.leaders.values():
         leader.journal = Journal()
     saved = SavedPartition(state, offset, batch, versions)
-    saved.deltas = list(commit["deltas"])
+    saved.deltas = [list(d) for d in commit["deltas"]]
     saved.open_entries = open_entries
     saved.delta_minute = None if not open_entries else state.clock_ms // MINUTE_MS
     saved.buckets = [list(b) for b in commit["buckets"]]

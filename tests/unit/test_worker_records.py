@@ -163,3 +163,33 @@ def test_a_crash_at_every_record_of_a_batch_resumes_exactly(uninterrupted: Any, 
         resumed = _run(restored, rest, crashed)
         assert list(itertools.chain(*resumed)) == list(itertools.chain(*outputs[crash_batch:]))
         assert _fingerprint(restored) == _fingerprint(final)
+
+
+def test_a_whale_batch_of_ten_thousand_trades_is_saved_in_records_kafka_accepts() -> None:
+    # Given one batch of 10,000 whale trades with long ids (Polymarket's token ids are 77 digits)
+    asset = "7" * 77
+    lines = [
+        orjson.dumps(
+            {
+                "kind": "leaderTrade",
+                "tradeId": f"{i:064x}",
+                "followedUserId": "whale",
+                "assetId": asset[:-3] + f"{i % 500:03d}",
+                "marketId": None,
+                "side": "BUY",
+                "priceMicros": 500_000,
+                "shareMicros": 1_000_000,
+                "notionalMicros": 500_000,
+                "detectTimeMs": 1_793_600_000_000 + i * 10,
+            }
+        )
+        for i in range(10_000)
+    ]
+    saved = SavedPartition(restore(0, NOTHING.get).state, -1)
+    batch = [Message("log", 0, i, None, line) for i, line in enumerate(lines)]
+    dirty = decide_batch(saved, batch, [], Counters(), TOPICS)
+    records = batch_records(0, saved, dirty)
+    # Then every record stays far below Kafka's 1 MiB message limit, and they restore the batch
+    assert max(len(value or b"") for _, value in records) < 600_000
+    restored = restore(0, {k: v for k, v in records if v is not None}.get)
+    assert _fingerprint(restored) == _fingerprint(saved)
