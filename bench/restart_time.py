@@ -121,6 +121,7 @@ async def prepare(settings: Settings, lines: list[bytes], table: dict[bytes, byt
     await consumer.start()
     try:
         tp = TopicPartition(settings.topic(TRADES), 0)
+        consumer.assign([tp])
         await consumer.commit({tp: len(lines)})
     finally:
         await consumer.stop()
