@@ -137,12 +137,12 @@ class LiveSystem:
 
 
 def replay_attempts(lines: list[bytes]) -> list[dict[str, Any]]:
-    """The copy attempts ``copybot replay`` emits for these lines (one partition); its stdout also
-    carries the book events (SPEC 13.5), which go to another topic live."""
+    """The copy attempts ``copybot replay`` emits for these lines (one partition); its book events
+    (leaderBook, positionSettled, orderExpired, SPEC 13) share the stream and are left out."""
     out = io.BytesIO()
     replay(lines, out, io.BytesIO())
-    outputs = [orjson.loads(line) for line in out.getvalue().splitlines()]
-    return [o for o in outputs if o["kind"] == "copyAttempt"]
+    emitted = (orjson.loads(line) for line in out.getvalue().splitlines())
+    return [value for value in emitted if value["kind"] == "copyAttempt"]
 
 
 def by_attempt_id(attempts: Iterable[dict[str, Any]]) -> dict[str, dict[str, Any]]:
