@@ -183,4 +183,5 @@ async def _run(args: argparse.Namespace, settings: Settings, leaders: Any, inter
             await ingestor.run(stop)
     if server is not None:
         server.close()
+        await server.wait_closed()
     return 0

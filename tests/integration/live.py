@@ -137,10 +137,12 @@ class LiveSystem:
 
 
 def replay_attempts(lines: list[bytes]) -> list[dict[str, Any]]:
-    """What ``copybot replay`` emits for these lines (one partition)."""
+    """The copy attempts ``copybot replay`` emits for these lines (one partition); its book events
+    (leaderBook, positionSettled, orderExpired, SPEC 13) share the stream and are left out."""
     out = io.BytesIO()
     replay(lines, out, io.BytesIO())
-    return [orjson.loads(line) for line in out.getvalue().splitlines()]
+    emitted = (orjson.loads(line) for line in out.getvalue().splitlines())
+    return [value for value in emitted if value["kind"] == "copyAttempt"]
 
 
 def by_attempt_id(attempts: Iterable[dict[str, Any]]) -> dict[str, dict[str, Any]]:
