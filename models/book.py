@@ -148,7 +148,7 @@ def leader_book(state: PartitionState, leader: LeaderState) -> LeaderBook:
         unrealized_pnl_micros=leader.exposure_micros - cost,
         leader_exposure_micros=shown,
         leader_exposure_status=status,
-        positions=tuple(
+        positions=[
             BookPosition(
                 asset_id=asset,
                 share_micros=held,
@@ -157,7 +157,7 @@ def leader_book(state: PartitionState, leader: LeaderState) -> LeaderBook:
             )
             for asset, held in sorted(leader.held_share_micros.items())
             if held > 0
-        ),
+        ],
         config_version=state.config.version,
     )
 

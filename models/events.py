@@ -282,7 +282,7 @@ class LeaderBook(WireModel):
     """exposure − cost basis."""
     leader_exposure_micros: int | None
     leader_exposure_status: ExposureStatus
-    positions: tuple[BookPosition, ...]
+    positions: list[BookPosition]
     """Held assets (shares > 0), sorted by assetId."""
     config_version: str | None
 

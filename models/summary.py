@@ -9,8 +9,9 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
+from models.book import exposure_for_sizing, total_cost_basis
 from models.events import CopyAttemptWire, ExposureStatus
-from models.sizing import copy_rate, leader_exposure
+from models.sizing import copy_rate
 from models.state import PartitionState
 
 
@@ -78,6 +79,13 @@ class LeaderSummary:
     skipped: int
     trades: int
     top_skip_reasons: tuple[tuple[str, int], ...]
+    realized_pnl_micros: int = 0
+    """Realized PnL of what we copied from the leader (SPEC 13.6)."""
+    unrealized_pnl_micros: int = 0
+    """Our exposure − cost basis."""
+    open_orders: int = 0
+    reserved_micros: int = 0
+    """Σ BUY reservations of the open orders (SPEC 13.3)."""
 
 
 def summarize(state: PartitionState, tallies: dict[str, LeaderTally], top: int = 3) -> list[LeaderSummary]:
@@ -86,7 +94,7 @@ def summarize(state: PartitionState, tallies: dict[str, LeaderTally], top: int =
     for leader_id in sorted(state.leaders):
         leader = state.leaders[leader_id]
         cfg = state.config.for_leader(leader_id)
-        shown, used, status = leader_exposure(leader.shadow, state.clock_ms, cfg)
+        shown, used, status = exposure_for_sizing(leader, state.clock_ms, cfg)
         tally = tallies.get(leader_id, LeaderTally())
         budget = cfg.budget_usdc_micros
         rows.append(
@@ -107,6 +115,10 @@ def summarize(state: PartitionState, tallies: dict[str, LeaderTally], top: int =
                 skipped=tally.skipped,
                 trades=tally.trades,
                 top_skip_reasons=tuple(tally.skip_reasons.most_common(top)),
+                realized_pnl_micros=leader.realized_pnl_micros,
+                unrealized_pnl_micros=leader.exposure_micros - total_cost_basis(leader),
+                open_orders=sum(1 for order in leader.orders.values() if order.open),
+                reserved_micros=leader.reserved_buy_micros,
             )
         )
     return rows

@@ -121,49 +121,71 @@ def _config_changes() -> list[tuple[float, dict[str, Any]]]:
 
 def generate(trades: int = 3_000, seed: int = 7) -> Iterator[bytes]:
     """Yield the tape's JSON lines (without newlines): about `trades` leader trades plus the rest."""
-    rng = random.Random(seed)
-    profiles = _profiles()
-    # Expected trades per ms over all leaders sets the tape's length for the requested trade count.
-    fills_per_order = FILLS_SINGLE + (1 - FILLS_SINGLE) * 4
-    rate = sum(1 / p.mean_gap_ms for p in profiles) * fills_per_order * 1.08  # bursts, duplicates: ~8%
-    duration_ms = max(60_000, int(trades / rate))
-    end_ms = START_MS + duration_ms
-    prices: dict[str, int] = {}
-    exposure = {p.leader_id: rng.uniform(*p.exposure_usd) for p in profiles}
-    queue: list[tuple[int, int, str, str]] = []  # (time, order, kind, who)
-    order = 0
+    return _Tape(trades, seed).lines()
 
-    def schedule(at_ms: int, kind: str, who: str = "") -> None:
-        nonlocal order
-        order += 1
-        heapq.heappush(queue, (at_ms, order, kind, who))
 
-    for p in profiles:
-        schedule(START_MS + int(rng.expovariate(1 / p.mean_gap_ms)), "trade", p.leader_id)
-        if p.burst_every_ms:
-            schedule(START_MS + p.burst_every_ms // 2, "burst", p.leader_id)
-    schedule(START_MS + 1_000, "tick")
-    schedule(START_MS, "snapshots")
-    for n, (fraction, _) in enumerate(_config_changes()):
-        schedule(START_MS + int(fraction * duration_ms), "config", str(n))
-    changes = _config_changes()
-    by_id = {p.leader_id: p for p in profiles}
-    trade_seq = 0
-    recent: list[bytes] = []
+class _Tape:
+    """The simulation behind :func:`generate`: a time-ordered queue of what happens next, one seeded RNG.
 
-    def order_lines(p: LeaderProfile, at_ms: int, usd: float) -> list[bytes]:
+    Every random draw happens in the order the lines are produced, so a seed always gives the same bytes.
+    """
+
+    def __init__(self, trades: int, seed: int) -> None:
+        self.rng = rng = random.Random(seed)
+        self.profiles = _profiles()
+        self.by_id = {p.leader_id: p for p in self.profiles}
+        # Expected trades per ms over all leaders sets the tape's length for the requested trade count.
+        fills_per_order = FILLS_SINGLE + (1 - FILLS_SINGLE) * 4
+        rate = sum(1 / p.mean_gap_ms for p in self.profiles) * fills_per_order * 1.08  # bursts, duplicates
+        self.duration_ms = max(60_000, int(trades / rate))
+        self.end_ms = START_MS + self.duration_ms
+        self.prices: dict[str, int] = {}
+        self.exposure = {p.leader_id: rng.uniform(*p.exposure_usd) for p in self.profiles}
+        self.queue: list[tuple[int, int, str, str]] = []  # (time, order, kind, who)
+        self.order = 0
+        self.trade_seq = 0
+        self.recent: list[bytes] = []
+        self.changes = _config_changes()
+
+    def schedule(self, at_ms: int, kind: str, who: str = "") -> None:
+        self.order += 1
+        heapq.heappush(self.queue, (at_ms, self.order, kind, who))
+
+    def lines(self) -> Iterator[bytes]:
+        for p in self.profiles:
+            self.schedule(START_MS + int(self.rng.expovariate(1 / p.mean_gap_ms)), "trade", p.leader_id)
+            if p.burst_every_ms:
+                self.schedule(START_MS + p.burst_every_ms // 2, "burst", p.leader_id)
+        self.schedule(START_MS + 1_000, "tick")
+        self.schedule(START_MS, "snapshots")
+        for n, (fraction, _) in enumerate(self.changes):
+            self.schedule(START_MS + int(fraction * self.duration_ms), "config", str(n))
+        handlers = {
+            "trade": self.trade,
+            "burst": self.burst,
+            "tick": self.tick,
+            "snapshots": self.snapshots,
+            "config": self.config,
+        }
+        while self.queue:
+            at_ms, _, kind, who = heapq.heappop(self.queue)
+            if at_ms > self.end_ms and kind != "config":
+                continue
+            yield from handlers[kind](at_ms, who)
+
+    def order_lines(self, p: LeaderProfile, at_ms: int, usd: float) -> list[bytes]:
         """One leader order, filled against one or several makers: a fill per maker, milliseconds apart."""
-        nonlocal trade_seq
+        rng = self.rng
         holdings = [a for a, s in p.holdings.items() if s > 0]
         sell = bool(holdings) and rng.random() < 0.3
         asset = rng.choice(holdings) if sell else f"{p.leader_id[:1]}-asset-{rng.randrange(p.assets)}"
-        price = prices.get(asset) or rng.randrange(80_000, 920_000)
+        price = self.prices.get(asset) or rng.randrange(80_000, 920_000)
         price = min(990_000, max(10_000, price + rng.randrange(-15_000, 15_001)))
-        prices[asset] = price
+        self.prices[asset] = price
         fills = 1 if rng.random() < FILLS_SINGLE else rng.randrange(2, 7)
         lines = []
         for n in range(fills):
-            trade_seq += 1
+            self.trade_seq += 1
             fill_price = min(990_000, price + n * 1_000 * (-1 if sell else 1))
             shares = max(1, int(usd / fills * MICROS) * MICROS // fill_price)
             if sell:
@@ -176,7 +198,7 @@ def generate(trades: int = 3_000, seed: int = 7) -> Iterator[bytes]:
                 orjson.dumps(
                     {
                         "kind": "leaderTrade",
-                        "tradeId": f"{p.leader_id}-{trade_seq:08d}",
+                        "tradeId": f"{p.leader_id}-{self.trade_seq:08d}",
                         "followedUserId": p.leader_id,
                         "assetId": asset,
                         "marketId": f"market-{asset.rsplit('-', 1)[1]}-{asset[0]}",
@@ -191,68 +213,69 @@ def generate(trades: int = 3_000, seed: int = 7) -> Iterator[bytes]:
             )
         return lines
 
-    while queue:
-        at_ms, _, kind, who = heapq.heappop(queue)
-        if at_ms > end_ms and kind != "config":
-            continue
-        if kind == "trade":
-            p = by_id[who]
-            usd = rng.uniform(p.min_usd, p.max_usd)
-            if p.big_trade_chance and rng.random() < p.big_trade_chance:
-                usd = rng.uniform(2_000, 20_000)
-            lines = order_lines(p, at_ms, usd)
-            yield from lines
-            recent.extend(lines)
-            if rng.random() < 0.01 and recent:  # the poller re-delivers a trade it already sent
-                yield rng.choice(recent[-20:])
-            del recent[:-20]
-            schedule(at_ms + 1 + int(rng.expovariate(1 / p.mean_gap_ms)), "trade", who)
-        elif kind == "burst":
-            p = by_id[who]
-            t = at_ms
-            for _ in range(rng.randrange(20, 60)):
-                t += rng.randrange(5, 60)
-                yield from order_lines(p, t, rng.uniform(p.min_usd, p.max_usd))
-            schedule(at_ms + p.burst_every_ms, "burst", who)
-        elif kind == "tick":
-            yield orjson.dumps({"kind": "tick", "nowMs": at_ms})
-            schedule(at_ms + 1_000, "tick")
-        elif kind == "snapshots":
-            bucket = at_ms // 60_000 * 60_000
-            for p in profiles:
-                lo, hi = p.exposure_usd
-                exposure[p.leader_id] = min(hi, max(lo, exposure[p.leader_id] * rng.uniform(0.95, 1.05)))
-                yield orjson.dumps(
-                    {
-                        "kind": "portfolioSnapshot",
-                        "portfolioScope": "SHADOW_USER",
-                        "followedUserId": p.leader_id,
-                        "bucketTimeMs": bucket,
-                        "exposureMicros": int(exposure[p.leader_id] * MICROS),
-                        "equityMicros": None,
-                        "cashMicros": None,
-                    }
-                )
-            equity = int(rng.uniform(190, 215) * MICROS)
+    def trade(self, at_ms: int, who: str) -> Iterator[bytes]:
+        rng, p = self.rng, self.by_id[who]
+        usd = rng.uniform(p.min_usd, p.max_usd)
+        if p.big_trade_chance and rng.random() < p.big_trade_chance:
+            usd = rng.uniform(2_000, 20_000)
+        lines = self.order_lines(p, at_ms, usd)
+        yield from lines
+        self.recent.extend(lines)
+        if rng.random() < 0.01 and self.recent:  # the poller re-delivers a trade it already sent
+            yield rng.choice(self.recent[-20:])
+        del self.recent[:-20]
+        self.schedule(at_ms + 1 + int(rng.expovariate(1 / p.mean_gap_ms)), "trade", who)
+
+    def burst(self, at_ms: int, who: str) -> Iterator[bytes]:
+        rng, p = self.rng, self.by_id[who]
+        t = at_ms
+        for _ in range(rng.randrange(20, 60)):
+            t += rng.randrange(5, 60)
+            yield from self.order_lines(p, t, rng.uniform(p.min_usd, p.max_usd))
+        self.schedule(at_ms + p.burst_every_ms, "burst", who)
+
+    def tick(self, at_ms: int, who: str) -> Iterator[bytes]:
+        yield orjson.dumps({"kind": "tick", "nowMs": at_ms})
+        self.schedule(at_ms + 1_000, "tick")
+
+    def snapshots(self, at_ms: int, who: str) -> Iterator[bytes]:
+        rng, exposure = self.rng, self.exposure
+        bucket = at_ms // 60_000 * 60_000
+        for p in self.profiles:
+            lo, hi = p.exposure_usd
+            exposure[p.leader_id] = min(hi, max(lo, exposure[p.leader_id] * rng.uniform(0.95, 1.05)))
             yield orjson.dumps(
                 {
                     "kind": "portfolioSnapshot",
-                    "portfolioScope": "EXEC_GLOBAL",
-                    "followedUserId": None,
+                    "portfolioScope": "SHADOW_USER",
+                    "followedUserId": p.leader_id,
                     "bucketTimeMs": bucket,
-                    "exposureMicros": int(rng.uniform(40, 120) * MICROS),
-                    "equityMicros": equity,
-                    "cashMicros": equity - 80 * MICROS,
+                    "exposureMicros": int(exposure[p.leader_id] * MICROS),
+                    "equityMicros": None,
+                    "cashMicros": None,
                 }
             )
-            schedule(at_ms + 60_000, "snapshots")
-        elif kind == "config":
-            n = int(who)
-            yield orjson.dumps(
-                {
-                    "kind": "configChange",
-                    "changeId": f"chg-{n + 1:03d}",
-                    "changedAtMs": at_ms,
-                    **changes[n][1],
-                }
-            )
+        equity = int(rng.uniform(190, 215) * MICROS)
+        yield orjson.dumps(
+            {
+                "kind": "portfolioSnapshot",
+                "portfolioScope": "EXEC_GLOBAL",
+                "followedUserId": None,
+                "bucketTimeMs": bucket,
+                "exposureMicros": int(rng.uniform(40, 120) * MICROS),
+                "equityMicros": equity,
+                "cashMicros": equity - 80 * MICROS,
+            }
+        )
+        self.schedule(at_ms + 60_000, "snapshots")
+
+    def config(self, at_ms: int, who: str) -> Iterator[bytes]:
+        n = int(who)
+        yield orjson.dumps(
+            {
+                "kind": "configChange",
+                "changeId": f"chg-{n + 1:03d}",
+                "changedAtMs": at_ms,
+                **self.changes[n][1],
+            }
+        )

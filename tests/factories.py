@@ -12,7 +12,9 @@ from models.events import (
     ConfigRejected,
     ConfigWarning,
     CopyAttemptWire,
+    ExecutionReport,
     LeaderTrade,
+    MarketResolved,
     Output,
     PortfolioSnapshot,
     Tick,
@@ -113,6 +115,39 @@ def user_change(leader_id: str, /, change_id: str | None = None, **sections: Any
 
 def tick(now: int) -> Tick:
     return Tick(kind="tick", now_ms=now)
+
+
+def resolution(
+    asset: str = "a1", payout: int = USD, market: str | None = "m1", at: int = T0
+) -> MarketResolved:
+    """A market resolution: each share of `asset` pays `payout` micros."""
+    return MarketResolved(
+        kind="marketResolved", asset_id=asset, market_id=market, payout_micros=payout, resolved_at_ms=at
+    )
+
+
+def report(
+    attempt_id: str,
+    status: str = "FILLED",
+    shares: int = 0,
+    notional: int = 0,
+    *,
+    leader: str = "u1",
+    report_id: str | None = None,
+) -> ExecutionReport:
+    """An execution report for `attempt_id`: cumulative `shares` filled for `notional` USDC micros."""
+    return ExecutionReport.model_validate(
+        {
+            "kind": "executionReport",
+            "reportId": report_id or f"r{next(_ids)}",
+            "attemptId": attempt_id,
+            "followedUserId": leader,
+            "status": status,
+            "filledShareMicros": shares,
+            "filledNotionalMicros": notional,
+            "reportedAtMs": 0,
+        }
+    )
 
 
 BUDGETED: dict[str, Any] = {"budgetedDynamicEnabled": True, "sizingMode": "budgetedDynamic"}

@@ -20,7 +20,9 @@ SAMPLE = ROOT / "examples" / "sample-tape.jsonl"
 STDOUT_SHA256 = "c6eeaed7234dd96a3331b2ad4823123f6c8015af19a5150a30d3663d7687b0ae"
 PRE_VENUE_STDOUT_SHA256 = "e5b6436f24b3fed6e227a5941a677f085388788b014adb26564f3200dd1e6756"
 STDERR_SHA256 = "a753283251feb1a7e6b4cd6c8c2e3f2968ba55f01d2af18f74d0ffd870e77efe"
-SUMMARY_SHA256 = "831222cfb722a44041289759403c282966706b0935fc2fe49b4f3eae97a44101"
+# Issue 8: the summary table gained realized/unrealized PnL, open orders and reserved budget per leader,
+# and its last line counts book events and ignored execution reports.
+SUMMARY_SHA256 = "9bf03744ff93c9dba6745c464637b88da1a4c7656313c3bb65a8c313badce532"
 
 
 def replay(*extra: str) -> subprocess.CompletedProcess[bytes]:

@@ -111,6 +111,7 @@ def run(args: argparse.Namespace) -> int:
     if args.rps <= 0 or args.lookback < 0:
         raise UsageError("--rps must be > 0 and --lookback ≥ 0")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request would drown the poll lines
     try:
         return asyncio.run(_run(args, settings, leaders, file_interval, since))
     except KeyboardInterrupt:
@@ -182,4 +183,5 @@ async def _run(args: argparse.Namespace, settings: Settings, leaders: Any, inter
             await ingestor.run(stop)
     if server is not None:
         server.close()
+        await server.wait_closed()
     return 0

@@ -23,10 +23,12 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "replay",
         help="run the decision core offline over a tape of events (backtest)",
         description=(
-            "Replay a tape (one JSON event per line: leaderTrade, portfolioSnapshot, configChange, tick) "
-            "through the decision core as one partition. Copy attempts are written as JSON lines in "
-            "decision order; dead letters, rejected config changes and config warnings as JSON lines to "
-            "stderr (or --diagnostics). At the end of the input the clock moves past every open window "
+            "Replay a tape (one JSON event per line: leaderTrade, portfolioSnapshot, configChange, tick, "
+            "marketResolved, executionReport) through the decision core as one partition. Copy attempts "
+            "and book events (positionSettled, orderExpired, leaderBook) are written as JSON lines in the "
+            "order they are produced; dead letters, rejected config changes, config warnings and ignored "
+            "execution reports as JSON lines to stderr (or --diagnostics). At the end of the input the "
+            "clock moves past every open window "
             "and buffer, so every accepted trade is accounted for. Identical input gives identical bytes. "
             "Exit code 0 unless the input cannot be read."
         ),
@@ -95,8 +97,9 @@ def print_summary(result: ReplayResult) -> None:
     print(
         f"\n{result.events:,} events ({result.trades:,} leader trades) -> "
         f"{result.attempts:,} copy attempts "
-        f"({result.executed:,} EXECUTE, {result.attempts - result.executed:,} SKIP); "
+        f"({result.executed:,} EXECUTE, {result.attempts - result.executed:,} SKIP), "
+        f"{result.book_events:,} book events; "
         f"{result.dead_letters:,} dead letters, {result.config_rejected:,} config changes rejected, "
-        f"{result.config_warnings:,} config warnings",
+        f"{result.config_warnings:,} config warnings, {result.reports_ignored:,} execution reports ignored",
         file=sys.stderr,
     )

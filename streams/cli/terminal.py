@@ -38,11 +38,15 @@ SUMMARY_HEADERS = (
     "our exposure",
     "headroom",
     "util",
+    "realized",
+    "unrealized",
+    "orders",
+    "reserved",
     "exec",
     "skip",
     "top skip reasons",
 )
-SUMMARY_RIGHT = (False, False, True, True, True, True, True, True, True, True, False)
+SUMMARY_RIGHT = (False, False, *(True,) * 12, False)
 
 
 def _summary_row(r: LeaderSummary) -> list[str]:
@@ -60,6 +64,10 @@ def _summary_row(r: LeaderSummary) -> list[str]:
         usd(r.our_exposure_micros),
         usd(r.headroom_micros),
         pct(r.utilization),
+        usd(r.realized_pnl_micros),
+        usd(r.unrealized_pnl_micros),
+        f"{r.open_orders:,}",
+        usd(r.reserved_micros),
         f"{r.executed:,}",
         f"{r.skipped:,}",
         reasons,
@@ -77,11 +85,10 @@ class ProgressBar:
     Drawn on a terminal only (never into pipes or files).
     """
 
-    def __init__(self, total: int, stream: TextIO, label: str = "", unit: str = "bytes") -> None:
+    def __init__(self, total: int, stream: TextIO, label: str = "") -> None:
         self.total = max(total, 1)
         self.stream = stream
         self.label = label
-        self.unit = unit
         self.enabled = stream.isatty()
         self._started = time.monotonic()
         self._last_draw = 0.0

@@ -68,7 +68,6 @@ ENV_DATA = "COPYBOT_KAFKA_DATA"
 ENV_CACHE = "COPYBOT_KAFKA_CACHE"
 
 EXIT_RUNNING = 0
-EXIT_ERROR = 1
 EXIT_NOT_RUNNING = 3
 
 # Kafka wants a cluster id that is 16 bytes in URL-safe base64 without padding (22 characters).

@@ -21,7 +21,7 @@ class IngestMetrics:
 
     rows_fetched: Counter[str] = field(default_factory=Counter)
     published: Counter[tuple[str, str]] = field(default_factory=Counter)
-    """(leader or asset owner, event kind) -> events published."""
+    """(leader, event kind) -> events published (leader "" for marketResolved: it concerns every leader)."""
     dead_lettered: Counter[str] = field(default_factory=Counter)
     http_errors: Counter[tuple[str, str]] = field(default_factory=Counter)
     """(api, status or error class) -> responses that were not a usable 200."""

@@ -177,6 +177,11 @@ class Ingestor:
                 "offset": offset,
             }
             rows = await self.http.get("data", "/activity", params)
+            if rows is None and offset > 0:  # a 4xx deep in a window: the API's offset cap is lower
+                log.warning(
+                    "%s: offset %d refused; the scan goes on from the last row", state.leader.name, offset
+                )
+                break
             if not isinstance(rows, list):
                 if rows is not None:
                     log.error("%s: /activity answered %s, not a list; poll skipped", state.leader.name, rows)
@@ -189,10 +194,11 @@ class Ingestor:
             offset += limit
         if last is None or last <= start:
             log.warning(
-                "%s: more than %d rows in second %d; the rest of that second is skipped",
+                "%s: more rows in second %d than one window can page through (offset cap %d); "
+                "the rest of that second is skipped",
                 state.leader.name,
-                self.options.max_offset + limit,
                 start,
+                offset,
             )
             return start + 1
         return last
@@ -331,7 +337,7 @@ class Ingestor:
             return
         for event in events:
             await self.sink.publish(Event("marketResolved", event.asset_id, encode(event)))
-            self.metrics.published[(condition_id, "marketResolved")] += 1
+            self.metrics.published[("", "marketResolved")] += 1
         if events:
             self.resolved.add(condition_id)
             log.info("market %s resolved: %s", condition_id, [e.payout_micros for e in events])

@@ -17,6 +17,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -84,7 +85,7 @@ ROUTES = {"/activity": _activity, "/positions": _positions, "/gamma/markets": _m
 class FakePolymarket:
     """Both APIs on one port: the Data API at ``url``, Gamma at ``url + "/gamma"``."""
 
-    def __init__(self) -> None:
+    def __init__(self, port: int = 0) -> None:
         self.state = FakeState()
         self.lock = threading.Lock()
         fake = self
@@ -117,7 +118,7 @@ class FakePolymarket:
             def log_message(self, format: str, *args: Any) -> None:
                 """Quiet: the test reads ``state.requests``."""
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
     @property
@@ -146,3 +147,83 @@ class FakePolymarket:
 def fake_polymarket() -> Iterator[FakePolymarket]:
     with FakePolymarket() as fake:
         yield fake
+
+
+# --- a make-believe venue for the README: `python -m tests.ingest.fake_polymarket --port 8300` -------------
+
+DEMO_LEADERS = {"alice": "0x" + "a1" * 20, "bob": "0x" + "b2" * 20}
+DEMO_MARKET = "0x" + "e5" * 32
+DEMO_TOKENS = ("3001", "3002")
+
+
+def _demo_row(wallet: str, now: int, n: int, rng: Any) -> str:
+    asset = DEMO_TOKENS[n % 2]
+    price = rng.choice(["0.35", "0.42", "0.58", "0.61"])
+    size = rng.choice(["5", "12.5", "40", "100"])
+    usdc = str((Decimal(price) * Decimal(size)).quantize(Decimal("0.000001")))
+    return json.dumps(
+        {
+            "proxyWallet": wallet,
+            "timestamp": now,
+            "conditionId": DEMO_MARKET,
+            "type": "TRADE",
+            "size": size,
+            "usdcSize": usdc,
+            "transactionHash": "0x" + f"{n:064x}",
+            "price": price,
+            "asset": asset,
+            "side": "BUY" if n % 3 else "SELL",
+            "outcomeIndex": n % 2,
+            "outcome": ["Yes", "No"][n % 2],
+            "title": "Make-believe market",
+            "slug": "make-believe",
+            "eventSlug": "make-believe",
+        }
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Serve a venue where alice and bob trade every couple of seconds; the market resolves after a while."""
+    import argparse
+    import random
+    import time
+
+    parser = argparse.ArgumentParser(description="A make-believe Polymarket (Data API + Gamma) for demos.")
+    parser.add_argument("--port", type=int, default=8300)
+    parser.add_argument("--every", type=float, default=2.0, help="seconds between trades (default 2)")
+    parser.add_argument("--resolve-after", type=float, default=300.0, help="seconds until it resolves")
+    args = parser.parse_args(argv)
+    fake = FakePolymarket(port=args.port)
+    rng, started, n = random.Random(7), time.time(), 0
+    with fake.lock:
+        fake.state.markets[DEMO_MARKET] = {
+            "conditionId": DEMO_MARKET,
+            "clobTokenIds": json.dumps(list(DEMO_TOKENS)),
+            "outcomes": '["Yes", "No"]',
+            "outcomePrices": '["0.5", "0.5"]',
+            "closed": False,
+        }
+    print(f"make-believe Polymarket on {fake.url} (Gamma: {fake.gamma_url}); leaders {DEMO_LEADERS}")
+    with fake:
+        while True:
+            time.sleep(args.every)  # a demo's pace, not a test's synchronisation
+            n += 1
+            with fake.lock:
+                for name, wallet in DEMO_LEADERS.items():
+                    if name == "alice" or n % 3 == 0:
+                        fake.state.activity.setdefault(wallet, []).append(
+                            _demo_row(wallet, int(time.time()), n, rng)
+                        )
+                    fake.state.positions[wallet] = [
+                        json.dumps(
+                            {"asset": DEMO_TOKENS[0], "conditionId": DEMO_MARKET, "currentValue": "250"}
+                        )
+                    ]
+                if time.time() - started > args.resolve_after:
+                    fake.state.markets[DEMO_MARKET].update(
+                        closed=True, umaResolutionStatus="resolved", outcomePrices='["1", "0"]'
+                    )
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -12,7 +12,7 @@ import os
 import subprocess
 import sys
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -50,22 +50,10 @@ SAMPLE_TAPE = ROOT / "examples" / "sample-tape.jsonl"
 
 
 class CopybotClient(ShippedClient):
-    """The shipped client plus what only tests need: publishing bytes as they are, without validation."""
+    """The shipped client plus what only tests need: ``publish_raw(topic, value, key, partition, headers)``
+    queues bytes as they are, **without validation** (to inject bad input); `topic` is a base or full name."""
 
-    async def publish_raw(
-        self,
-        topic: str,
-        value: bytes,
-        key: str | bytes | None = None,
-        partition: int | None = None,
-        headers: Sequence[tuple[str, bytes]] | None = None,
-    ) -> asyncio.Future[Any]:
-        """Queue `value` as is, **without validation** (to inject bad input).
-
-        `topic` is a copybot base name (``leader-trades``) or a full topic name. Without `partition`, a
-        keyed message goes where the default partitioner (murmur2, Java-compatible) puts its key.
-        """
-        return await self._send(topic, value, key, partition, headers)
+    publish_raw = ShippedClient._send
 
 
 class WorkerProcess(ShippedWorkerProcess):
@@ -149,10 +137,12 @@ class LiveSystem:
 
 
 def replay_attempts(lines: list[bytes]) -> list[dict[str, Any]]:
-    """What ``copybot replay`` emits for these lines (one partition)."""
+    """The copy attempts ``copybot replay`` emits for these lines (one partition); its book events
+    (leaderBook, positionSettled, orderExpired, SPEC 13) share the stream and are left out."""
     out = io.BytesIO()
     replay(lines, out, io.BytesIO())
-    return [orjson.loads(line) for line in out.getvalue().splitlines()]
+    emitted = (orjson.loads(line) for line in out.getvalue().splitlines())
+    return [value for value in emitted if value["kind"] == "copyAttempt"]
 
 
 def by_attempt_id(attempts: Iterable[dict[str, Any]]) -> dict[str, dict[str, Any]]:

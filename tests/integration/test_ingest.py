@@ -8,8 +8,10 @@ topic keyed by wallet.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
-from collections import defaultdict
+from collections import Counter, defaultdict
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -22,6 +24,7 @@ from streams.topology import DEAD_LETTERS, INGEST_CHECKPOINTS, MARKET_EVENTS, SN
 from tests.ingest import scenario
 from tests.ingest.fake_polymarket import FakePolymarket
 from tests.ingest.harness import SMALL_PAGES, VirtualTime, Wall, adapter
+from tests.integration.live import LiveSystem, by_attempt_id, read_to_end, replay_attempts
 
 pytestmark = pytest.mark.integration
 
@@ -97,3 +100,44 @@ async def test_three_restarts_publish_every_event_exactly_once(settings: Setting
     assert set(newest) == {scenario.ALICE, scenario.BOB}
     assert newest[scenario.ALICE]["timestampSec"] == scenario.T0 + 40
     assert newest[scenario.BOB]["timestampSec"] == scenario.T0 + 15
+
+
+def test_the_worker_turns_ingested_trades_into_the_attempts_replay_decides(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    """live = replay: the worker's attempts equal a replay of its own decision log (trades, the copied
+    snapshots, the closing tick), and every ingested trade is in exactly one attempt."""
+    system = LiveSystem(kafka_bootstrap, tmp_path)  # one partition, no wall-clock ticks
+    try:
+        system.worker().start()
+        wall = Wall()
+        with FakePolymarket() as fake:
+            fake.state.max_offset = SMALL_PAGES.max_offset
+            scenario.round_one(fake)
+            asyncio.run(one_round(fake, system.settings, wall))
+            scenario.round_two(fake)
+            wall.ms += 60_000
+            asyncio.run(one_round(fake, system.settings, wall))
+        asyncio.run(close_every_window(system.settings, wall.ms + 3_600_000))
+        ingested = {
+            (leader, t["tradeId"]) for leader, ts in scenario.expected_trades(0, 0).items() for t in ts
+        }
+        live = [a for a in system.attempts_covering(ingested) if a["kind"] == "copyAttempt"]
+        covered = Counter(
+            (a["followedUserId"], t) for a in by_attempt_id(live).values() for t in a["tradeIds"]
+        )
+        assert covered == Counter(dict.fromkeys(ingested, 1))
+        log = [r.value for r in read_to_end(kafka_bootstrap, system.settings.topic(TRADES))]
+        expected = [a for a in replay_attempts(log) if a["kind"] == "copyAttempt"]
+        assert by_attempt_id(live) == by_attempt_id(expected)
+        assert {a["decision"] for a in live} == {
+            "EXECUTE",
+            "SKIP",
+        }  # alice sells 1002 before we hold any: SKIP
+    finally:
+        system.close()
+
+
+async def close_every_window(settings: Settings, now_ms: int) -> None:
+    async with IngestClient(settings, client_id="test-ingest-tick") as client:
+        await client.publish_tick(now_ms)

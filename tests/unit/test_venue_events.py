@@ -139,7 +139,7 @@ def test_the_new_outputs_have_the_spec_field_names() -> None:
         unrealized_pnl_micros=0,
         leader_exposure_micros=None,
         leader_exposure_status="derived",
-        positions=(),
+        positions=[],
         config_version=None,
     )
     ignored = ExecutionReportIgnored(report_id="r", attempt_id="a", reason="stale report")

@@ -1,4 +1,4 @@
-"""``copybot config`` without Kafka: parsing edits, folding changes, building a change from the fold."""
+"""The config edits without Kafka (streams.configedit): parsing edits, folding changes, building a change."""
 
 from __future__ import annotations
 
