@@ -190,7 +190,7 @@ class ChaosRun:
     async def publisher(self, client: CopybotClient, source: ChaosInput) -> None:
         """Trades at a steady rate with wall-clock detect times; snapshots, config changes, bad input."""
         plan = self.plan
-        steps = plan.trades // source.trades_per_step
+        steps = -(-plan.trades // source.trades_per_step)  # at least `trades` trades
         changes = timed_changes(source.leaders)
         started = time.monotonic()
         self.timeline.publish_window = (now_ms(), 0)
@@ -373,7 +373,7 @@ class ChaosRun:
         say(f"{len(self.workers)} workers ready ({self.prefix})")
         leaders = pick_leaders(plan.partitions, plan.leaders_per_partition)
         per_step = max(1, round(plan.trades_per_s * STEP_S))
-        steps = plan.trades // per_step
+        steps = -(-plan.trades // per_step)
         source = ChaosInput(plan.seed, leaders, per_step, min(1.0, plan.malformed / steps))
         supervisor = asyncio.create_task(self.supervisor())
         try:

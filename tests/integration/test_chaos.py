@@ -35,15 +35,7 @@ SEED = int(os.environ.get("COPYBOT_CHAOS_SEED", "11"))
 # --- the chaos run ---------------------------------------------------------------------------------------
 
 
-WORKER_FIX_PENDING = (
-    "issue 11: today's worker diverges from its log after kills (e.g. seed 3: 3,507 of 11,637 attempts "
-    "differ, 55 attemptIds with two contents, 3,761 trades lost) and stalls 60-150 s per kill; remove this "
-    "mark with the worker rewrite that makes it pass"
-)
-
-
 @pytest.mark.integration
-@pytest.mark.xfail(strict=True, reason=WORKER_FIX_PENDING)
 def test_after_kills_a_broker_restart_and_bad_input_every_partition_decided_exactly_its_log(
     own_broker_settings: broker.BrokerSettings, tmp_path: Path
 ) -> None:
@@ -181,11 +173,6 @@ MAX_MESSAGE_BYTES_DEFAULT = "1048588"
 
 
 @pytest.mark.integration
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 11: today's worker keeps running after a failed send (the agent restarts with advanced "
-    "state); remove this mark with the worker rewrite that makes it exit",
-)
 def test_a_send_that_fails_stops_the_worker_and_its_restart_emits_the_lost_attempts(
     system: LiveSystem, tmp_path: Path
 ) -> None:
