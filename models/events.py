@@ -11,6 +11,7 @@ from typing import Annotated, Any, Literal, TypedDict
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
 from pydantic.alias_generators import to_camel
+from typing_extensions import TypedDict as TypedDictX  # pydantic validates these on Python < 3.12
 
 from models.units import INT64_MAX, MAX_TIME_MS, MICROS
 
@@ -258,13 +259,13 @@ class OrderExpired(WireModel):
     config_version: str | None
 
 
-class BookPosition(WireModel):
-    """One held asset in a leader's book."""
+class BookPosition(TypedDictX):
+    """One held asset in a leader's book, in wire shape (a plain dict: books are on the hot path)."""
 
-    asset_id: str
-    share_micros: int
-    mark_price_micros: int
-    cost_basis_micros: int
+    assetId: str
+    shareMicros: int
+    markPriceMicros: int
+    costBasisMicros: int
 
 
 class LeaderBook(WireModel):

@@ -555,7 +555,7 @@ def test_a_book_comes_after_the_due_decisions_and_before_the_event_that_crossed_
     assert book.cost_basis_micros == TARGET
     assert (book.realized_pnl_micros, book.unrealized_pnl_micros, book.reserved_micros) == (0, 0, 0)
     assert [
-        (p.asset_id, p.share_micros, p.mark_price_micros, p.cost_basis_micros) for p in book.positions
+        (p["assetId"], p["shareMicros"], p["markPriceMicros"], p["costBasisMicros"]) for p in book.positions
     ] == [("a1", SHARES, 500_000, TARGET)]
     assert (book.leader_exposure_micros, book.leader_exposure_status) == (None, "missing")
     assert u(driver).mark_price_micros.get("a2") == 400_000  # the trade was processed after the book
@@ -574,7 +574,7 @@ def test_positions_are_held_assets_sorted_by_asset_with_every_assets_cost_in_the
     driver.feed(system(**REPORTS), trade(at=T0 + 1, asset="c"))
     driver.feed(report(driver.attempts[-1]["attemptId"], "PARTIAL", 0, USD))  # cost without shares
     (book,) = books(driver.feed(tick(T0 + 1_000)))
-    assert [p.asset_id for p in book.positions] == ["a", "b"]
+    assert [p["assetId"] for p in book.positions] == ["a", "b"]
     assert book.cost_basis_micros == 2 * TARGET + USD
     assert book.reserved_micros == TARGET - USD
     assert book.unrealized_pnl_micros == book.exposure_micros - book.cost_basis_micros == -USD
