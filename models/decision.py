@@ -206,7 +206,7 @@ def remember_attempt(leader: LeaderState, attempt_id: str, code: int, clock_ms: 
     report for it can say why it was ignored (SPEC 13.8.4)."""
     memory, order = leader.attempt_memory, leader.attempt_order
     while order and clock_ms - order[0][0] > window_ms:
-        forgotten = order.popleft()[1]
+        leader.attempts_forgotten_through_ms, forgotten = order.popleft()
         del memory[forgotten]
         if leader.journal is not None:
             leader.journal.attempts.add(forgotten)

@@ -260,6 +260,7 @@ def _forget_old_trade_ids(leader: LeaderState, clock_ms: int, window_ms: int) ->
     order, seen = leader.seen_order, leader.seen_trade_ids
     while order and clock_ms - order[0][0] > window_ms:
         seen_at, old = order.popleft()
+        leader.forgotten_through_ms = seen_at
         if seen.get(old) == seen_at:
             del seen[old]
             if leader.journal is not None:

@@ -122,6 +122,10 @@ class LeaderState:
     seen_trade_ids: dict[str, int] = field(default_factory=dict)
     """tradeId -> clock when first accepted (dedup within system.dedupWindowMs)."""
     seen_order: deque[tuple[int, str]] = field(default_factory=deque)
+    forgotten_through_ms: int = -1
+    """The newest seen-at time of a forgotten trade id: every remembered id was seen after it."""
+    attempts_forgotten_through_ms: int = -1
+    """The newest decision time of a forgotten order-less attempt (every remembered one is newer)."""
     used_group_keys: dict[str, int] = field(default_factory=dict)
     """base groupKey -> how many groups used it (the next one gets ``~n+1``)."""
     used_key_times: deque[tuple[int, str]] = field(default_factory=deque)
@@ -200,12 +204,16 @@ class PartitionState:
     stray_reports: dict[tuple[str, str], int] = field(default_factory=dict)
     """(attemptId, reportId) -> clock, for reports that matched no order (a repeat is silent)."""
     stray_order: deque[tuple[int, tuple[str, str]]] = field(default_factory=deque)
+    journaling: bool = False
+    """Give every leader a :class:`Journal` (the live worker persists memory changes from it), also
+    those first seen after the partition was loaded."""
 
     def leader(self, leader_id: str) -> LeaderState:
         """The state of `leader_id`, created empty on first sight."""
         state = self.leaders.get(leader_id)
         if state is None:
-            state = self.leaders[leader_id] = LeaderState(leader_id)
+            journal = Journal() if self.journaling else None
+            state = self.leaders[leader_id] = LeaderState(leader_id, journal=journal)
         return state
 
     def equity_micros(self) -> int:

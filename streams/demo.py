@@ -14,10 +14,10 @@ from typing import Any
 
 import orjson
 
-from models.codec import leader_from_json, partition_from_json
-from models.state import LeaderState, PartitionState
+from models.state import PartitionState
 from streams.devbroker.harness import ROOT, read_to_end, wait_until
 from streams.settings import Settings
+from streams.worker.records import merged_state
 
 DEFAULT_TAPE = ROOT / "examples" / "sample-tape.jsonl"
 
@@ -78,19 +78,7 @@ def _live_state(settings: Settings) -> PartitionState:
     latest: dict[bytes, bytes | None] = {}
     for record in read_to_end(settings.bootstrap, changelog):
         latest[record.key] = record.value
-    leaders: dict[str, LeaderState] = {}
-    merged = PartitionState()
-    for key, value in latest.items():
-        if value is not None and key.startswith(b"L:"):
-            leader = leader_from_json({**orjson.loads(value), "seen": [], "keys": []})
-            leaders[leader.leader_id] = leader
-    for key, value in latest.items():
-        if value is not None and key.startswith(b"P:"):
-            part, _ = partition_from_json(orjson.loads(value), {})
-            if part.clock_ms >= merged.clock_ms:
-                merged.clock_ms, merged.config = part.clock_ms, part.config
-    merged.leaders = leaders
-    return merged
+    return merged_state(latest, settings.partitions)
 
 
 def live_state(settings: Settings) -> PartitionState:

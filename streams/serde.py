@@ -10,12 +10,8 @@ from pydantic import BaseModel, ValidationError
 
 from models.events import (
     INPUT_EVENT,
-    ConfigChange,
     DeadLetter,
     InputEvent,
-    LeaderTrade,
-    PortfolioSnapshot,
-    Tick,
 )
 from streams.errors import DecodeError
 from streams.topology import REPLAY_PREFIX, TOPIC_OF_KIND
@@ -74,7 +70,7 @@ def dead_letter(
     )
 
 
-EventT = TypeVar("EventT", LeaderTrade, PortfolioSnapshot, ConfigChange, Tick)
+EventT = TypeVar("EventT", bound=BaseModel)
 
 
 def decode_expecting(raw: bytes | str, kind: type[EventT]) -> EventT:

@@ -35,15 +35,16 @@ MARKET_EVENTS = "market-events"
 """The venue's market resolutions (SPEC 13.2), keyed by assetId, one partition."""
 INGEST_CHECKPOINTS = "ingest-checkpoints"
 """``copybot ingest polymarket``: one compacted record per followed wallet (key = the wallet)."""
-LEADER_KEYED = (TRADES, SNAPSHOTS, COPY_ATTEMPTS)
+EXECUTIONS = "executions"
+"""The executor's execution reports (SPEC 13.3), keyed by leader; copied into the leader's log partition."""
+BOOK_EVENTS = "book-events"
+"""positionSettled, orderExpired and leaderBook outputs (SPEC 13.5), keyed by leader."""
+LEADER_KEYED = (TRADES, SNAPSHOTS, COPY_ATTEMPTS, EXECUTIONS, BOOK_EVENTS)
 """Topics keyed by leader id, all with the same partition count (the decision partitions)."""
 SINGLE_PARTITION = (CONFIG_CHANGES, DEAD_LETTERS, CONFIG_REPORTS, MARKET_EVENTS, INGEST_CHECKPOINTS)
 """Topics whose order is global (config, resolutions) or that are low volume (reports, checkpoints)."""
 ALL_TOPICS = (*LEADER_KEYED, *SINGLE_PARTITION)
 """Base names of every topic copybot uses (leader-keyed first)."""
-
-EXECUTIONS = "executions"
-"""The venue's execution reports (SPEC 13.3; not created or routed by the tools yet)."""
 
 TOPIC_OF_KIND = {
     "leaderTrade": TRADES,
@@ -73,6 +74,8 @@ def route(event: InputEvent) -> tuple[str, str | None]:
         return CONFIG_CHANGES, event.followed_user_id or GLOBAL_CONFIG_KEY
     if event.kind == "marketResolved":
         return MARKET_EVENTS, event.asset_id
+    if event.kind == "executionReport":
+        return EXECUTIONS, event.followed_user_id
     return TRADES, None
 
 
@@ -118,14 +121,16 @@ def leader_partition(leader_id: str, partitions: int) -> int:
 
 def _one_leader(event: InputEvent) -> str | None:
     """The leader whose partition alone an event belongs to; None when it concerns every partition."""
-    if event.kind == "leaderTrade" or (event.kind == "portfolioSnapshot" and event.followed_user_id):
+    if event.kind in ("leaderTrade", "executionReport") or (
+        event.kind == "portfolioSnapshot" and event.followed_user_id
+    ):
         return event.followed_user_id
     return None
 
 
 def log_partitions(event: InputEvent, partitions: int) -> range | list[int]:
     """The decision partitions an event lands in: its leader's, or all of them for ticks, config
-    changes and whole-portfolio (EXEC_GLOBAL) snapshots."""
+    changes, market resolutions and whole-portfolio (EXEC_GLOBAL) snapshots."""
     leader = _one_leader(event)
     return range(partitions) if leader is None else [leader_partition(leader, partitions)]
 

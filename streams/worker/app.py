@@ -9,38 +9,43 @@ Topology (N = settings.partitions; every leader-keyed topic has N partitions):
   EXEC_GLOBAL snapshot into every partition); ``forward_config`` validates each config change once
   (reporting ``configRejected`` / ``configWarning`` on ``config-reports``) and copies every well-formed
   change into every partition, where the core applies it the same way. Copies carry a ``copybot-source``
-  header naming the original message.
-- ``decide`` runs the decision core (:func:`models.engine.process`) per partition and emits copy attempts
-  keyed by leader. Undecodable input goes to ``dead-letters`` with the raw bytes and the reason.
+  header naming the original message. Repeated copies (after a crash) are harmless: the core applies a
+  config change once, and a repeated snapshot changes nothing.
+- ``decide`` runs the decision core per partition and emits copy attempts keyed by leader.
 
-State: per-leader records and one record per partition (clock, config, equity, the last applied log
-offset) live in changelog-backed Faust tables. Delivery is at-least-once made effectively-once: a batch's
-attempts are sent and acknowledged before its state is written, the state records the last applied
-offset, and Faust flushes the producer before it commits offsets. So after a crash a redelivered event
-is skipped if its state change was saved, or processed again (emitting attempts with the same ids and
-contents) if it was not. Agents run with concurrency 1 (faust-streaming #606).
+Delivery (the log is the truth): per batch, the attempts and dead letters are sent and acknowledged,
+then the partition's state is saved atomically (:mod:`streams.worker.records`), then the batch's input
+messages are acknowledged to Faust, which commits their offsets. Any send failure or timeout stops the
+worker (exit 70) instead of carrying on with state that is ahead of Kafka; a restart replays the log
+from the saved state, emitting the same attempts again (same attemptIds, same contents). A watchdog
+stops the worker (exit 75) when it has lag but makes no progress. Agents run with concurrency 1
+(faust-streaming #606).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import sys
 import time
 from collections import defaultdict
-from collections.abc import Awaitable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
 import faust
 import orjson
 
-from models.codec import key_time_of, leader_from_json, leader_to_json, partition_from_json, partition_to_json
 from models.config import ConfigStore, apply_change
-from models.engine import process
-from models.events import ConfigChange, ConfigRejected, ConfigWarning, PortfolioSnapshot
-from models.state import Journal, PartitionState
-from streams.serde import DecodeError, dead_letter, decode_event, decode_expecting, encode
+from models.events import (
+    ConfigChange,
+    ConfigRejected,
+    ConfigWarning,
+    ExecutionReport,
+    MarketResolved,
+    PortfolioSnapshot,
+)
+from streams.serde import DecodeError, decode_expecting, encode
 from streams.settings import (
     CONFIG_CHANGES,
     CONFIG_REPORTS,
@@ -51,9 +56,16 @@ from streams.settings import (
     TRADES,
     Settings,
 )
-from streams.topology import copy_targets
+from streams.topology import BOOK_EVENTS, EXECUTIONS, MARKET_EVENTS, copy_targets
+from streams.worker.batch import Counters, Outgoing, OutputTopics, dead_letter_message, decide_batch
+from streams.worker.consumer import install as install_consumer
+from streams.worker.consumer import sink_for
+from streams.worker.records import SavedPartition, batch_records, partition_key, restore
 
 log = logging.getLogger("copybot.worker")
+
+EXIT_SEND_FAILED = 70
+EXIT_STALLED = 75
 
 EXACTLY_ONCE_REFUSED = (
     "copybot worker: COPYBOT_GUARANTEE=exactly_once is not supported. The worker is already "
@@ -63,104 +75,126 @@ EXACTLY_ONCE_REFUSED = (
     "cover. See README, 'Delivery'."
 )
 
-BATCH_MAX = 4_000
-"""Events taken from the log per batch: state is written once per leader per batch."""
-BATCH_WITHIN_S = 0.02
+CopiedEvent = PortfolioSnapshot | ExecutionReport | MarketResolved
+
+BATCH_MAX = 10_000
+"""Most log messages decided per batch (a batch is whatever has arrived, so latency stays low)."""
 
 
-def partition_key(partition: int) -> bytes:
-    """Table key of a partition's own record (clock, config, equity, last applied offset)."""
-    return b"P:%d" % partition
+def fatal(code: int, reason: str) -> None:
+    """Stop the worker at once with `code`: its in-memory state may be ahead of Kafka.
+
+    Nothing of the current batch is acknowledged, so a restart replays it from the saved state.
+    """
+    log.critical("copybot worker stopping (exit %d): %s", code, reason)
+    logging.shutdown()
+    sys.stderr.flush()
+    os._exit(code)
 
 
-def leader_key(leader_id: str) -> bytes:
-    return b"L:" + leader_id.encode()
+class Runtime:
+    """The worker's moving parts shared by its agents and timers."""
+
+    def __init__(self, app: faust.App, settings: Settings) -> None:
+        self.app = app
+        self.settings = settings
+        self.counters = Counters()
+        self.live: dict[int, SavedPartition] = {}
+        self.last_progress = time.monotonic()
+        self.sending_since: float | None = None
+        self.applied: dict[int, int] = {}
+
+    async def send_all(self, messages: Iterable[Outgoing]) -> None:
+        """Send messages and wait until Kafka acknowledged every one; any failure stops the worker."""
+        producer = self.app.producer
+        self.sending_since = time.monotonic()
+        try:
+            futures = [await producer.send(t, k, v, p, None, h) for t, k, v, p, h in messages]
+            if futures:
+                await asyncio.wait_for(asyncio.gather(*futures), self.settings.send_timeout_s)
+        except Exception as exc:  # any failure: Kafka has not got everything, so stop (see fatal)
+            fatal(EXIT_SEND_FAILED, f"a send to Kafka failed: {exc!r}")
+        finally:
+            self.sending_since = None
+
+    def load(self, partition: int, table: Any) -> SavedPartition:
+        """The partition's state: cached, or restored from the table (first use, after a rebalance)."""
+        cached = self.live.get(partition)
+        if cached is not None:
+            return cached
+        saved = restore(partition, table.data.get)
+        if saved.offset >= 0:
+            log.info(
+                "partition %d restored: %d leaders, offset %d, batch %d",
+                partition,
+                len(saved.state.leaders),
+                saved.offset,
+                saved.batch,
+            )
+        self.live[partition] = saved
+        return saved
+
+    async def save(self, table: Any, touched: list[tuple[int, SavedPartition, set[str]]]) -> None:
+        """Write each touched partition's batch records to its changelog partition (and the table)."""
+        changelog = table.changelog_topic.get_topic_name()
+        store = table.data
+        outgoing: list[Outgoing] = []
+        for partition, saved, dirty in touched:
+            for key, value in batch_records(partition, saved, dirty):
+                if value is None:
+                    store.pop(key, None)
+                else:
+                    store[key] = value
+                outgoing.append((changelog, key, value, partition, None))  # type: ignore[arg-type]
+            self.applied[partition] = saved.offset
+        await self.send_all(outgoing)
 
 
-def trade_id_key(leader_id: str, trade_id: str) -> bytes:
-    return b"S:" + leader_id.encode() + b"\x1f" + trade_id.encode()
+def _drain(app: faust.App, queue: Any, first: Any) -> tuple[list[Any], list[Any]]:
+    """`first` and whatever else is queued (up to BATCH_MAX): (events to decide, events to ack).
+
+    The stream delivered `first` (and acks it when the loop moves on); the rest are taken from the
+    channel's queue directly, tracked and acked here as Faust's own stream iterator would
+    (faust/streams.py:1296-1307 and 1333-1345 of faust-streaming 0.15.3).
+    """
+    events = [first]
+    extra: list[Any] = []
+    consumer = app.consumer
+    add_unacked = consumer.unacked.add
+    on_message_in = app.sensors.on_message_in
+    generation = app.consumer_generation_id
+    while len(events) < BATCH_MAX and not queue.empty():
+        event = queue.get_nowait()
+        message = event.message
+        if not message.tracked:
+            message.tracked = True
+            add_unacked(message)
+            on_message_in(message.tp, message.offset, message)
+        extra.append(event)
+        if message.generation_id == generation:  # else: fetched before a rebalance; redelivered later
+            events.append(event)
+    return events, extra
 
 
-def group_key_key(leader_id: str, base: str) -> bytes:
-    return b"K:" + leader_id.encode() + b"\x1f" + base.encode()
+def _current(app: faust.App, messages: list[Any]) -> list[Any]:
+    """The messages fetched in the current consumer generation, while the flow is active.
 
-
-def state_records(
-    partition: int, part: LivePartition, dirty: set[str]
-) -> Iterator[tuple[bytes, bytes | None]]:
-    """Table records for what a batch changed: each dirty leader's core record, one record per trade id
-    or group key that was added or forgotten (None: delete), and last the partition's own record."""
-    state = part.state
-    for leader_id in sorted(dirty):
-        leader = state.leaders.get(leader_id)
-        if leader is None:
-            continue
-        yield leader_key(leader_id), orjson.dumps(leader_to_json(leader, with_memory=False))
-        journal = leader.journal
-        if journal is None:
-            continue
-        for trade_id in sorted(journal.trade_ids):
-            seen_at = leader.seen_trade_ids.get(trade_id)
-            yield trade_id_key(leader_id, trade_id), None if seen_at is None else b"%d" % seen_at
-        for base in sorted(journal.group_keys):
-            count = leader.used_group_keys.get(base)
-            yield group_key_key(leader_id, base), None if count is None else b"%d" % count
-        leader.journal = Journal()
-    yield partition_key(partition), orjson.dumps(partition_to_json(state, part.offset))
-
-
-def restore_partition(store: Any, record: bytes) -> tuple[PartitionState, int]:
-    """Rebuild a partition from its record and the records of its leaders in the table `store`."""
-    data = orjson.loads(record)
-    wanted = set(data["leaders"])
-    seen: dict[str, list[list[Any]]] = defaultdict(list)
-    keys: dict[str, list[list[Any]]] = defaultdict(list)
-    for key, value in store.items():
-        kind, _, rest = key.partition(b":")
-        if kind not in (b"S", b"K"):
-            continue
-        leader_id, _, item = rest.decode().partition("\x1f")
-        if leader_id not in wanted:
-            continue
-        if kind == b"S":
-            seen[leader_id].append([int(value), item])
-        else:
-            keys[leader_id].append([key_time_of(item), item, int(value)])
-    leaders = {}
-    for leader_id in data["leaders"]:
-        core = store.get(leader_key(leader_id))
-        if core is None:
-            continue
-        leader_data = orjson.loads(core)
-        leader_data["seen"] = sorted(seen[leader_id])
-        leader_data["keys"] = sorted(keys[leader_id])
-        leaders[leader_id] = leader_from_json(leader_data)
-    return partition_from_json(data, leaders)
-
-
-@dataclass
-class LivePartition:
-    """One decision partition held in memory between batches."""
-
-    state: PartitionState
-    offset: int
-    record: bytes | None
-    """The partition record as last written by this worker; another value in the table means the
-    partition moved (a rebalance) and must be reloaded."""
-
-
-@dataclass
-class Counters:
-    """What the worker did since it started (logged periodically)."""
-
-    events: int = 0
-    attempts: int = 0
-    dead_letters: int = 0
-    skipped_redeliveries: int = 0
+    Others were fetched before a rebalance: they are neither decided nor acked (Faust seeks every
+    assigned partition back to its committed offset, so they come again), only forgotten.
+    """
+    generation = app.consumer_generation_id
+    active = app.flow_control.is_active()
+    fresh = [m for m in messages if active and m.generation_id == generation]
+    if len(fresh) < len(messages):
+        unacked = app.consumer.unacked
+        for message in messages:
+            if not active or message.generation_id != generation:
+                unacked.discard(message)
+    return fresh
 
 
 def create_app(settings: Settings) -> faust.App:
-    """Build the Faust app: topics, tables, the three agents and the ticker."""
+    """Build the Faust app: topics, tables, the three agents and the timers."""
     settings.worker_dir.mkdir(parents=True, exist_ok=True)
     app = faust.App(
         settings.app_id,
@@ -171,183 +205,116 @@ def create_app(settings: Settings) -> faust.App:
         topic_replication_factor=1,
         processing_guarantee=settings.guarantee,
         web_enabled=False,
-        producer_linger_ms=5,
+        producer_linger_ms=0,
         producer_max_batch_size=262_144,  # a batch must stay under the 1 MiB request limit
-        stream_buffer_maxsize=16_384,
-        broker_commit_every=20_000,
+        stream_buffer_maxsize=2 * BATCH_MAX,
+        broker_max_poll_records=BATCH_MAX,
+        broker_commit_every=None,
         broker_commit_interval=1.0,
+        broker_session_timeout=settings.session_timeout_s,
+        broker_heartbeat_interval=min(1.0, settings.session_timeout_s / 3),
+        consumer_group_instance_id=settings.instance_id,
         consumer_auto_offset_reset="earliest",
+        producer_request_timeout=settings.send_timeout_s,
         table_cleanup_interval=3600.0,
     )
-    n = settings.partitions
+    install_consumer(app)
+    rt = Runtime(app, settings)
+    _decide_agent(app, rt)
+    _forward_agents(app, rt)
+    _timers(app, rt)
+    return app
 
-    def topic(name: str, partitions: int) -> faust.TopicT:
-        return app.topic(
-            settings.topic(name),
-            key_type=bytes,
-            value_type=bytes,
-            key_serializer="raw",
-            value_serializer="raw",
-            partitions=partitions,
-        )
 
-    trades_topic = topic(TRADES, n)
-    snapshots_topic = topic(SNAPSHOTS, n)
-    config_topic = topic(CONFIG_CHANGES, 1)
-    trades_name = settings.topic(TRADES)
-    attempts_name = settings.topic(COPY_ATTEMPTS)
-    dead_letters_name = settings.topic(DEAD_LETTERS)
-    reports_name = settings.topic(CONFIG_REPORTS)
+def _topic(app: faust.App, settings: Settings, name: str, partitions: int) -> faust.TopicT:
+    return app.topic(
+        settings.topic(name),
+        key_type=bytes,
+        value_type=bytes,
+        key_serializer="raw",
+        value_serializer="raw",
+        partitions=partitions,
+    )
 
+
+def _raw_table(app: faust.App, name: str, partitions: int) -> Any:
     raw: faust.Schema[bytes, bytes] = faust.Schema(
         key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
     )
-    # Writes go straight to the changelog partition of the log partition they belong to (see _persist);
-    # Faust restores the tables from those changelogs on start and on rebalance.
-    state_table = app.Table("partition-state", partitions=n, key_type=bytes, value_type=bytes, schema=raw)
-    config_table = app.Table("config-store", partitions=1, key_type=bytes, value_type=bytes, schema=raw)
-    live: dict[int, LivePartition] = {}
-    counters = Counters()
+    # Writes go straight to the changelog partition of the log partition they belong to (Runtime.save);
+    # Faust restores the tables from those changelogs on start and on rebalance. Small segments let
+    # compaction keep recovery short (Kafka never compacts the active segment).
+    return app.Table(
+        name,
+        partitions=partitions,
+        key_type=bytes,
+        value_type=bytes,
+        schema=raw,
+        extra_topic_configs={"segment.ms": "60000", "min.cleanable.dirty.ratio": "0.1"},
+    )
 
-    async def send_all(messages: Iterable[tuple[str, bytes | None, bytes, int | None, Any]]) -> None:
-        """Send messages in one go (the producer batches them) and wait until all are acknowledged."""
-        futures: list[Awaitable[Any]] = []
-        for topic_name, key, value, partition, headers in messages:
-            futures.append(await app.producer.send(topic_name, key, value, partition, None, headers))
-        if futures:
-            await asyncio.gather(*futures)
 
-    def load(partition: int) -> LivePartition:
-        """The partition's state: cached, or rebuilt from the table (first use, or after a rebalance)."""
-        store = state_table.data
-        record = store.get(partition_key(partition))
-        cached = live.get(partition)
-        if cached is not None and cached.record == record:
-            return cached
-        if record is None:
-            loaded = LivePartition(PartitionState(), -1, None)
-        else:
-            loaded = LivePartition(*restore_partition(store, record), record)
-            log.info(
-                "partition %d restored: %d leaders, offset %d",
-                partition,
-                len(loaded.state.leaders),
-                loaded.offset,
-            )
-        for leader in loaded.state.leaders.values():
-            leader.journal = Journal()
-        live[partition] = loaded
-        return loaded
+def _decide_agent(app: faust.App, rt: Runtime) -> None:
+    settings = rt.settings
+    trades_topic = _topic(app, settings, TRADES, settings.partitions)
+    table = _raw_table(app, "partition-state", settings.partitions)
+    topics = OutputTopics(
+        settings.topic(COPY_ATTEMPTS),
+        settings.topic(DEAD_LETTERS),
+        settings.topic(BOOK_EVENTS),
+        settings.topic(CONFIG_REPORTS),
+    )
 
-    async def persist(partition: int, part: LivePartition, dirty: set[str]) -> list[Awaitable[Any]]:
-        """Write the batch's state changes to the partition's changelog (and the local table)."""
-        changelog = state_table.changelog_topic.get_topic_name()
-        records = list(state_records(partition, part, dirty))
-        store = state_table.data
-        futures = []
-        for key, value in records:
-            if value is None:
-                store.pop(key, None)
-            else:
-                store[key] = value
-            futures.append(await app.producer.send(changelog, key, value, partition, None, None))
-        part.record = records[-1][1]
-        return futures
+    async def decide_batches() -> None:
+        sink = sink_for(app, trades_topic.get_topic_name())
+        consumer = app.consumer
+        while True:
+            messages = await sink.take(BATCH_MAX)
+            fresh = _current(app, messages)
+            by_partition: dict[int, list[Any]] = defaultdict(list)
+            for message in fresh:
+                by_partition[message.partition].append(message)
+            outgoing: list[Outgoing] = []
+            touched = []
+            for partition, batch in by_partition.items():
+                saved = rt.load(partition, table)
+                dirty = decide_batch(saved, batch, outgoing, rt.counters, topics)
+                touched.append((partition, saved, dirty))
+            await rt.send_all(outgoing)  # attempts acknowledged before the state that produced them
+            await rt.save(table, touched)
+            for message in fresh:  # only now may Faust commit their offsets
+                consumer.ack(message)
+            rt.counters.batches += 1
+            rt.last_progress = time.monotonic()
 
     @app.agent(trades_topic, concurrency=1)
-    async def decide(stream: Any) -> None:  # a faust Stream (its type stub lacks take_events)
-        async for events in stream.take_events(BATCH_MAX, within=BATCH_WITHIN_S):
-            by_partition: dict[int, list[Any]] = defaultdict(list)
-            for event in events:
-                by_partition[event.message.partition].append(event)
-            outgoing: list[tuple[str, bytes | None, bytes, int | None, Any]] = []
-            touched: list[tuple[int, LivePartition, set[str]]] = []
-            for partition, batch in by_partition.items():
-                part = load(partition)
-                dirty = _decide_batch(part, batch, outgoing, counters, attempts_name, dead_letters_name)
-                touched.append((partition, part, dirty))
-            await send_all(outgoing)  # attempts acknowledged before the state that produced them is saved
-            saving: list[Awaitable[Any]] = []
-            for partition, part, dirty in touched:
-                saving += await persist(partition, part, dirty)
-            await asyncio.gather(*saving)
+    async def decide(stream: Any) -> None:  # a faust Stream
+        """Decide the log's messages, which the consumer hands over in whole batches (LogSink).
 
-    @app.agent(snapshots_topic, concurrency=1)
-    async def forward_snapshots(stream: Any) -> None:  # a faust Stream (its type stub lacks take_events)
-        async for events in stream.take_events(1_000, within=BATCH_WITHIN_S):
-            outgoing: list[tuple[str, bytes | None, bytes, int | None, Any]] = []
-            for event in events:
-                message = event.message
-                try:
-                    snapshot = decode_expecting(message.value, PortfolioSnapshot)
-                except DecodeError as exc:
-                    outgoing.append(_dead(message, str(exc), dead_letters_name, counters))
-                    continue
-                source = _source_header(message)
-                targets = copy_targets(snapshot, message.partition, n)
-                outgoing += [(trades_name, message.key, message.value, p, source) for p in targets]
-            await send_all(outgoing)
+        The stream only keeps the topic subscribed; a message that still comes through it is put into
+        the sink, and the stream must not ack it (acks follow the saved state).
+        """
+        stream.enable_acks = False
 
-    @app.agent(config_topic, concurrency=1)
-    async def forward_config(stream: Any) -> None:  # a faust Stream (its type stub lacks take_events)
-        async for events in stream.take_events(100, within=BATCH_WITHIN_S):
-            raw_store = config_table.data.get(b"store")
-            store, applied_offset = ConfigStore(), -1
-            if raw_store is not None:
-                saved = orjson.loads(raw_store)
-                store, applied_offset = ConfigStore.from_json(saved["store"]), saved["offset"]
-            outgoing: list[tuple[str, bytes | None, bytes, int | None, Any]] = []
-            for event in events:
-                message = event.message
-                if message.offset <= applied_offset:
-                    counters.skipped_redeliveries += 1
-                    continue
-                applied_offset = message.offset
-                try:
-                    change = decode_expecting(message.value, ConfigChange)
-                except DecodeError as exc:
-                    outgoing.append(_dead(message, str(exc), dead_letters_name, counters))
-                    continue
-                outcome = apply_change(store, change)
-                report: ConfigRejected | ConfigWarning | None = None
-                if outcome.store is None:
-                    report = ConfigRejected(change_id=change.change_id, errors=outcome.errors)
-                    log.warning("config change %s rejected: %s", change.change_id, "; ".join(outcome.errors))
-                else:
-                    store = outcome.store
-                    if outcome.warnings:
-                        report = ConfigWarning(change_id=change.change_id, warnings=outcome.warnings)
-                if report is not None:
-                    outgoing.append((reports_name, change.change_id.encode(), encode(report), None, None))
-                outgoing += [
-                    (trades_name, message.key, message.value, p, _source_header(message)) for p in range(n)
-                ]
-            await send_all(outgoing)
-            saved_store = orjson.dumps({"store": store.to_json(), "offset": applied_offset})
-            config_table.data[b"store"] = saved_store
-            changelog = config_table.changelog_topic.get_topic_name()
-            await (await app.producer.send(changelog, b"store", saved_store, 0, None, None))
+        async def via_stream() -> None:
+            async for event in stream.events():
+                sink_for(app, trades_topic.get_topic_name()).put(event.message)
 
-    if settings.ticks:
+        await asyncio.gather(decide_batches(), via_stream())
 
-        @app.timer(interval=settings.tick_interval_ms / 1000)  # type: ignore[untyped-decorator]
-        async def tick() -> None:
-            """Time passes in every partition, in the same log as the trades (SPEC 8)."""
-            value = orjson.dumps({"kind": "tick", "nowMs": int(time.time() * 1000)})
-            await send_all((trades_name, None, value, p, None) for p in range(n))
+    @app.on_partitions_revoked.connect  # type: ignore[arg-type]
+    async def drop_cached(app_: Any, revoked: Any, **_: Any) -> None:
+        """A revoked partition may be decided elsewhere next: restore it from the table when it is back."""
+        name = trades_topic.get_topic_name()
+        unacked = app.consumer.unacked
+        for message in sink_for(app, name).drop_all():  # fetched again after the seek
+            unacked.discard(message)
+        for tp in revoked:
+            if tp.topic == name:
+                rt.live.pop(tp.partition, None)
+                rt.applied.pop(tp.partition, None)
 
-    @app.timer(interval=10.0)  # type: ignore[untyped-decorator]
-    async def report_progress() -> None:
-        log.info(
-            "processed %d events, %d attempts, %d dead letters, %d redeliveries skipped",
-            counters.events,
-            counters.attempts,
-            counters.dead_letters,
-            counters.skipped_redeliveries,
-        )
-
-    app.copybot_agents = (decide, forward_snapshots, forward_config)  # type: ignore[attr-defined]
-    return app
+    del decide, drop_cached
 
 
 def _source_header(message: Any) -> list[tuple[str, bytes]]:
@@ -355,52 +322,167 @@ def _source_header(message: Any) -> list[tuple[str, bytes]]:
     return [(SOURCE_HEADER, f"{message.topic}:{message.partition}:{message.offset}".encode())]
 
 
-def _dead(
-    message: Any, error: str, dead_letters_name: str, counters: Counters, at_ms: int | None = None
-) -> tuple[str, None, bytes, None, None]:
-    """A dead letter for `message`, at the partition clock (the decision log) or the wall clock."""
-    counters.dead_letters += 1
-    at = int(time.time() * 1000) if at_ms is None else at_ms
-    letter = dead_letter(
-        message.topic, message.partition, message.offset, message.key, message.value, error, at
-    )
-    return (dead_letters_name, None, encode(letter), None, None)
+async def _events(stream: Any, queue: Any, app: faust.App) -> AsyncIterator[tuple[list[Any], list[Any]]]:
+    async for first in stream.events():
+        yield _drain(app, queue, first)
 
 
-def _decide_batch(
-    part: LivePartition,
-    batch: Sequence[Any],
-    outgoing: list[tuple[str, bytes | None, bytes, int | None, Any]],
-    counters: Counters,
-    attempts_name: str,
-    dead_letters_name: str,
-) -> set[str]:
-    """Run one partition's events through the core; returns the leaders whose state changed."""
-    state = part.state
-    dirty: set[str] = set()
-    for event in batch:
-        message = event.message
-        if message.offset <= part.offset:  # applied before a crash: its state change is already saved
-            counters.skipped_redeliveries += 1
-            continue
-        part.offset = message.offset
-        counters.events += 1
-        try:
-            decoded = decode_event(message.value)
-        except DecodeError as exc:
-            outgoing.append(_dead(message, str(exc), dead_letters_name, counters, state.clock_ms))
-            continue
-        if decoded.kind in ("leaderTrade", "portfolioSnapshot"):
-            leader_of_event = decoded.followed_user_id
-            if leader_of_event is not None:
-                dirty.add(leader_of_event)
-        for output in process(state, decoded):
-            if isinstance(output, dict):  # config reports come from forward_config, once
-                leader_id = output["followedUserId"]
-                dirty.add(leader_id)
-                outgoing.append((attempts_name, leader_id.encode(), orjson.dumps(output), None, None))
-                counters.attempts += 1
-    return dirty
+def _forward_agents(app: faust.App, rt: Runtime) -> None:
+    settings = rt.settings
+    n = settings.partitions
+    config_topic = _topic(app, settings, CONFIG_CHANGES, 1)
+    config_table = _raw_table(app, "config-store", 1)
+    trades_name = settings.topic(TRADES)
+    reports_name = settings.topic(CONFIG_REPORTS)
+
+    for name, partitions, model in (
+        (SNAPSHOTS, n, PortfolioSnapshot),
+        (EXECUTIONS, n, ExecutionReport),
+        (MARKET_EVENTS, 1, MarketResolved),
+    ):
+        _copy_agent(app, rt, _topic(app, settings, name, partitions), model)
+
+    @app.agent(config_topic, concurrency=1)
+    async def forward_config(stream: Any) -> None:  # a faust Stream
+        async for events, extra in _events(stream, stream.channel.queue, app):
+            raw_store = config_table.data.get(b"store")
+            store, applied_offset = ConfigStore(), -1
+            if raw_store is not None:
+                saved = orjson.loads(raw_store)
+                store, applied_offset = ConfigStore.from_json(saved["store"]), saved["offset"]
+            outgoing: list[Outgoing] = []
+            for event in events:
+                message = event.message
+                if message.offset <= applied_offset:
+                    rt.counters.skipped_redeliveries += 1
+                    continue
+                applied_offset = message.offset
+                store = _forward_change(message, store, outgoing, rt, n, trades_name, reports_name)
+            await rt.send_all(outgoing)
+            saved_store = orjson.dumps({"store": store.to_json(), "offset": applied_offset})
+            config_table.data[b"store"] = saved_store
+            changelog = config_table.changelog_topic.get_topic_name()
+            await rt.send_all([(changelog, b"store", saved_store, 0, None)])
+            for event in extra:
+                event.ack()
+
+    del forward_config
+
+
+def _copy_agent(app: faust.App, rt: Runtime, topic: faust.TopicT, model: type[CopiedEvent]) -> None:
+    """An agent that copies each valid event of `topic` into the decision partitions it concerns
+    (:func:`streams.topology.copy_targets`): a leader's snapshot or execution report into its leader's
+    partition, a whole-portfolio snapshot or a market resolution into every one. Invalid ones are
+    dead-lettered with the original key (a resolution's is its assetId)."""
+    settings = rt.settings
+    n = settings.partitions
+    trades_name = settings.topic(TRADES)
+    dead_letters_name = settings.topic(DEAD_LETTERS)
+
+    async def copy(stream: Any) -> None:  # a faust Stream
+        async for events, extra in _events(stream, stream.channel.queue, app):
+            outgoing: list[Outgoing] = []
+            for event in events:
+                message = event.message
+                try:
+                    decoded = decode_expecting(message.value, model)
+                except DecodeError as exc:
+                    outgoing.append(dead_letter_message(message, str(exc), dead_letters_name, rt.counters))
+                    continue
+                source = _source_header(message)
+                targets = copy_targets(decoded, message.partition, n)
+                outgoing += [(trades_name, message.key, message.value, p, source) for p in targets]
+            await rt.send_all(outgoing)
+            for event in extra:
+                event.ack()
+
+    copy.__name__ = copy.__qualname__ = f"copy_{model.__name__}"
+    app.agent(topic, name=f"copy-{topic.get_topic_name()}", concurrency=1)(copy)
+
+
+def _forward_change(
+    message: Any,
+    store: ConfigStore,
+    outgoing: list[Outgoing],
+    rt: Runtime,
+    n: int,
+    trades_name: str,
+    reports_name: str,
+) -> ConfigStore:
+    """Validate one config change (report it once) and copy it into every decision partition."""
+    try:
+        change = decode_expecting(message.value, ConfigChange)
+    except DecodeError as exc:
+        outgoing.append(dead_letter_message(message, str(exc), rt.settings.topic(DEAD_LETTERS), rt.counters))
+        return store
+    outcome = apply_change(store, change)
+    report: ConfigRejected | ConfigWarning | None = None
+    if outcome.store is None:
+        report = ConfigRejected(change_id=change.change_id, errors=outcome.errors)
+        log.warning("config change %s rejected: %s", change.change_id, "; ".join(outcome.errors))
+    else:
+        store = outcome.store
+        if outcome.warnings:
+            report = ConfigWarning(change_id=change.change_id, warnings=outcome.warnings)
+    if report is not None:
+        outgoing.append((reports_name, change.change_id.encode(), encode(report), None, None))
+    outgoing += [(trades_name, message.key, message.value, p, _source_header(message)) for p in range(n)]
+    return store
+
+
+def _timers(app: faust.App, rt: Runtime) -> None:
+    settings = rt.settings
+    n = settings.partitions
+    trades_name = settings.topic(TRADES)
+
+    if settings.ticks:
+
+        @app.timer(interval=settings.tick_interval_ms / 1000)  # type: ignore[untyped-decorator]
+        async def tick() -> None:
+            """Time passes in every partition, in the same log as the trades (SPEC 8)."""
+            value = orjson.dumps({"kind": "tick", "nowMs": int(time.time() * 1000)})
+            await rt.send_all((trades_name, None, value, p, None) for p in range(n))
+
+    @app.timer(interval=10.0)  # type: ignore[untyped-decorator]
+    async def report_progress() -> None:
+        c = rt.counters
+        log.info(
+            "processed %d events, %d attempts, %d dead letters, %d redeliveries skipped",
+            c.events,
+            c.attempts,
+            c.dead_letters,
+            c.skipped_redeliveries,
+        )
+
+    @app.timer(interval=1.0)  # type: ignore[untyped-decorator]
+    async def watchdog() -> None:
+        """Stop the worker when it has lag (or a send pending) but made no progress for too long."""
+        reason = _stalled(app, rt, trades_name)
+        if reason is not None:
+            fatal(EXIT_STALLED, reason)
+
+
+def _stalled(app: faust.App, rt: Runtime, trades_name: str) -> str | None:
+    """Why the worker is stuck, or None: a send pending too long, or no batch decided for too long
+    while input is waiting (messages delivered but not acknowledged, or fetched high-water marks past
+    what was decided)."""
+    now = time.monotonic()
+    limit = rt.settings.watchdog_s
+    if rt.sending_since is not None and now - rt.sending_since > limit:
+        return f"a send has been pending for {now - rt.sending_since:.0f} s"
+    if app.rebalancing or now - rt.last_progress <= limit:
+        return None
+    unacked = len(app.consumer.unacked)
+    waiting = [f"{unacked} messages delivered but not decided"] if unacked else []
+    for tp in app.consumer.assignment():
+        highwater = app.consumer.highwater(tp) if tp.topic == trades_name else None
+        applied = rt.applied.get(tp.partition)
+        if highwater is not None and applied is not None and highwater - 1 > applied:
+            waiting.append(f"partition {tp.partition} {highwater - 1 - applied} behind")
+    if not waiting:
+        rt.last_progress = now  # idle, not stuck
+        return None
+    return f"no batch decided for {now - rt.last_progress:.0f} s: {'; '.join(waiting)}"
 
 
 def run_worker(loglevel: str = "info") -> int:
@@ -416,3 +498,6 @@ def run_worker(loglevel: str = "info") -> int:
     worker = faust.Worker(app, loglevel=loglevel, quiet=True)
     worker.execute_from_commandline()
     return 0
+
+
+__all__ = ["create_app", "partition_key", "run_worker"]

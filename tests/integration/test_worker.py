@@ -20,6 +20,7 @@ from streams.devbroker import broker
 from streams.devbroker.harness import finish_tick
 from streams.sample_tape import generate
 from streams.settings import CONFIG_REPORTS, DEAD_LETTERS, SNAPSHOTS, TRADES
+from streams.worker.records import merged_state
 from tests.integration.conftest import start_or_fail
 from tests.integration.live import (
     SAMPLE_TAPE,
@@ -224,16 +225,17 @@ def _big_tape(path: Path, trades: int) -> Path:
 
 
 def _final_leader_records(system: LiveSystem) -> dict[str, Any]:
-    """The leaders' core records as the worker last saved them (latest value per key in the changelog)."""
-    latest: dict[str, Any] = {}
+    """The leaders as the worker last saved them (restored from the changelog read to its end), with
+    their dedup memory."""
+    latest: dict[bytes, bytes | None] = {}
     for r in read_to_end(system.bootstrap, f"{system.prefix}-partition-state-changelog"):
-        if r.key.startswith(b"L:"):
-            latest[r.key[2:].decode()] = orjson.loads(r.value) if r.value is not None else None
-    return latest
+        latest[r.key] = r.value
+    state = merged_state(latest, system.partitions)
+    return {u: leader_to_json(leader) for u, leader in state.leaders.items()}
 
 
 def _expected_leader_records(states: list[PartitionState]) -> dict[str, Any]:
-    return {u: leader_to_json(leader, with_memory=False) for s in states for u, leader in s.leaders.items()}
+    return {u: leader_to_json(leader) for s in states for u, leader in s.leaders.items()}
 
 
 def test_sigkill_at_several_points_loses_nothing_and_applies_nothing_twice(
