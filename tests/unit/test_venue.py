@@ -678,3 +678,34 @@ def test_realized_plus_unrealized_is_value_minus_cash_paid_plus_cash_received() 
     cost = sum(leader.cost_basis_micros.values())
     unrealized = leader.exposure_micros - cost
     assert leader.realized_pnl_micros + unrealized == leader.exposure_micros - paid + received
+
+
+# --- codec: every new piece of state is saved; records written before the venue loop still load -----------
+
+
+def test_a_leader_record_written_before_the_venue_loop_restores_with_empty_venue_state() -> None:
+    from models.codec import leader_from_json, leader_to_json
+
+    driver = Driver(system(), trade(at=T0))
+    record = leader_to_json(u(driver))
+    for key in ("cost", "realized", "shadowBook", "orders", "hasBook", "bookChanged", "lastBook", "attempts"):
+        record.pop(key)
+    leader = leader_from_json(record)
+    assert leader.held_share_micros == {"a1": SHARES}
+    assert (leader.orders, leader.cost_basis_micros, leader.realized_pnl_micros) == ({}, {}, 0)
+    assert leader.exposure_micros == TARGET
+
+
+def test_the_core_record_leaves_the_attempt_memory_to_the_memory_records() -> None:
+    from models.codec import leader_from_json, leader_to_json
+
+    driver = Driver(system(**REPORTS), trade(at=T0), trade(side="SELL", at=T0 + 1))
+    leader = u(driver)
+    assert len(leader.attempt_memory) == 1  # the SKIP; the EXECUTE has an order
+    core = leader_to_json(leader, with_memory=False)
+    assert (core["attempts"], core["seen"], len(core["orders"])) == ([], [], 1)
+    full = leader_to_json(leader)
+    restored = leader_from_json(full)
+    assert restored.attempt_memory == leader.attempt_memory
+    assert restored.reserved_buy_micros == TARGET
+    assert leader_to_json(restored) == full
