@@ -47,7 +47,7 @@ from decimal import Decimal
 from typing import Annotated, Any, Literal, Protocol, TypeVar
 
 import orjson
-from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request
+from fastapi import Depends, FastAPI, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
@@ -57,7 +57,7 @@ from sqlalchemy import Connection, Engine
 from starlette.exceptions import HTTPException
 from starlette.routing import Match
 
-from models.config import ConfigStore, EffectiveConfig, Scope
+from models.config import RULES, ConfigStore, EffectiveConfig, Scope
 from models.events import SECTION_NAMES
 from models.units import INT64_MAX, MAX_TIME_MS
 from projections import contract, queries, web
@@ -130,6 +130,8 @@ def assignments_from_body(body: Any) -> list[Assignment]:
             errors.append(f"{section}: nothing to change (give at least one key, or leave the section out)")
         else:
             for key, value in keys.items():
+                if key not in RULES[section]:  # removing a key no rule knows would be accepted silently
+                    errors.append(f"{section}.{key}: unknown key")
                 edits.append(Assignment(section, str(key), value, unset=value is None))
     if not errors and not edits:
         errors.append("body: nothing to change (give at least one section.key)")
@@ -271,10 +273,8 @@ def create_app(
     )
     app.state.engine = ctx.engine
     install_error_handlers(app)
-    app.include_router(read_routes(ctx))
-    app.include_router(config_routes(ctx))
-    app.include_router(ops_routes(ctx))
-    app.include_router(page_routes(ctx))
+    for add_routes in (read_routes, config_routes, ops_routes, page_routes):
+        add_routes(app, ctx)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
 
@@ -294,9 +294,8 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
     return app.openapi_schema
 
 
-def read_routes(ctx: Context) -> APIRouter:
+def read_routes(router: FastAPI, ctx: Context) -> None:
     """The budget summary, one leader, and the copy attempts."""
-    router = APIRouter()
 
     @router.get(
         "/api/budgeted-dynamic/summary",
@@ -314,7 +313,7 @@ def read_routes(ctx: Context) -> APIRouter:
         tags=["budget"],
         operation_id="getUser",
         response_model=contract.UserDetail,
-        responses=_errors(404),
+        responses=_errors(404, 422),
     )
     def get_user(leader_id: str) -> JSONResponse:
         """A leader's summary row, recent attempts, skip-reason and clamp counts, and exposure history."""
@@ -336,8 +335,6 @@ def read_routes(ctx: Context) -> APIRouter:
     def get_attempts(q: Annotated[AttemptQuery, Depends(attempt_query)]) -> JSONResponse:
         """Copy attempts (as emitted), newest first, with the total count of the filtered set."""
         return JSONResponse(ctx.read(lambda conn: queries.list_attempts(conn, q)))
-
-    return router
 
 
 def _leader_links(expression: str) -> dict[str, Any]:
@@ -369,7 +366,7 @@ def attempt_query(
     return AttemptQuery(leader, decision, reason, from_ms, to_ms, limit, offset, cursor)
 
 
-def config_routes(ctx: Context) -> APIRouter:
+def config_routes(router: FastAPI, ctx: Context) -> None:
     """Config: GETs from the projection tables, POSTs validated and published."""
 
     def authorized(credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(BEARER)]) -> None:
@@ -383,7 +380,6 @@ def config_routes(ctx: Context) -> APIRouter:
 
     guard = [Depends(authorized)] if ctx.token is not None else []
     write_errors = _errors(*((401,) if ctx.token is not None else ()), 404, 422, 503)
-    router = APIRouter(tags=["config"])
 
     @router.get(
         "/api/config/global", operation_id="getGlobalConfig", response_model=contract.GlobalConfigView
@@ -394,9 +390,10 @@ def config_routes(ctx: Context) -> APIRouter:
 
     @router.get(
         "/api/config/user/{leader_id}",
+        tags=["config"],
         operation_id="getUserConfig",
         response_model=contract.UserConfigView,
-        responses=_errors(404),
+        responses=_errors(404, 422),
     )
     def get_user_config(leader_id: str) -> JSONResponse:
         """The leader's stored USER documents (absent keys inherit) and its effective config."""
@@ -404,6 +401,7 @@ def config_routes(ctx: Context) -> APIRouter:
 
     @router.post(
         "/api/config/global",
+        tags=["config"],
         operation_id="setGlobalConfig",
         dependencies=guard,
         response_model=contract.ChangePublished,
@@ -416,6 +414,7 @@ def config_routes(ctx: Context) -> APIRouter:
 
     @router.post(
         "/api/config/user/{leader_id}",
+        tags=["config"],
         operation_id="setUserConfig",
         dependencies=guard,
         response_model=contract.ChangePublished,
@@ -425,8 +424,6 @@ def config_routes(ctx: Context) -> APIRouter:
     async def post_user_config(request: Request, leader_id: str = Path(pattern=LEADER_PATH)) -> JSONResponse:
         """Change a leader's overrides: body = sections of edits (null: inherit); 422 with per-key errors."""
         return await write(ctx.gateway, request, "USER", leader_id)
-
-    return router
 
 
 def _same_leader_config() -> dict[str, Any]:
@@ -469,11 +466,16 @@ async def write(gateway: ConfigGateway, request: Request, scope: Scope, leader: 
     )
 
 
-def ops_routes(ctx: Context) -> APIRouter:
+def ops_routes(router: FastAPI, ctx: Context) -> None:
     """Health and Prometheus metrics."""
-    router = APIRouter(tags=["ops"])
 
-    @router.get("/healthz", operation_id="health", response_model=contract.Health, responses=_errors(503))
+    @router.get(
+        "/healthz",
+        tags=["ops"],
+        operation_id="health",
+        response_model=contract.Health,
+        responses=_errors(503),
+    )
     def healthz() -> JSONResponse:
         """200 while the projection database answers."""
         try:
@@ -484,6 +486,7 @@ def ops_routes(ctx: Context) -> APIRouter:
 
     @router.get(
         "/metrics",
+        tags=["ops"],
         operation_id="metrics",
         response_class=PlainTextResponse,
         responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}},
@@ -492,18 +495,15 @@ def ops_routes(ctx: Context) -> APIRouter:
         """Prometheus text: attempts by decision, per-leader budget figures, projector offsets."""
         return PlainTextResponse(ctx.read(queries.metrics_text), media_type="text/plain; version=0.0.4")
 
-    return router
 
-
-def page_routes(ctx: Context) -> APIRouter:
+def page_routes(router: FastAPI, ctx: Context) -> None:
     """The dashboard pages (server-rendered HTML; not part of the OpenAPI document)."""
-    router = APIRouter(include_in_schema=False, default_response_class=HTMLResponse)
 
-    @router.get("/")
+    @router.get("/", include_in_schema=False)
     def overview() -> HTMLResponse:
         return HTMLResponse(web.overview_page(ctx.read(queries.budget_summary)))
 
-    @router.get("/config")
+    @router.get("/config", include_in_schema=False)
     def config_page(leader: str | None = None) -> HTMLResponse:
         rows = ctx.read(queries.budget_summary)
         current = ctx.read(queries.config_store)
@@ -522,14 +522,12 @@ def page_routes(ctx: Context) -> APIRouter:
         )
         return HTMLResponse(page)
 
-    @router.get("/users/{leader_id}")
+    @router.get("/users/{leader_id}", include_in_schema=False)
     def user_page(leader_id: str) -> HTMLResponse:
         detail = ctx.read(lambda conn: queries.user_detail(conn, leader_id))
         if detail is None:
             return HTMLResponse(web.not_found_page(leader_id), status_code=404)
         return HTMLResponse(web.user_page(detail))
-
-    return router
 
 
 # --- CLI ------------------------------------------------------------------------------------------

@@ -12,12 +12,13 @@ Every error of the API has one shape, :class:`Errors`: ``{"errors": ["section.ke
 from __future__ import annotations
 
 from dataclasses import fields
-from typing import Annotated, Any, Literal, cast, get_type_hints
+from typing import Annotated, Any, Literal, cast, get_args, get_type_hints
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, create_model
 from pydantic.alias_generators import to_camel
 from typing_extensions import TypedDict
 
+from models import events
 from models.config import GLOBAL_ONLY_SIZING_KEY, RULES, SECTIONS_OF_SCOPE, EffectiveConfig, KeyRule, Scope
 from models.events import CopyAttempt
 
@@ -197,3 +198,30 @@ class ChangePublished(ApiModel):
     changeId: str
     warnings: list[str] = Field(description="keys dropped from the change, e.g. a USER kill switch")
     publishedAt: str | None = Field(description="topic:partition:offset")
+
+
+# --- JSON Schemas of the wire events and the config documents (``copybot schema``) ------------------
+
+JSON_SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
+
+
+def wire_event_models() -> dict[str, type[BaseModel]]:
+    """Every event kind on the wire (inputs, outputs, diagnostics) and its model in :mod:`models.events`."""
+    found: dict[str, type[BaseModel]] = {}
+    for value in vars(events).values():
+        if isinstance(value, type) and issubclass(value, events.WireModel) and "kind" in value.model_fields:
+            (kind,) = get_args(value.model_fields["kind"].annotation)
+            found[kind] = value
+    return dict(sorted(found.items()))
+
+
+def json_schemas() -> dict[str, dict[str, Any]]:
+    """File name → JSON Schema: each wire event kind, the config documents and the API's config edits."""
+    schemas: dict[str, Any] = {f"{kind}.json": model for kind, model in wire_event_models().items()}
+    schemas |= {
+        "config-global-documents.json": GlobalConfigDocuments,
+        "config-user-documents.json": UserConfigDocuments,
+        "config-global-edits.json": GlobalConfigEdits,
+        "config-user-edits.json": UserConfigEdits,
+    }
+    return {name: {"$schema": JSON_SCHEMA_DIALECT, **schema_of(model)} for name, model in schemas.items()}

@@ -14,9 +14,7 @@ from html import escape
 from typing import Any
 from urllib.parse import quote
 
-from models.units import MICROS, usd
-from models.units import pct_points as pct
-from models.units import usd_amount as usd_f
+from models.units import MICROS, pct_points, usd, usd_amount
 
 STYLE = """
 body{font-family:system-ui,sans-serif;margin:0;color:#1d2733;background:#f6f7f9}
@@ -75,16 +73,17 @@ def summary_table(rows: list[dict[str, Any]]) -> str:
         mode = r["sizingMode"] + (
             "" if r["budgetedDynamicActive"] or r["sizingMode"] == "fixedRate" else " (off)"
         )
-        exposure = usd_f(r["leaderExposureUsdc"])
+        exposure = usd_amount(r["leaderExposureUsdc"])
         if r["leaderExposureStatus"] not in (None, "fresh"):
             exposure += f" ({r['leaderExposureStatus']})"
         body.append(
             f"<tr data-leader='{e(r['id'])}'><td class='l'>{_leader_link(r)}</td><td class='l'>{e(mode)}</td>"
-            f"<td class='budget'>{usd_f(r['budgetUsdc'])}</td><td class='l'>{e(r['budgetEnforcement'])}</td>"
-            f"<td class='r-min'>{pct(r['rMin'])}</td><td class='r-max'>{pct(r['rMax'])}</td>"
-            f"<td>{e(exposure)}</td><td>{usd_f(r['execExposureUsdc'])}</td>"
-            f"<td class='r-u'>{pct(r['rU'], 4)}</td><td>{usd_f(r['budgetHeadroomUsdc'])}</td>"
-            f"<td>{pct(r['utilizationPct'], 1)}</td><td>{r['executed']:,} / {r['skipped']:,}</td></tr>"
+            f"<td class='budget'>{usd_amount(r['budgetUsdc'])}</td>"
+            f"<td class='l'>{e(r['budgetEnforcement'])}</td>"
+            f"<td class='r-min'>{pct_points(r['rMin'])}</td><td class='r-max'>{pct_points(r['rMax'])}</td>"
+            f"<td>{e(exposure)}</td><td>{usd_amount(r['execExposureUsdc'])}</td>"
+            f"<td class='r-u'>{pct_points(r['rU'], 4)}</td><td>{usd_amount(r['budgetHeadroomUsdc'])}</td>"
+            f"<td>{pct_points(r['utilizationPct'], 1)}</td><td>{r['executed']:,} / {r['skipped']:,}</td></tr>"
         )
     return head + "".join(body) + "</tbody></table>"
 
@@ -367,7 +366,7 @@ def exposure_chart(history: list[dict[str, Any]], width: int = 760, height: int 
         "style='background:#fff;border:1px solid #dde2e8'>"
         f"<line x1='{pad_l}' y1='{y(0):.1f}' x2='{width - pad_r}' y2='{y(0):.1f}' stroke='#aab'/>"
         f"<line x1='{pad_l}' y1='{pad_t}' x2='{pad_l}' y2='{y(0):.1f}' stroke='#aab'/>"
-        f"<text x='{pad_l - 4}' y='{pad_t + 10}' text-anchor='end' font-size='11'>{e(usd_f(top))}</text>"
+        f"<text x='{pad_l - 4}' y='{pad_t + 10}' text-anchor='end' font-size='11'>{e(usd_amount(top))}</text>"
         f"<text x='{pad_l - 4}' y='{y(0):.1f}' text-anchor='end' font-size='11'>$0</text>"
         f"<text x='{pad_l}' y='{height - 8}' font-size='11'>{e(when(t0))}</text>"
         f"<text x='{width - pad_r}' y='{height - 8}' text-anchor='end' font-size='11'>{e(when(t1))}</text>"
@@ -383,19 +382,19 @@ def user_page(detail: dict[str, Any]) -> str:
     """``/users/{id}``: tiles E_u, B_u, r_u (+ headroom, utilization when HARD), chart, attempts, reasons."""
     s = detail["summary"]
     hard = s["budgetedDynamicActive"] and s["budgetEnforcement"] == "hard"
-    exposure = usd_f(s["leaderExposureUsdc"])
+    exposure = usd_amount(s["leaderExposureUsdc"])
     if s["leaderExposureStatus"] not in (None, "fresh"):
         exposure += f" ({s['leaderExposureStatus']})"
     tiles = [
         _tile("Leader exposure (E_u)", exposure, "e-u"),
-        _tile("Budget (B_u)", usd_f(s["budgetUsdc"]), "b-u"),
-        _tile("Computed copy rate (r_u)", pct(s["rU"], 4), "r-u"),
-        _tile("Our exposure", usd_f(s["execExposureUsdc"]), "ours"),
+        _tile("Budget (B_u)", usd_amount(s["budgetUsdc"]), "b-u"),
+        _tile("Computed copy rate (r_u)", pct_points(s["rU"], 4), "r-u"),
+        _tile("Our exposure", usd_amount(s["execExposureUsdc"]), "ours"),
     ]
     if hard:
         tiles += [
-            _tile("Budget headroom", usd_f(s["budgetHeadroomUsdc"]), "headroom"),
-            _tile("Utilization", pct(s["utilizationPct"], 1), "utilization"),
+            _tile("Budget headroom", usd_amount(s["budgetHeadroomUsdc"]), "headroom"),
+            _tile("Utilization", pct_points(s["utilizationPct"], 1), "utilization"),
         ]
     mode = f"{s['sizingMode']}, {s['budgetEnforcement'].upper()}" + (
         "" if s["budgetedDynamicActive"] else " — Budgeted Dynamic not active (fixed rate)"
@@ -411,7 +410,7 @@ def user_page(detail: dict[str, Any]) -> str:
             f"<td class='l'>{e(', '.join(a['reasonCodes']) or '—')}</td><td class='l'>{e(a['side'])}</td>"
             f"<td class='l'>{e(a['assetId'])}</td><td>{a['bufferedTradeCount']}</td>"
             f"<td>{usd(a['theirNotionalMicros'])}</td><td>{usd(a['targetNotionalMicros'])}</td>"
-            f"<td>{pct(a['sizing']['rU'] * 100, 4)}</td>"
+            f"<td>{pct_points(a['sizing']['rU'] * 100, 4)}</td>"
             f"<td>{usd(a['budget']['currentExposureMicros'])}</td></tr>"
         )
     attempts.append("</tbody></table>")
@@ -423,7 +422,7 @@ def user_page(detail: dict[str, Any]) -> str:
         f"<tr><td class='l'>{e(k)}</td><td>{n:,}</td></tr>" for k, n in detail["clamps"].items()
     ) or ("<tr><td class='l' colspan='2'>none</td></tr>")
     body = (
-        f"<p class='note'>{e(mode)} · r_min {pct(s['rMin'])}, r_max {pct(s['rMax'])} · "
+        f"<p class='note'>{e(mode)} · r_min {pct_points(s['rMin'])}, r_max {pct_points(s['rMax'])} · "
         f"{s['executed']:,} executed, {s['skipped']:,} skipped, {s['trades']:,} trades · "
         f"<a href='/config?leader={quote(s['id'], safe='')}'>edit override</a></p>"
         f"<div class='tiles'>{''.join(tiles)}</div>"

@@ -35,6 +35,7 @@ COMMANDS = (
     "streams.cli.ingest",
     "projections.consumer",  # copybot project
     "projections.api",  # copybot api
+    "streams.cli.schema",
 )
 """The modules that add a command (``add_parser(subparsers)``), in the order ``--help`` lists them."""
 

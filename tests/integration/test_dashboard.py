@@ -19,10 +19,14 @@ from typing import Any
 
 import httpx
 import pytest
+from fastapi.testclient import TestClient
 
+from projections import api
+from streams.devbroker import broker
+from streams.kafka.admin import ensure_topics
 from streams.kafka.client import CopybotClient
-from streams.settings import Settings
-from tests.integration.conftest import free_ports
+from streams.settings import CONFIG_CHANGES, Settings
+from tests.integration.conftest import free_ports, start_or_fail
 from tests.integration.live import (
     SAMPLE_TAPE,
     LiveSystem,
@@ -31,6 +35,7 @@ from tests.integration.live import (
     tape_events,
     wait_until,
 )
+from tests.projections.sample import Sample
 
 pytestmark = pytest.mark.integration
 
@@ -225,3 +230,55 @@ def test_dashboard_sets_an_override_and_shows_the_new_rate(live_api: tuple[str, 
             page.screenshot(path=str(ARTIFACTS / "dashboard-user.png"), full_page=True)
         finally:
             browser.close()
+
+
+# --- the broker stopped: the read side answers from the database (issue 9) ---------------------------
+
+
+def test_with_the_broker_stopped_every_page_and_get_answers_and_a_write_is_503(
+    own_broker_settings: broker.BrokerSettings, tmp_path: Path
+) -> None:
+    # Given the sample tape projected, and an API whose config writes go to a broker that was running
+    db = str(tmp_path / "projection.db")
+    Sample().project_into(db)
+    start_or_fail(own_broker_settings)
+    settings = Settings.from_env(
+        {"COPYBOT_BOOTSTRAP": broker.bootstrap(own_broker_settings), "COPYBOT_TOPIC_PREFIX": "stopped"}
+    )
+    asyncio.run(ensure_topics(settings))
+    with TestClient(api.create_app(db, api.KafkaConfigGateway(settings))) as client:
+        # When the broker is stopped
+        assert broker.stop(own_broker_settings)
+        # Then every page and every GET of the document still answers from the database
+        for path in (
+            "/",
+            "/config",
+            f"/config?leader={LEADER}",
+            f"/users/{LEADER}",
+            "/api/budgeted-dynamic/summary",
+            f"/api/users/{LEADER}",
+            f"/api/copy-attempts?leader={LEADER}&limit=5",
+            "/api/config/global",
+            f"/api/config/user/{LEADER}",
+            "/healthz",
+            "/metrics",
+            "/openapi.json",
+            "/docs",
+        ):
+            response = client.get(path)
+            assert response.status_code == 200, (path, response.text[:300])
+        assert client.get("/api/config/global").json()["configVersion"] is not None
+        gets = [p for p, ops in client.get("/openapi.json").json()["paths"].items() if "get" in ops]
+        assert len(gets) == 7
+        # and a config write is a 503 in the API's error shape, with nothing published
+        response = client.post("/api/config/user/bob", json={"sizing": {"budgetUsdcMicros": 45_000_000}})
+        assert response.status_code == 503
+        (message,) = response.json()["errors"]
+        assert "nothing published" in message
+    start_or_fail(own_broker_settings)
+
+    async def published() -> list[bytes]:
+        async with CopybotClient(settings, client_id="stopped-check") as client:
+            return [r.value async for r in client.read(CONFIG_CHANGES, from_beginning=True, follow=False)]
+
+    assert asyncio.run(published()) == []

@@ -7,8 +7,8 @@ that validates and "publishes" exactly like ``copybot config set-*``.
 
 from __future__ import annotations
 
-import io
 import os
+import shutil
 import subprocess
 import sys
 from collections import Counter
@@ -20,81 +20,17 @@ import orjson
 import pytest
 from fastapi.testclient import TestClient
 
-from models.config import ConfigStore, Scope, apply_change
-from models.state import PartitionState
-from models.summary import LeaderSummary, summarize
+from models.config import RULES, ConfigStore, Scope
 from projections import api
 from projections.consumer import Decoded, decode_attempt, project_batch
 from projections.store import ProjectionStore
-from streams.configedit import Assignment, SetResult, build_change, fold
+from streams.configedit import Assignment, SetResult, fold
 from streams.kafka.client import KafkaUnavailable
-from streams.replay import ReplayResult, replay
-from streams.serde import decode_event, peek
-from streams.settings import CONFIG_CHANGES, COPY_ATTEMPTS, SNAPSHOTS
+from streams.settings import COPY_ATTEMPTS
+from tests.projections.sample import MemoryGateway, Sample
 
 ROOT = Path(__file__).resolve().parents[2]
-SAMPLE_TAPE = ROOT / "examples" / "sample-tape.jsonl"
 TOKEN = "s3cret-token"
-
-
-class MemoryGateway:
-    """Config in memory: builds, validates and 'publishes' changes like ``copybot config set-*``."""
-
-    def __init__(self, store: ConfigStore) -> None:
-        self.store = store
-        self.published: list[dict[str, Any]] = []
-
-    async def load(self) -> ConfigStore:
-        return self.store
-
-    async def submit(self, scope: Scope, leader: str | None, assignments: Sequence[Assignment]) -> SetResult:
-        change_id = f"api-change-{len(self.published) + 1}"
-        raw, change = build_change(self.store, scope, leader, assignments, change_id, 1_800_000_000_000)
-        outcome = apply_change(self.store, change)
-        if outcome.store is None:
-            return SetResult(change_id, outcome, None, ())
-        self.store = outcome.store
-        self.published.append(orjson.loads(raw))
-        return SetResult(change_id, outcome, "memory:0:0", ())
-
-
-class Sample:
-    """The sample tape replayed, and its attempts, snapshots and config changes."""
-
-    def __init__(self) -> None:
-        lines = SAMPLE_TAPE.read_bytes().splitlines()
-        out = io.BytesIO()
-        self.result: ReplayResult = replay(lines, out, io.BytesIO(), PartitionState(), tally=True)
-        self.attempt_lines = [
-            x for x in out.getvalue().splitlines() if x.startswith(b'{"kind":"copyAttempt"')
-        ]
-        self.attempts = [orjson.loads(line) for line in self.attempt_lines]
-        kinds = [(peek(line) or {}).get("kind") for line in lines]
-        self.snapshots = [line for line, k in zip(lines, kinds, strict=True) if k == "portfolioSnapshot"]
-        self.changes = [line for line, k in zip(lines, kinds, strict=True) if k == "configChange"]
-        self.summary: dict[str, LeaderSummary] = {
-            r.leader_id: r for r in summarize(self.result.state, self.result.tallies)
-        }
-
-    def project_into(self, db: str) -> None:
-        """Project as the consumer does: config changes, then snapshots, then attempts, in batches."""
-        store = ProjectionStore(db)
-        store.create_schema()
-        try:
-            for topic, lines in ((CONFIG_CHANGES, self.changes), (SNAPSHOTS, self.snapshots)):
-                decoded: list[Decoded] = [
-                    (topic, 0, i, decode_event(line), line.decode()) for i, line in enumerate(lines)
-                ]
-                project_batch(store, decoded, {(topic, 0): len(lines)})
-            for start in range(0, len(self.attempt_lines), 700):
-                chunk = self.attempt_lines[start : start + 700]
-                decoded = [
-                    (COPY_ATTEMPTS, 0, start + i, decode_attempt(line), line.decode())
-                    for i, line in enumerate(chunk)
-                ]
-                project_batch(store, decoded, {(COPY_ATTEMPTS, 0): start + len(chunk)})
-        finally:
-            store.close()
 
 
 @pytest.fixture(scope="module")
@@ -298,6 +234,7 @@ def test_post_returns_warnings(client: TestClient, gateway: MemoryGateway) -> No
         ({"sizing": {"budgetUsdcMicros": "60"}}, "sizing.budgetUsdcMicros: expected an integer"),
         ({"sizing": {"sizingMode": "yolo"}}, "sizing.sizingMode: expected one of"),
         ({"sizing": {"noSuchKey": 1}}, "sizing.noSuchKey: unknown key"),
+        ({"guardrails": {"": None}}, "guardrails.: unknown key"),
         ({"nope": {"x": 1}}, "nope: unknown section"),
         ({"sizing": 5}, "sizing: expected an object"),
         ({}, "nothing to change"),
@@ -450,3 +387,124 @@ def test_kafka_down_reads_answer_and_a_write_is_503_with_the_reason(db: str) -> 
         assert page.status_code == 200
         assert "config-problem" not in page.text
         assert c.get("/api/budgeted-dynamic/summary").status_code == 200  # reads need only the database
+
+
+# --- the contract: one error shape, Allow, declared bodies (issue 9) ----------------------------------
+
+
+def test_a_method_a_path_does_not_answer_is_405_with_every_method_it_does(client: TestClient) -> None:
+    for method, path, allow in (
+        ("DELETE", "/api/config/global", "GET, POST"),
+        ("OPTIONS", "/api/config/user/alice", "GET, POST"),
+        ("PUT", "/api/users/alice", "GET"),
+        ("POST", "/api/copy-attempts", "GET"),
+    ):
+        response = client.request(method, path)
+        assert response.status_code == 405, (method, path)
+        assert response.headers["allow"] == allow, (method, path)
+        assert response.json() == {"errors": ["Method Not Allowed"]}
+
+
+def test_every_error_has_the_one_error_shape(client: TestClient) -> None:
+    for response in (
+        client.get("/api/users/nobody"),
+        client.get("/api/copy-attempts", params={"limit": 0}),
+        client.get("/api/copy-attempts", params={"cursor": "nonsense"}),
+        client.get("/api/nowhere"),
+        client.post("/api/config/global", json={"sizing": {}}),
+        client.post("/api/config/user/%20", json={"sizing": {"budgetRMaxBps": 1}}),
+    ):
+        assert response.status_code in (404, 422), response.text
+        body = response.json()
+        assert list(body) == ["errors"]
+        assert body["errors"]
+        assert all(isinstance(e, str) for e in body["errors"])
+    assert client.get("/api/copy-attempts", params={"decision": "MAYBE"}).json() == {
+        "errors": ["decision: Input should be 'EXECUTE' or 'SKIP'"]
+    }
+
+
+def test_the_document_declares_the_config_bodies_and_every_error(client: TestClient) -> None:
+    document = client.get("/openapi.json").json()
+    schemas = document["components"]["schemas"]
+    for path, model in (
+        ("/api/config/global", "GlobalConfigEdits"),
+        ("/api/config/user/{leader_id}", "UserConfigEdits"),
+    ):
+        post = document["paths"][path]["post"]
+        body = post["requestBody"]["content"]["application/json"]["schema"]
+        assert body == {"$ref": f"#/components/schemas/{model}"}
+        assert schemas[model]["examples"]
+        for status in ("200", "404", "422", "503"):
+            assert status in post["responses"], (path, status)
+    assert set(schemas["SizingEdit"]["properties"]) == set(RULES["sizing"])
+    for path in document["paths"].values():
+        for operation in path.values():
+            for status, response in operation["responses"].items():
+                if status.startswith(("4", "5")):
+                    schema = response["content"]["application/json"]["schema"]
+                    assert schema == {"$ref": "#/components/schemas/Errors"}
+
+
+def test_integral_numbers_are_integers_in_a_body(client: TestClient, gateway: MemoryGateway) -> None:
+    response = client.post("/api/config/user/bob", content=b'{"sizing": {"budgetUsdcMicros": 6.5e7}}')
+    assert response.status_code == 200, response.text
+    assert gateway.published[-1]["sizing"]["budgetUsdcMicros"] == 65_000_000
+    assert (
+        client.post("/api/config/user/bob", content=b'{"sizing": {"budgetUsdcMicros": 1.5}}').status_code
+        == 422
+    )
+    too_big = b'{"sizing": {"budgetUsdcMicros": 100000000000000000000000}}'
+    assert client.post("/api/config/user/bob", content=too_big).status_code == 422
+
+
+def test_cursor_pages_see_every_attempt_once_while_attempts_are_inserted(
+    db: str, sample: Sample, gateway: MemoryGateway, tmp_path: Path
+) -> None:
+    # Given a copy of the projected sample and a client paging alice's attempts by cursor
+    own = tmp_path / "paging.db"
+    shutil.copy(db, own)
+    leader = "alice"
+    before = {a["attemptId"] for a in sample.attempts if a["followedUserId"] == leader}
+    template = next(a for a in sample.attempts if a["followedUserId"] == leader)
+    times = sorted(a["decidedAtMs"] for a in sample.attempts if a["followedUserId"] == leader)
+    store = ProjectionStore(str(own))
+    inserted: list[str] = []
+
+    def insert_two(page: int, offset: int) -> None:
+        """The projector inserts a newer attempt and one older than anything paged yet, between pages."""
+        lines = []
+        for n, at in ((0, times[-1] + 1_000 + page), (1, times[len(times) // 2] - page)):
+            attempt = {
+                **template,
+                "attemptId": f"late-{page}-{n}",
+                "groupKey": f"late-{page}-{n}",
+                "decidedAtMs": at,
+            }
+            lines.append(orjson.dumps(attempt))
+            inserted.append(attempt["attemptId"])
+        decoded: list[Decoded] = [
+            (COPY_ATTEMPTS, 1, offset + i, decode_attempt(line), line.decode())
+            for i, line in enumerate(lines)
+        ]
+        project_batch(store, decoded, {(COPY_ATTEMPTS, 1): offset + len(lines)})
+
+    seen: list[str] = []
+    with TestClient(api.create_app(str(own), gateway)) as c:
+        params: dict[str, Any] = {"leader": leader, "limit": 17}
+        page = 0
+        while True:
+            body = c.get("/api/copy-attempts", params=params).json()
+            seen += [a["attemptId"] for a in body["items"]]
+            if body["nextCursor"] is None:
+                break
+            params["cursor"] = body["nextCursor"]
+            page += 1
+            insert_two(page, 2 * page)
+    store.close()
+    # Then no attempt was seen twice, every attempt there at the start was seen, in cursor order
+    assert len(seen) == len(set(seen))
+    assert before <= set(seen)
+    assert set(seen) - before <= set(inserted)
+    assert page > 5
+    assert len(inserted) == 2 * page
