@@ -11,7 +11,6 @@ from typing import Annotated, Any, Literal, TypedDict
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
 from pydantic.alias_generators import to_camel
-from typing_extensions import TypedDict as TypedDictX  # pydantic validates these on Python < 3.12
 
 from models.units import INT64_MAX, MAX_TIME_MS, MICROS
 
@@ -259,13 +258,9 @@ class OrderExpired(WireModel):
     config_version: str | None
 
 
-class BookPosition(TypedDictX):
-    """One held asset in a leader's book, in wire shape (a plain dict: books are on the hot path)."""
-
-    assetId: str
-    shareMicros: int
-    markPriceMicros: int
-    costBasisMicros: int
+BookPosition = dict[str, str | int]
+"""One held asset in a leader's book, in wire shape: ``{assetId, shareMicros, markPriceMicros,
+costBasisMicros}`` (a plain dict: books are output every bookIntervalMs, a model each cost too much)."""
 
 
 class LeaderBook(WireModel):

@@ -557,6 +557,7 @@ def test_a_book_comes_after_the_due_decisions_and_before_the_event_that_crossed_
     assert [
         (p["assetId"], p["shareMicros"], p["markPriceMicros"], p["costBasisMicros"]) for p in book.positions
     ] == [("a1", SHARES, 500_000, TARGET)]
+    assert set(book.positions[0]) == {"assetId", "shareMicros", "markPriceMicros", "costBasisMicros"}
     assert (book.leader_exposure_micros, book.leader_exposure_status) == (None, "missing")
     assert u(driver).mark_price_micros.get("a2") == 400_000  # the trade was processed after the book
 
