@@ -1,9 +1,14 @@
 """Throughput of the replay core, as a ratio to a plain orjson read-and-write of the same tape.
 
-    python bench/replay_throughput.py [--trades 500000] [--rounds 3]
+    python bench/replay_throughput.py [--trades 500000] [--rounds 3] [--venue]
 
 The machine is shared and noisy, so both are measured in the same run, interleaved, and the median
 ratio over the rounds is reported. The tape comes from ``copybot sample-tape`` (cached under .cache/).
+
+``--venue`` turns the venue loop's features on (SPEC 13): the tape starts with fillModel "reports",
+leaderExposureSource "snapshotElseShadowBook" and leaderBooks every second; every EXECUTE is answered
+by execution reports (most filled, some partial, some rejected, some never: they expire), and one asset
+in ten resolves halfway through.
 """
 
 from __future__ import annotations
@@ -52,6 +57,83 @@ def tape_path(trades: int, seed: int) -> Path:
     return path
 
 
+VENUE_CONFIG = {
+    "kind": "configChange",
+    "changeId": "bench-venue",
+    "scope": "GLOBAL",
+    "followedUserId": None,
+    "changedAtMs": 0,
+    "system": {"fillModel": "reports", "orderTimeoutMs": 5_000, "bookIntervalMs": 1_000},
+    "sizing": {"leaderExposureSource": "snapshotElseShadowBook"},
+}
+
+
+def venue_tape(lines: list[bytes]) -> list[bytes]:
+    """`lines` with the venue features on: built by running the core, so reports name real attempts."""
+    from models.engine import process
+    from models.state import PartitionState
+    from streams.serde import DecodeError, decode_event
+
+    state = PartitionState()
+    out: list[bytes] = []
+    assets: list[str] = []
+    reports = 0
+
+    def feed(line: bytes) -> None:
+        nonlocal reports
+        out.append(line)
+        try:
+            event = decode_event(line)
+        except DecodeError:
+            return
+        if event.kind == "leaderTrade" and event.asset_id not in assets:
+            assets.append(event.asset_id)
+        for o in process(state, event):
+            if not isinstance(o, dict) or o["decision"] != "EXECUTE":
+                continue
+            reports += 1
+            status, part = [("FILLED", 10), ("FILLED", 10), ("PARTIAL", 5), ("REJECTED", 0), ("", 0)][
+                reports % 5
+            ]
+            if status:
+                shares, paid = o["targetShareMicros"] * part // 10, o["targetNotionalMicros"] * part // 10
+                report = {
+                    "kind": "executionReport",
+                    "reportId": "r1",
+                    "attemptId": o["attemptId"],
+                    "followedUserId": o["followedUserId"],
+                    "status": status,
+                    "filledShareMicros": shares,
+                    "filledNotionalMicros": paid,
+                    "reportedAtMs": o["decidedAtMs"],
+                }
+                feed(orjson.dumps(report))
+
+    feed(orjson.dumps(VENUE_CONFIG))
+    for n, line in enumerate(lines):
+        if line.startswith(b'{"kind":"configChange"'):
+            line = _with_venue_keys(line)
+        feed(line)
+        if n == len(lines) // 2:
+            for asset in assets[::10]:
+                resolved = {"kind": "marketResolved", "assetId": asset, "marketId": None}
+                feed(
+                    orjson.dumps({**resolved, "payoutMicros": 1_000_000 * (len(out) % 2), "resolvedAtMs": 0})
+                )
+    return out
+
+
+def _with_venue_keys(line: bytes) -> bytes:
+    """A GLOBAL change's sections replace the stored ones: keep the venue keys in them."""
+    change = orjson.loads(line)
+    if change.get("scope") != "GLOBAL":
+        return line
+    for section in ("system", "sizing"):
+        if isinstance(change.get(section), dict):
+            change[section] = {**VENUE_CONFIG[section], **change[section]}  # type: ignore[dict-item]
+    return orjson.dumps(change)
+
+
 def baseline(lines: list[bytes]) -> None:
     """Read every line with orjson and write it back: the floor any JSON-lines processor pays."""
     sink = Sink()
@@ -84,14 +166,18 @@ def main() -> int:
     )
     parser.add_argument("--rounds", type=int, default=3, help="interleaved measurement rounds (default 3)")
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--venue", action="store_true", help="venue loop features on (SPEC 13)")
     args = parser.parse_args()
 
     lines = tape_path(args.trades, args.seed).read_bytes().splitlines()
+    if args.venue:
+        lines = venue_tape(lines)
     trades = sum(1 for line in lines if line.startswith(b'{"kind":"leaderTrade"'))
     result = io.BytesIO()
     stats = replay(lines, result, Sink())  # type: ignore[arg-type]
     print(
-        f"tape: {len(lines):,} events, {trades:,} leader trades -> {stats.attempts:,} attempts",
+        f"tape: {len(lines):,} events, {trades:,} leader trades -> {stats.attempts:,} attempts, "
+        f"{stats.book_events:,} book events, {stats.reports_ignored:,} reports ignored",
         file=sys.stderr,
     )
     ratios, core_rates, base_rates = [], [], []

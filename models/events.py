@@ -258,13 +258,9 @@ class OrderExpired(WireModel):
     config_version: str | None
 
 
-class BookPosition(WireModel):
-    """One held asset in a leader's book."""
-
-    asset_id: str
-    share_micros: int
-    mark_price_micros: int
-    cost_basis_micros: int
+BookPosition = dict[str, str | int]
+"""One held asset in a leader's book, in wire shape: ``{assetId, shareMicros, markPriceMicros,
+costBasisMicros}`` (a plain dict: books are output every bookIntervalMs, a model each cost too much)."""
 
 
 class LeaderBook(WireModel):

@@ -35,12 +35,8 @@ Pages: ``/`` (leaders), ``/config`` (global and per-leader sizing forms, the bud
 
 from __future__ import annotations
 
-import argparse
 import hmac
-import ipaddress
 import json
-import os
-import sys
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from decimal import Decimal
@@ -65,13 +61,11 @@ from projections.queries import HISTORY_POINTS, RECENT_ATTEMPTS, AttemptQuery
 from projections.store import DEFAULT_DB, ProjectionStore
 from streams.configedit import Assignment, AssignmentError, SetResult, set_config
 from streams.kafka.client import CopybotClient, KafkaUnavailable
-from streams.settings import Settings, SettingsError
+from streams.settings import Settings
 
 __all__ = ["HISTORY_POINTS", "RECENT_ATTEMPTS", "create_app"]
 
 TOKEN_ENV = "COPYBOT_API_TOKEN"
-DEFAULT_HOST = "127.0.0.1"
-DEFAULT_PORT = 8000
 MAX_LIMIT = 1_000
 MAX_OFFSET = 1_000_000_000
 LEADER_PATH = r"^[^\x00]*[^\s\x00][^\x00]*$"
@@ -530,78 +524,7 @@ def page_routes(router: FastAPI, ctx: Context) -> None:
         return HTMLResponse(web.user_page(detail))
 
 
-# --- CLI ------------------------------------------------------------------------------------------
+if __name__ == "__main__":  # ``python -m projections.api`` (the same as ``copybot api``)
+    from projections.cli import api_main
 
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Register ``copybot api``."""
-    parser = subparsers.add_parser(
-        "api",
-        help="serve the HTTP API and the dashboard over the projection database",
-        description=(
-            "Serve the JSON API (docs at /docs) and the dashboard (/, /config, /users/{id}) over the tables "
-            "written by `copybot project`. Config writes are validated like the worker does and published to "
-            "Kafka (COPYBOT_BOOTSTRAP, COPYBOT_TOPIC_PREFIX). Writes need 'Authorization: Bearer <token>' "
-            f"when {TOKEN_ENV} is set; a non-loopback --host requires it."
-        ),
-    )
-    _arguments(parser)
-    parser.set_defaults(func=_cmd_api)
-
-
-def _arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--db", default=DEFAULT_DB, help=f"SQLite path or postgresql:// URL (default {DEFAULT_DB})"
-    )
-    parser.add_argument("--host", default=DEFAULT_HOST, help=f"address to bind (default {DEFAULT_HOST})")
-    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT})")
-
-
-def _cmd_api(args: argparse.Namespace) -> int:
-    import uvicorn
-
-    from streams.kafka.client import quiet_kafka_logs
-
-    name = "copybot api"
-    token = os.environ.get(TOKEN_ENV) or None
-    if token is None and not is_loopback(args.host):
-        print(
-            f"{name}: refusing to bind {args.host} (not loopback) without {TOKEN_ENV}: set a token so config "
-            "writes need 'Authorization: Bearer <token>', or bind 127.0.0.1",
-            file=sys.stderr,
-        )
-        return 2
-    try:
-        settings = Settings.from_env()
-    except SettingsError as exc:
-        print(f"{name}: {exc}", file=sys.stderr)
-        return 2
-    quiet_kafka_logs()
-    try:
-        app = create_app(args.db, KafkaConfigGateway(settings), token)
-    except Exception as exc:  # an unusable database: say which
-        print(f"{name}: database {args.db!r}: {exc}", file=sys.stderr)
-        return 2
-    print(f"{name}: serving http://{args.host}:{args.port}/ (API docs at /docs)", file=sys.stderr, flush=True)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
-    return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m projections.api`` (the same as ``copybot api``)."""
-    parser = argparse.ArgumentParser(prog="copybot api")
-    _arguments(parser)
-    return _cmd_api(parser.parse_args(argv))
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(api_main())

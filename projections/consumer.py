@@ -18,31 +18,24 @@ From code (tests, the demo)::
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import signal
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
-from sqlalchemy.exc import SQLAlchemyError
 
 from models.events import ConfigChange, CopyAttempt, PortfolioSnapshot
 from projections.rows import BatchProjection, SnapshotKey, snapshot_row
-from projections.store import DEFAULT_DB, Offsets, ProjectionStore, StoreError
+from projections.store import DEFAULT_DB, Offsets, ProjectionStore
 from streams.kafka import (
-    KafkaUnavailable,
-    TopicError,
     TopicPartition,
     assign_all,
     ensure_topics,
-    kafka_errors,
     make_consumer,
 )
 from streams.serde import DecodeError, decode_event
-from streams.settings import CONFIG_CHANGES, COPY_ATTEMPTS, SNAPSHOTS, Settings, SettingsError
+from streams.settings import CONFIG_CHANGES, COPY_ATTEMPTS, SNAPSHOTS, Settings
 
 PROJECTED = (COPY_ATTEMPTS, CONFIG_CHANGES, SNAPSHOTS)
 """The topics the projection consumes (base names)."""
@@ -213,82 +206,7 @@ async def _consume(
     return result
 
 
-# --- CLI ----------------------------------------------------------------------------------------
+if __name__ == "__main__":  # ``python -m projections.consumer`` (the same as ``copybot project``)
+    from projections.cli import project_main
 
-
-def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Register ``copybot project``."""
-    parser = subparsers.add_parser(
-        "project",
-        help="materialize copy attempts, config changes and snapshots into SQL (SQLite or PostgreSQL)",
-        description=(
-            "Consume copy-attempts, config-changes and portfolio-snapshots and write them into SQL tables "
-            "(projections/rows.py describes them), with the consumed offsets in the same transaction. "
-            "Resumes from the stored offsets; safe to kill at any time. Settings from COPYBOT_* "
-            "(COPYBOT_BOOTSTRAP, COPYBOT_TOPIC_PREFIX)."
-        ),
-    )
-    _arguments(parser)
-    parser.set_defaults(func=_cmd_project)
-
-
-def _arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--db",
-        default=DEFAULT_DB,
-        help=f"a SQLite file path or a postgresql://user:pass@host/db URL (default {DEFAULT_DB})",
-    )
-    parser.add_argument("--rebuild", action="store_true", help="empty the tables and re-consume everything")
-    parser.add_argument("--once", action="store_true", help="stop when caught up to the ends seen at start")
-    parser.add_argument(
-        "--max-records",
-        type=int,
-        default=MAX_RECORDS,
-        help=f"messages per transaction (default {MAX_RECORDS})",
-    )
-
-
-def _cmd_project(args: argparse.Namespace) -> int:
-    from streams.kafka.client import quiet_kafka_logs
-
-    try:
-        settings = Settings.from_env()
-    except SettingsError as exc:
-        print(f"copybot project: {exc}", file=sys.stderr)
-        return 2
-    quiet_kafka_logs()
-
-    async def run() -> ProjectionResult:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        return await project(
-            settings, args.db, rebuild=args.rebuild, once=args.once, stop=stop, max_records=args.max_records
-        )
-
-    try:
-        with kafka_errors(f"cannot read from Kafka at {settings.bootstrap}"):
-            result = asyncio.run(run())
-    except SQLAlchemyError as exc:
-        print(f"copybot project: database {args.db!r}: {exc}", file=sys.stderr)
-        return 2
-    except (StoreError, TopicError) as exc:
-        print(f"copybot project: {exc}", file=sys.stderr)
-        return 2
-    except KafkaUnavailable as exc:
-        print(f"copybot project: {exc}", file=sys.stderr)
-        return 1
-    print(f"copybot project: {result.describe()}", file=sys.stderr)
-    return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m projections.consumer`` (the same as ``copybot project``)."""
-    parser = argparse.ArgumentParser(prog="copybot project")
-    _arguments(parser)
-    return _cmd_project(parser.parse_args(argv))
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(project_main())

@@ -62,7 +62,7 @@ def test_replay_writes_every_output_kind_in_order_and_ignored_reports_to_stderr(
     book = LeaderBook.model_validate(out[4])
     assert book.as_of_ms == T0 + 2_000
     assert book.realized_pnl_micros == 5 * USD
-    assert [(p.asset_id, p.share_micros) for p in book.positions] == [("a2", 4 * USD)]
+    assert [(p["assetId"], p["shareMicros"]) for p in book.positions] == [("a2", 4 * USD)]
     assert lines(result.stderr) == [
         {"kind": "executionReportIgnored", "reportId": "r2", "attemptId": "nope", "reason": "unknown attempt"}
     ]

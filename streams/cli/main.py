@@ -33,8 +33,7 @@ COMMANDS = (
     "streams.cli.config",
     "streams.cli.demo",
     "streams.cli.ingest",
-    "projections.consumer",  # copybot project
-    "projections.api",  # copybot api
+    "projections.cli",  # copybot project, copybot api
     "streams.cli.schema",
 )
 """The modules that add a command (``add_parser(subparsers)``), in the order ``--help`` lists them."""

@@ -22,7 +22,8 @@ deleted one batch later, once the ``P`` that stopped naming them is acknowledged
 
 from __future__ import annotations
 
-from collections import defaultdict
+from bisect import bisect_right
+from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -95,10 +96,8 @@ def _memory_of_batch(state: PartitionState, dirty: set[str]) -> MemoryEntries:
             continue
         journal = leader.journal
         seen = leader.seen_trade_ids
-        for trade_id in sorted(journal.trade_ids):
-            seen_at = seen.get(trade_id)
-            if seen_at is not None:  # absent: forgotten (the horizon in the leader record covers it)
-                entries.append(["s", leader_id, seen_at, trade_id])
+        added = sorted((seen[t], t) for t in journal.trade_ids if t in seen)  # absent: forgotten
+        entries += [["s", leader_id, seen_at, trade_id] for seen_at, trade_id in added]  # time order
         used = leader.used_group_keys
         for base in sorted(journal.group_keys):
             count = used.get(base)
@@ -148,20 +147,46 @@ def _expired(limits: dict[str, list[int]], state: PartitionState) -> bool:
     return True
 
 
+KINDS = "ska"
+"""Row kinds: a trade id (s), a used group key (k), an order-less attempt (a)."""
+
+
 def chunked(entries: MemoryEntries) -> list[bytes]:
-    """`entries` as JSON arrays of at most CHUNK_BYTES each (at least one, maybe empty)."""
+    """Memory rows as columnar JSON chunks of about CHUNK_BYTES at most (at least one, maybe empty):
+    ``{leader: [[seenAt…], [tradeId…], [keyTime…], [baseKey…], [count…], [decidedAt…], [attemptId…],
+    [code…]]}`` — a restore then builds a whale's memory from a few lists, not one object per entry."""
     chunks: list[bytes] = []
-    parts: list[bytes] = []
-    size = 0
-    for entry in entries:
-        encoded = orjson.dumps(entry)
-        if parts and size + len(encoded) > CHUNK_BYTES:
-            chunks.append(b"[" + b",".join(parts) + b"]")
-            parts, size = [], 0
-        parts.append(encoded)
-        size += len(encoded) + 1
-    chunks.append(b"[" + b",".join(parts) + b"]")
+    start, size = 0, 0
+    for i, entry in enumerate(entries):
+        row_size = 24 + sum(len(v) for v in entry[1:] if isinstance(v, str))
+        if i > start and size + row_size > CHUNK_BYTES:
+            chunks.append(_columnar(entries[start:i]))
+            start, size = i, 0
+        size += row_size
+    chunks.append(_columnar(entries[start:]))
     return chunks
+
+
+def _columnar(rows: MemoryEntries) -> bytes:
+    columns: dict[str, list[list[Any]]] = {}
+    for row in rows:
+        cols = columns.get(row[1])
+        if cols is None:
+            cols = columns[row[1]] = [[] for _ in range(8)]
+        base = (0, 2, 5)[KINDS.index(row[0])]
+        for offset, value in enumerate(row[2:]):
+            cols[base + offset].append(value)
+    return orjson.dumps(columns)
+
+
+def _rows(chunk: bytes) -> MemoryEntries:
+    """A columnar chunk back as rows (only for the open minute, which is folded later)."""
+    rows: MemoryEntries = []
+    for leader_id, c in orjson.loads(chunk).items():
+        rows += [["s", leader_id, t, i] for t, i in zip(c[0], c[1], strict=True)]
+        rows += [["k", leader_id, t, b, n] for t, b, n in zip(c[2], c[3], c[4], strict=True)]
+        rows += [["a", leader_id, t, i, n] for t, i, n in zip(c[5], c[6], c[7], strict=True)]
+    return rows
 
 
 def _fold_open_minute(partition: int, saved: SavedPartition) -> Iterator[Record]:
@@ -246,7 +271,7 @@ def restore(partition: int, get: Callable[[bytes], bytes | None]) -> SavedPartit
         return SavedPartition(PartitionState(journaling=True), -1)
     commit = orjson.loads(raw)
     batch = commit["batch"]
-    memory: dict[str, MemoryEntries] = defaultdict(list)
+    memory: dict[str, list[list[Any]]] = {}
     for minute, chunks in commit["buckets"]:
         for chunk in range(chunks):
             _collect(memory, get(bucket_key(partition, minute, chunk)))
@@ -255,8 +280,8 @@ def restore(partition: int, get: Callable[[bytes], bytes | None]) -> SavedPartit
         for chunk in range(chunks):
             value = get(delta_key(partition, delta_batch, chunk))
             if value is not None:
-                open_entries += orjson.loads(value)
-    _collect(memory, orjson.dumps(open_entries))
+                _collect(memory, value)
+                open_entries += _rows(value)
     leaders: dict[str, LeaderState] = {}
     versions: dict[str, tuple[int, bytes]] = {}
     for leader_id in commit["core"]["leaders"]:
@@ -264,7 +289,7 @@ def restore(partition: int, get: Callable[[bytes], bytes | None]) -> SavedPartit
         if version is None:
             continue
         versions[leader_id] = version
-        leaders[leader_id] = _leader(orjson.loads(version[1]), memory.get(leader_id, []))
+        leaders[leader_id] = _leader(orjson.loads(version[1]), memory.get(leader_id))
     state, offset = partition_from_json(commit["core"], leaders)
     state.journaling = True
     for leader in state.leaders.values():
@@ -278,11 +303,17 @@ def restore(partition: int, get: Callable[[bytes], bytes | None]) -> SavedPartit
     return saved
 
 
-def _collect(memory: dict[str, MemoryEntries], value: bytes | None) -> None:
+def _collect(memory: dict[str, list[list[Any]]], value: bytes | None) -> None:
+    """Append a columnar chunk's columns to each leader's (chunks are read oldest first)."""
     if value is None:
         return
-    for entry in orjson.loads(value):
-        memory[entry[1]].append(entry)
+    for leader_id, columns in orjson.loads(value).items():
+        known = memory.get(leader_id)
+        if known is None:
+            memory[leader_id] = columns
+        else:
+            for mine, more in zip(known, columns, strict=True):
+                mine.extend(more)
 
 
 def _leader_version(raw: bytes | None, batch: int) -> tuple[int, bytes] | None:
@@ -299,25 +330,28 @@ def _leader_version(raw: bytes | None, batch: int) -> tuple[int, bytes] | None:
     return prev[0], orjson.dumps(prev[1])
 
 
-def _leader(core: dict[str, Any], entries: MemoryEntries) -> LeaderState:
-    """A leader from its state record and its memory entries, cut at what the core had forgotten."""
+def _leader(core: dict[str, Any], columns: list[list[Any]] | None) -> LeaderState:
+    """A leader from its state record and its memory columns, cut at what the core had forgotten.
+
+    The columns hold what the batches added, oldest first, so times ascend within each kind."""
     horizon = core.pop("forgot")
     attempts_horizon = core.pop("forgotAttempts")
-    floor = core["keyFloor"]
-    attempts = [[e[2], e[3], e[4]] for e in entries if e[0] == "a" and e[2] > attempts_horizon]
-    core["attempts"] = sorted(attempts, key=lambda a: a[0])  # stable: ties keep their decision order
-    seen = sorted([e[2], e[3]] for e in entries if e[0] == "s" and e[2] > horizon)
-    counts: dict[str, list[Any]] = {}
-    for e in entries:
-        if e[0] == "k" and e[2] >= floor:
-            known = counts.get(e[3])
-            if known is None or e[4] > known[2]:
-                counts[e[3]] = [e[2], e[3], e[4]]
-    core["seen"] = seen
-    core["keys"] = sorted(counts.values())
     leader = leader_from_json(core)
     leader.forgotten_through_ms = horizon
     leader.attempts_forgotten_through_ms = attempts_horizon
+    if columns is None:
+        return leader
+    seen_at, trade_ids, key_times, bases, counts, decided_at, attempt_ids, codes = columns
+    cut = bisect_right(seen_at, horizon)
+    leader.seen_order = deque(sorted(zip(seen_at[cut:], trade_ids[cut:], strict=True)))
+    leader.seen_trade_ids = {trade_id: t for t, trade_id in leader.seen_order}
+    floor = leader.group_key_floor_ms
+    used = {b: (t, n) for t, b, n in zip(key_times, bases, counts, strict=True) if t >= floor}
+    leader.used_key_times = deque(sorted((t, b) for b, (t, _) in used.items()))
+    leader.used_group_keys = {b: n for b, (_, n) in used.items()}
+    cut = bisect_right(decided_at, attempts_horizon)
+    leader.attempt_order = deque(zip(decided_at[cut:], attempt_ids[cut:], strict=True))
+    leader.attempt_memory.update(zip(attempt_ids[cut:], codes[cut:], strict=True))
     return leader
 
 

@@ -21,7 +21,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from models.config import RULES, ConfigStore, Scope
-from projections import api
+from projections import api, cli
 from projections.consumer import Decoded, decode_attempt, project_batch
 from projections.store import ProjectionStore
 from streams.configedit import Assignment, SetResult, fold
@@ -287,13 +287,13 @@ def test_non_loopback_bind_without_a_token_is_refused(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.delenv(api.TOKEN_ENV, raising=False)
-    assert api.main(["--host", "0.0.0.0", "--db", ":memory:"]) == 2
+    assert cli.api_main(["--host", "0.0.0.0", "--db", ":memory:"]) == 2
     assert "refusing" in capsys.readouterr().err
-    assert api.is_loopback("127.0.0.1")
-    assert api.is_loopback("::1")
-    assert api.is_loopback("localhost")
-    assert not api.is_loopback("0.0.0.0")
-    assert not api.is_loopback("example.com")
+    assert cli.is_loopback("127.0.0.1")
+    assert cli.is_loopback("::1")
+    assert cli.is_loopback("localhost")
+    assert not cli.is_loopback("0.0.0.0")
+    assert not cli.is_loopback("example.com")
 
 
 # --- ops ----------------------------------------------------------------------------------------------

@@ -555,8 +555,9 @@ def test_a_book_comes_after_the_due_decisions_and_before_the_event_that_crossed_
     assert book.cost_basis_micros == TARGET
     assert (book.realized_pnl_micros, book.unrealized_pnl_micros, book.reserved_micros) == (0, 0, 0)
     assert [
-        (p.asset_id, p.share_micros, p.mark_price_micros, p.cost_basis_micros) for p in book.positions
+        (p["assetId"], p["shareMicros"], p["markPriceMicros"], p["costBasisMicros"]) for p in book.positions
     ] == [("a1", SHARES, 500_000, TARGET)]
+    assert set(book.positions[0]) == {"assetId", "shareMicros", "markPriceMicros", "costBasisMicros"}
     assert (book.leader_exposure_micros, book.leader_exposure_status) == (None, "missing")
     assert u(driver).mark_price_micros.get("a2") == 400_000  # the trade was processed after the book
 
@@ -574,7 +575,7 @@ def test_positions_are_held_assets_sorted_by_asset_with_every_assets_cost_in_the
     driver.feed(system(**REPORTS), trade(at=T0 + 1, asset="c"))
     driver.feed(report(driver.attempts[-1]["attemptId"], "PARTIAL", 0, USD))  # cost without shares
     (book,) = books(driver.feed(tick(T0 + 1_000)))
-    assert [p.asset_id for p in book.positions] == ["a", "b"]
+    assert [p["assetId"] for p in book.positions] == ["a", "b"]
     assert book.cost_basis_micros == 2 * TARGET + USD
     assert book.reserved_micros == TARGET - USD
     assert book.unrealized_pnl_micros == book.exposure_micros - book.cost_basis_micros == -USD
@@ -678,3 +679,34 @@ def test_realized_plus_unrealized_is_value_minus_cash_paid_plus_cash_received() 
     cost = sum(leader.cost_basis_micros.values())
     unrealized = leader.exposure_micros - cost
     assert leader.realized_pnl_micros + unrealized == leader.exposure_micros - paid + received
+
+
+# --- codec: every new piece of state is saved; records written before the venue loop still load -----------
+
+
+def test_a_leader_record_written_before_the_venue_loop_restores_with_empty_venue_state() -> None:
+    from models.codec import leader_from_json, leader_to_json
+
+    driver = Driver(system(), trade(at=T0))
+    record = leader_to_json(u(driver))
+    for key in ("cost", "realized", "shadowBook", "orders", "hasBook", "bookChanged", "lastBook", "attempts"):
+        record.pop(key)
+    leader = leader_from_json(record)
+    assert leader.held_share_micros == {"a1": SHARES}
+    assert (leader.orders, leader.cost_basis_micros, leader.realized_pnl_micros) == ({}, {}, 0)
+    assert leader.exposure_micros == TARGET
+
+
+def test_the_core_record_leaves_the_attempt_memory_to_the_memory_records() -> None:
+    from models.codec import leader_from_json, leader_to_json
+
+    driver = Driver(system(**REPORTS), trade(at=T0), trade(side="SELL", at=T0 + 1))
+    leader = u(driver)
+    assert len(leader.attempt_memory) == 1  # the SKIP; the EXECUTE has an order
+    core = leader_to_json(leader, with_memory=False)
+    assert (core["attempts"], core["seen"], len(core["orders"])) == ([], [], 1)
+    full = leader_to_json(leader)
+    restored = leader_from_json(full)
+    assert restored.attempt_memory == leader.attempt_memory
+    assert restored.reserved_buy_micros == TARGET
+    assert leader_to_json(restored) == full
