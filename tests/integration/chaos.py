@@ -397,7 +397,9 @@ class ChaosRun:
     def notes(self) -> list[str]:
         t = self.timeline
         kills = ", ".join(f"{name}@{(at - t.publish_window[0]) / 1000:.0f}s" for at, name in t.kills)
-        outages = ", ".join(f"{(b - a) / 1000:.1f}s" for a, b in t.outages)
+        outages = ", ".join(
+            f"{(b - a) / 1000:.1f}s at {(a - t.publish_window[0]) / 1000:.0f}s" for a, b in t.outages
+        )
         return [
             f"seed {self.plan.seed}; {len(t.kills)} SIGKILLs ({kills}); broker outage {outages}; "
             f"unplanned worker exits {len(t.unplanned_exits)}; kills before the group was whole again "

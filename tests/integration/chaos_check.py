@@ -46,6 +46,8 @@ class PartitionVerdict:
     """attemptIds published live with two or more different contents."""
     first_difference: list[str] = field(default_factory=list)
     longest_gap_s: float = 0.0
+    gap_began_s: float = 0.0
+    """When the longest gap began, in seconds after publishing began (compare with the kill times)."""
 
     @property
     def ok(self) -> bool:
@@ -147,18 +149,20 @@ def compare_partition(
 
 def longest_gap_s(
     timestamps_ms: list[int], window_ms: tuple[int, int, int], outages: list[tuple[int, int]]
-) -> float:
+) -> tuple[float, float]:
     """The longest time a partition went without publishing an attempt while it had work, not counting
-    the time the broker was down. `window_ms`: (publishing began, publishing ended, the run stopped
-    watching); attempts after the last are not counted (the settling restart re-emits some)."""
+    the time the broker was down, and when it began (s after publishing began). `window_ms`: (publishing
+    began, publishing ended, the run stopped watching); attempts after that are not counted (the
+    settling restart re-emits some)."""
     start, publish_end, cutoff = window_ms
     points = sorted(t for t in timestamps_ms if start <= t <= cutoff)
     points = [start, *points] + ([publish_end] if not points or points[-1] < publish_end else [])
-    longest = 0
+    longest, began = 0, start
     for a, b in itertools.pairwise(points):
         down = sum(max(0, min(b, o_end) - max(a, o_start)) for o_start, o_end in outages)
-        longest = max(longest, b - a - down)
-    return longest / 1000
+        if b - a - down > longest:
+            longest, began = b - a - down, a
+    return longest / 1000, (began - start) / 1000
 
 
 @dataclass
@@ -189,7 +193,9 @@ def judge(records: ChaosRecords, partitions: int, gap_limit_s: float) -> ChaosVe
     verdicts, replay_covered = [], set()
     for p in range(partitions):
         verdict, expected = compare_partition(p, records.log.get(p, []), live_values[p], fields)
-        verdict.longest_gap_s = longest_gap_s(stamps[p], records.progress_window_ms, records.outages)
+        verdict.longest_gap_s, verdict.gap_began_s = longest_gap_s(
+            stamps[p], records.progress_window_ms, records.outages
+        )
         verdicts.append(verdict)
         replay_covered |= {(a["followedUserId"], t) for a in expected.values() for t in a["tradeIds"]}
     unique: dict[str, dict[str, Any]] = {}  # consumers dedup by attemptId: the first version stands
@@ -249,7 +255,7 @@ def render(verdict: ChaosVerdict) -> str:
         lines.append(
             f"  p{p.partition}: log {p.log_records:,} records, live {p.live:,}, replay {p.replay:,}, "
             f"differing {p.differing:,}, missing {p.missing:,}, extra {p.extra:,}, "
-            f"two contents {p.two_contents:,}, longest gap {p.longest_gap_s:.1f}s"
+            f"two contents {p.two_contents:,}, longest gap {p.longest_gap_s:.1f}s at {p.gap_began_s:.0f}s"
         )
         lines += [f"      {line}" for line in p.first_difference]
     lines += [f"  {note}" for note in v.notes]
