@@ -14,7 +14,7 @@ import orjson
 import pytest
 
 from models.codec import leader_to_json
-from models.events import DeadLetter
+from models.events import DeadLetter, InputEvent
 from models.state import PartitionState
 from streams.devbroker import broker
 from streams.devbroker.harness import finish_tick
@@ -65,6 +65,12 @@ def assert_invariants(
     return unique
 
 
+def _replayed(events: list[InputEvent], partitions: int) -> dict[str, dict[str, Any]]:
+    """What each partition's replay of `events` decides, by attemptId (the tape finished by a tick)."""
+    expected, _ = partitioned_replay(events, partitions, finish_tick(events, partitions))
+    return by_attempt_id(expected)
+
+
 # --- live equals replay -----------------------------------------------------------------------------
 
 
@@ -91,8 +97,7 @@ def test_eight_partitions_conserve_every_trade_and_match_each_partition_replay(
         events = tape_events(SAMPLE_TAPE)
         trades = accepted_trades(events)
         live = assert_invariants(system.attempts_covering(trades), trades)
-        expected, _ = partitioned_replay(events, 8, finish_tick(events, 8))
-        assert live == by_attempt_id(expected)
+        assert live == _replayed(events, 8)
         assert len({a["followedUserId"] for a in live.values()}) == 4
     finally:
         system.close()
@@ -217,11 +222,18 @@ def test_bad_input_on_every_topic_is_dead_lettered_and_the_worker_keeps_going(sy
 # --- crashes, rebalances, broker restarts ---------------------------------------------------------------
 
 
-def _big_tape(path: Path, trades: int) -> Path:
+def _big_tape(path: Path, trades: int) -> tuple[Path, list[InputEvent], set[tuple[str, str]]]:
+    """A generated tape of about `trades` leader trades, its events, and the trades the worker must cover."""
     with path.open("wb") as out:
         for line in generate(trades=trades, seed=11):
             out.write(line + b"\n")
-    return path
+    events = tape_events(path)
+    return path, events, accepted_trades(events)
+
+
+def _wait_covering(system: LiveSystem, trades: float) -> None:
+    """Wait until the copy attempts cover at least `trades` trades."""
+    system.read_topic("copy-attempts", lambda v: sum(len(a["tradeIds"]) for a in v) >= trades, 240)
 
 
 def _final_leader_records(system: LiveSystem) -> dict[str, Any]:
@@ -242,9 +254,7 @@ def test_sigkill_at_several_points_loses_nothing_and_applies_nothing_twice(
     kafka_bootstrap: str, tmp_path: Path
 ) -> None:
     # Given a tape of 50k+ trades, published up front, and a worker killed three times mid-run
-    tape = _big_tape(tmp_path / "big.jsonl", 50_000)
-    events = tape_events(tape)
-    trades = accepted_trades(events)
+    tape, events, trades = _big_tape(tmp_path / "big.jsonl", 50_000)
     assert len(trades) >= 50_000
     system = LiveSystem(kafka_bootstrap, tmp_path, partitions=2)
     try:
@@ -252,11 +262,7 @@ def test_sigkill_at_several_points_loses_nothing_and_applies_nothing_twice(
         worker.start()
         system.publish(tape, "--ordered", "--finish")
         for fraction in (0.2, 0.5, 0.8):
-            system.read_topic(
-                "copy-attempts",
-                lambda v, f=fraction: sum(len(a["tradeIds"]) for a in v) >= f * len(trades),  # type: ignore[misc]
-                240,
-            )
+            _wait_covering(system, fraction * len(trades))
             worker.kill(signal.SIGKILL)
             worker.start()
         attempts = system.attempts_covering(trades, timeout_s=300)
@@ -274,21 +280,16 @@ def test_sigkill_at_several_points_loses_nothing_and_applies_nothing_twice(
 
 
 def test_a_second_worker_takes_over_when_the_first_is_killed(kafka_bootstrap: str, tmp_path: Path) -> None:
-    tape = _big_tape(tmp_path / "tape.jsonl", 20_000)
-    events = tape_events(tape)
-    trades = accepted_trades(events)
+    tape, events, trades = _big_tape(tmp_path / "tape.jsonl", 20_000)
     system = LiveSystem(kafka_bootstrap, tmp_path, partitions=4)
     try:
         first, second = system.worker("w1").start(), system.worker("w2").start()
         first.wait_log("[^Worker]: Ready")
         system.publish(tape, "--ordered", "--finish")
-        system.read_topic(
-            "copy-attempts", lambda v: sum(len(a["tradeIds"]) for a in v) >= len(trades) // 3, 240
-        )
+        _wait_covering(system, len(trades) // 3)
         first.kill(signal.SIGKILL)
         live = assert_invariants(system.attempts_covering(trades, timeout_s=300), trades)
-        expected, _ = partitioned_replay(events, 4, finish_tick(events, 4))
-        assert live == by_attempt_id(expected)
+        assert live == _replayed(events, 4)
         assert "restored" in second.current_log() or "partition" in second.current_log()
     finally:
         system.close()
@@ -299,31 +300,24 @@ def test_a_broker_restart_mid_run_loses_nothing(
 ) -> None:
     start_or_fail(own_broker_settings)
     system = LiveSystem(broker.bootstrap(own_broker_settings), tmp_path, partitions=2)
-    tape = _big_tape(tmp_path / "tape.jsonl", 10_000)
-    events = tape_events(tape)
-    trades = accepted_trades(events)
+    tape, events, trades = _big_tape(tmp_path / "tape.jsonl", 10_000)
     try:
         worker = system.worker().start()
         system.publish(tape, "--ordered", "--finish")
-        system.read_topic(
-            "copy-attempts", lambda v: sum(len(a["tradeIds"]) for a in v) >= len(trades) // 4, 240
-        )
+        _wait_covering(system, len(trades) // 4)
         broker.stop(own_broker_settings)
         start_or_fail(own_broker_settings)
         if worker.process is not None and worker.process.poll() is not None:
             worker.start()  # a worker that gave up while the broker was away is simply restarted
         live = assert_invariants(system.attempts_covering(trades, timeout_s=300), trades)
-        expected, _ = partitioned_replay(events, 2, finish_tick(events, 2))
-        assert live == by_attempt_id(expected)
+        assert live == _replayed(events, 2)
     finally:
         system.close()
 
 
 def test_a_worker_started_on_a_backlog_catches_up(kafka_bootstrap: str, tmp_path: Path) -> None:
     # Given 20k trades already in Kafka before any worker runs (big producer batches once it starts)
-    tape = _big_tape(tmp_path / "backlog.jsonl", 20_000)
-    events = tape_events(tape)
-    trades = accepted_trades(events)
+    tape, events, trades = _big_tape(tmp_path / "backlog.jsonl", 20_000)
     system = LiveSystem(kafka_bootstrap, tmp_path, partitions=4)
     try:
         system.copybot("topics", "create")
