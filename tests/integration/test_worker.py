@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import signal
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -39,12 +39,24 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def system(kafka_bootstrap: str, tmp_path: Path) -> Iterator[LiveSystem]:
-    live = LiveSystem(kafka_bootstrap, tmp_path)
+def systems(kafka_bootstrap: str, tmp_path: Path) -> Iterator[Callable[[int], LiveSystem]]:
+    """``systems(partitions)``: a live system on the session broker, closed when the test ends."""
+    made: list[LiveSystem] = []
+
+    def make(partitions: int) -> LiveSystem:
+        made.append(LiveSystem(kafka_bootstrap, tmp_path, partitions=partitions))
+        return made[-1]
+
     try:
-        yield live
+        yield make
     finally:
-        live.close()
+        for live in made:
+            live.close()
+
+
+@pytest.fixture
+def system(systems: Callable[[int], LiveSystem]) -> LiveSystem:
+    return systems(1)
 
 
 def assert_invariants(
@@ -88,19 +100,16 @@ def test_one_partition_live_run_yields_exactly_the_replay_attempts(system: LiveS
 
 
 def test_eight_partitions_conserve_every_trade_and_match_each_partition_replay(
-    kafka_bootstrap: str, tmp_path: Path
+    systems: Callable[[int], LiveSystem],
 ) -> None:
-    system = LiveSystem(kafka_bootstrap, tmp_path, partitions=8)
-    try:
-        system.worker().start()
-        system.publish(SAMPLE_TAPE, "--ordered", "--finish")
-        events = tape_events(SAMPLE_TAPE)
-        trades = accepted_trades(events)
-        live = assert_invariants(system.attempts_covering(trades), trades)
-        assert live == _replayed(events, 8)
-        assert len({a["followedUserId"] for a in live.values()}) == 4
-    finally:
-        system.close()
+    system = systems(8)
+    system.worker().start()
+    system.publish(SAMPLE_TAPE, "--ordered", "--finish")
+    events = tape_events(SAMPLE_TAPE)
+    trades = accepted_trades(events)
+    live = assert_invariants(system.attempts_covering(trades), trades)
+    assert live == _replayed(events, 8)
+    assert len({a["followedUserId"] for a in live.values()}) == 4
 
 
 # --- config, bad input ---------------------------------------------------------------------------------
@@ -251,48 +260,44 @@ def _expected_leader_records(states: list[PartitionState]) -> dict[str, Any]:
 
 
 def test_sigkill_at_several_points_loses_nothing_and_applies_nothing_twice(
-    kafka_bootstrap: str, tmp_path: Path
+    systems: Callable[[int], LiveSystem], tmp_path: Path
 ) -> None:
     # Given a tape of 50k+ trades, published up front, and a worker killed three times mid-run
     tape, events, trades = _big_tape(tmp_path / "big.jsonl", 50_000)
     assert len(trades) >= 50_000
-    system = LiveSystem(kafka_bootstrap, tmp_path, partitions=2)
-    try:
-        worker = system.worker()
+    system = systems(2)
+    worker = system.worker()
+    worker.start()
+    system.publish(tape, "--ordered", "--finish")
+    for fraction in (0.2, 0.5, 0.8):
+        _wait_covering(system, fraction * len(trades))
+        worker.kill(signal.SIGKILL)
         worker.start()
-        system.publish(tape, "--ordered", "--finish")
-        for fraction in (0.2, 0.5, 0.8):
-            _wait_covering(system, fraction * len(trades))
-            worker.kill(signal.SIGKILL)
-            worker.start()
-        attempts = system.attempts_covering(trades, timeout_s=300)
-        live = assert_invariants(attempts, trades)
-        expected, states = partitioned_replay(events, 2, finish_tick(events, 2))
-        assert live == by_attempt_id(expected)
-        wait_until(
-            lambda: _final_leader_records(system) == _expected_leader_records(states),
-            60,
-            "the saved per-leader state to equal an uninterrupted run's",
-            poll_s=1.0,
-        )
-    finally:
-        system.close()
+    attempts = system.attempts_covering(trades, timeout_s=300)
+    live = assert_invariants(attempts, trades)
+    expected, states = partitioned_replay(events, 2, finish_tick(events, 2))
+    assert live == by_attempt_id(expected)
+    wait_until(
+        lambda: _final_leader_records(system) == _expected_leader_records(states),
+        60,
+        "the saved per-leader state to equal an uninterrupted run's",
+        poll_s=1.0,
+    )
 
 
-def test_a_second_worker_takes_over_when_the_first_is_killed(kafka_bootstrap: str, tmp_path: Path) -> None:
+def test_a_second_worker_takes_over_when_the_first_is_killed(
+    systems: Callable[[int], LiveSystem], tmp_path: Path
+) -> None:
     tape, events, trades = _big_tape(tmp_path / "tape.jsonl", 20_000)
-    system = LiveSystem(kafka_bootstrap, tmp_path, partitions=4)
-    try:
-        first, second = system.worker("w1").start(), system.worker("w2").start()
-        first.wait_log("[^Worker]: Ready")
-        system.publish(tape, "--ordered", "--finish")
-        _wait_covering(system, len(trades) // 3)
-        first.kill(signal.SIGKILL)
-        live = assert_invariants(system.attempts_covering(trades, timeout_s=300), trades)
-        assert live == _replayed(events, 4)
-        assert "restored" in second.current_log() or "partition" in second.current_log()
-    finally:
-        system.close()
+    system = systems(4)
+    first, second = system.worker("w1").start(), system.worker("w2").start()
+    first.wait_log("[^Worker]: Ready")
+    system.publish(tape, "--ordered", "--finish")
+    _wait_covering(system, len(trades) // 3)
+    first.kill(signal.SIGKILL)
+    live = assert_invariants(system.attempts_covering(trades, timeout_s=300), trades)
+    assert live == _replayed(events, 4)
+    assert "restored" in second.current_log() or "partition" in second.current_log()
 
 
 def test_a_broker_restart_mid_run_loses_nothing(
@@ -315,18 +320,17 @@ def test_a_broker_restart_mid_run_loses_nothing(
         system.close()
 
 
-def test_a_worker_started_on_a_backlog_catches_up(kafka_bootstrap: str, tmp_path: Path) -> None:
+def test_a_worker_started_on_a_backlog_catches_up(
+    systems: Callable[[int], LiveSystem], tmp_path: Path
+) -> None:
     # Given 20k trades already in Kafka before any worker runs (big producer batches once it starts)
     tape, events, trades = _big_tape(tmp_path / "backlog.jsonl", 20_000)
-    system = LiveSystem(kafka_bootstrap, tmp_path, partitions=4)
-    try:
-        system.copybot("topics", "create")
-        last = max(e.detect_time_ms for e in events if e.kind == "leaderTrade")
-        with tape.open("ab") as out:  # the snapshot/config copies land after it: close everything anyway
-            out.write(orjson.dumps({"kind": "tick", "nowMs": last + 86_400_000}) + b"\n")
-        system.publish(tape)
-        system.worker().start()
-        # Then it works through the whole backlog (a regression: batches over the request limit stalled it)
-        assert_invariants(system.attempts_covering(trades, timeout_s=240), trades)
-    finally:
-        system.close()
+    system = systems(4)
+    system.copybot("topics", "create")
+    last = max(e.detect_time_ms for e in events if e.kind == "leaderTrade")
+    with tape.open("ab") as out:  # the snapshot/config copies land after it: close everything anyway
+        out.write(orjson.dumps({"kind": "tick", "nowMs": last + 86_400_000}) + b"\n")
+    system.publish(tape)
+    system.worker().start()
+    # Then it works through the whole backlog (a regression: batches over the request limit stalled it)
+    assert_invariants(system.attempts_covering(trades, timeout_s=240), trades)
