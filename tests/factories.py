@@ -85,32 +85,29 @@ def equity(equity_micros: int | None, at: int = T0) -> PortfolioSnapshot:
     )
 
 
+def change_wire(
+    change_id: str | None = None, scope: str = "GLOBAL", leader: str | None = None, /, **sections: Any
+) -> dict[str, Any]:
+    """A config change as a wire dict (a tape line), e.g. ``change_wire("c1", "USER", "u1", sizing={...})``;
+    without `change_id` it gets a fresh one. (Positional-only, so a ``leader=`` section stays a section.)"""
+    return {
+        "kind": "configChange",
+        "changeId": change_id or f"c{next(_ids)}",
+        "scope": scope,
+        "followedUserId": leader,
+        "changedAtMs": 0,
+        **sections,
+    }
+
+
 def global_change(change_id: str | None = None, **sections: Any) -> ConfigChange:
     """A GLOBAL config change with the given sections, e.g. ``global_change(sizing={...})``."""
-    return ConfigChange.model_validate(
-        {
-            "kind": "configChange",
-            "changeId": change_id or f"c{next(_ids)}",
-            "scope": "GLOBAL",
-            "followedUserId": None,
-            "changedAtMs": 0,
-            **sections,
-        }
-    )
+    return ConfigChange.model_validate(change_wire(change_id, "GLOBAL", None, **sections))
 
 
 def user_change(leader_id: str, /, change_id: str | None = None, **sections: Any) -> ConfigChange:
     """A USER config change for `leader`."""
-    return ConfigChange.model_validate(
-        {
-            "kind": "configChange",
-            "changeId": change_id or f"c{next(_ids)}",
-            "scope": "USER",
-            "followedUserId": leader_id,
-            "changedAtMs": 0,
-            **sections,
-        }
-    )
+    return ConfigChange.model_validate(change_wire(change_id, "USER", leader_id, **sections))
 
 
 def tick(now: int) -> Tick:

@@ -21,6 +21,7 @@ from streams.devbroker.harness import finish_tick
 from streams.sample_tape import generate
 from streams.settings import CONFIG_REPORTS, DEAD_LETTERS, SNAPSHOTS, TRADES
 from streams.worker.records import merged_state
+from tests.factories import change_wire
 from tests.integration.conftest import start_or_fail
 from tests.integration.live import (
     SAMPLE_TAPE,
@@ -135,19 +136,6 @@ def _trade(trade_id: str, at: int, leader: str = "u1", notional: int = 100_000_0
     }
 
 
-def _change(
-    change_id: str, scope: str = "GLOBAL", leader: str | None = None, **sections: Any
-) -> dict[str, Any]:
-    return {
-        "kind": "configChange",
-        "changeId": change_id,
-        "scope": scope,
-        "followedUserId": leader,
-        "changedAtMs": 0,
-        **sections,
-    }
-
-
 def test_config_changes_take_effect_live_and_an_invalid_one_changes_nothing(
     system: LiveSystem, tmp_path: Path
 ) -> None:
@@ -156,20 +144,20 @@ def test_config_changes_take_effect_live_and_an_invalid_one_changes_nothing(
         tmp_path / "config.jsonl",
         [
             # (window 0: each trade is decided on arrival, under the config in force then)
-            _change("pause", system={"copyEngineEnabled": False, "aggregationWindowMs": 0}),
+            change_wire("pause", system={"copyEngineEnabled": False, "aggregationWindowMs": 0}),
             _trade("t1", t0),
-            _change("resume", system={"copyEngineEnabled": True, "aggregationWindowMs": 0}),
+            change_wire("resume", system={"copyEngineEnabled": True, "aggregationWindowMs": 0}),
             _trade("t2", t0 + 1_000),
-            _change(  # Budgeted Dynamic for u1 only: $40 budget, E_u missing → r_max 1%
+            change_wire(  # Budgeted Dynamic for u1 only: $40 budget, E_u missing → r_max 1%
                 "dynamic",
                 sizing={"budgetedDynamicEnabled": True, "budgetUsdcMicros": 40_000_000},
             ),
-            _change(
+            change_wire(
                 "u1-dynamic", "USER", "u1", sizing={"sizingMode": "budgetedDynamic", "budgetRMaxBps": 50}
             ),
             _trade("t3", t0 + 2_000),
             _trade("t4", t0 + 2_000, leader="u2"),
-            _change("bad", "USER", "u1", sizing={"budgetRMinBps": 900, "budgetRMaxBps": 100}),
+            change_wire("bad", "USER", "u1", sizing={"budgetRMinBps": 900, "budgetRMaxBps": 100}),
             _trade("t5", t0 + 3_000),
             {"kind": "tick", "nowMs": t0 + 10_000},
         ],
