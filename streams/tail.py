@@ -1,4 +1,5 @@
-"""Follow the copy attempts the worker decides, one readable line each (or raw JSON): ``copybot tail``."""
+"""Follow the copy attempts the worker decides, or its book events (``--books``), one readable line each
+(or raw JSON): ``copybot tail``."""
 
 from __future__ import annotations
 
@@ -84,6 +85,82 @@ async def attempt_lines(
     async with contextlib.aclosing(attempts):
         async for attempt in attempts:
             yield orjson.dumps(attempt).decode() if as_json else format_attempt(attempt)
+            count += 1
+            if limit is not None and count >= limit:
+                break
+
+
+BOOK_COLUMNS: tuple[tuple[str, int, bool], ...] = (
+    ("at (UTC)", 24, False),
+    ("leader", 14, False),
+    ("event", 14, False),
+    ("asset / order", 22, False),
+    ("shares", 12, True),
+    ("exposure", 12, True),
+    ("reserved", 12, True),
+    ("realized PnL", 13, True),
+    ("unrealized", 12, True),
+)
+
+
+def book_header() -> str:
+    """The header of ``copybot tail --books``."""
+    cells = [name for name, _, _ in BOOK_COLUMNS]
+    return _book_line(cells) + "\n" + "  ".join("─" * w for _, w, _ in BOOK_COLUMNS)
+
+
+def _book_line(cells: list[str]) -> str:
+    out = []
+    for cell, (_, width, right) in zip(cells, BOOK_COLUMNS, strict=True):
+        cell = _fit(cell, width)
+        out.append(cell.rjust(width) if right else cell.ljust(width))
+    return "  ".join(out).rstrip()
+
+
+def format_book_event(event: Mapping[str, Any]) -> str:
+    """One book event as a line: a settlement (shares, proceeds as exposure, realized PnL), an expired
+    order (filled of target shares), or a leader's book (exposure, reserved, PnL)."""
+    kind = event.get("kind")
+    at = event.get("settledAtMs") or event.get("expiredAtMs") or event.get("asOfMs")
+    cells = [iso_ms(at) if isinstance(at, int) else "?", str(event.get("followedUserId", "?")), str(kind)]
+    if kind == "positionSettled":
+        cells += [str(event.get("assetId")), _shares(event.get("shareMicros"))]
+        cells += [usd(event.get("proceedsMicros"))]
+        cells += ["", usd(event.get("realizedPnlMicros")), ""]
+    elif kind == "orderExpired":
+        filled, target = _shares(event.get("filledShareMicros")), _shares(event.get("targetShareMicros"))
+        cells += [str(event.get("attemptId", "?"))[:8] + f" {event.get('side')}", f"{filled}/{target}"]
+        cells += ["", "", "", ""]
+    else:
+        cells += [f"{len(event.get('positions') or [])} positions", ""]
+        cells += [usd(event.get(k)) for k in ("exposureMicros", "reservedMicros")]
+        cells += [usd(event.get(k)) for k in ("realizedPnlMicros", "unrealizedPnlMicros")]
+    return _book_line(cells)
+
+
+def _shares(micros: Any) -> str:
+    return f"{micros / 1_000_000:,.2f}" if isinstance(micros, int) else "—"
+
+
+async def book_lines(
+    client: CopybotClient,
+    *,
+    leader: str | None = None,
+    from_beginning: bool = False,
+    limit: int | None = None,
+    as_json: bool = False,
+    follow: bool = True,
+) -> AsyncIterator[str]:
+    """The lines of ``copybot tail --books``: the header (unless `as_json`), then one per book event."""
+    if limit is not None and limit <= 0:
+        return
+    if not as_json:
+        yield book_header()
+    count = 0
+    events = client.book_events(from_beginning=from_beginning, leader=leader, follow=follow)
+    async with contextlib.aclosing(events):
+        async for event in events:
+            yield orjson.dumps(event).decode() if as_json else format_book_event(event)
             count += 1
             if limit is not None and count >= limit:
                 break

@@ -12,7 +12,7 @@ from streams.cli.main import command
 from streams.errors import UsageError
 from streams.kafka import CopybotClient, quiet_kafka_logs
 from streams.settings import Settings
-from streams.tail import attempt_lines
+from streams.tail import attempt_lines, book_lines
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -35,6 +35,12 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     cmd.add_argument("--limit", type=int, metavar="N", help="stop after N attempts")
     cmd.add_argument("--json", action="store_true", help="print each attempt as its raw JSON line instead")
     cmd.add_argument(
+        "--books",
+        action="store_true",
+        help="print the book events instead (book-events: settlements, expired orders, leader books "
+        "with exposure, reserved budget and PnL); --decision does not apply",
+    )
+    cmd.add_argument(
         "--no-follow", action="store_true", help="stop at the end of the topic instead of waiting for more"
     )
     command(cmd, run)
@@ -48,15 +54,17 @@ def run(args: argparse.Namespace) -> int:
 
     async def tail() -> None:
         async with CopybotClient(settings, client_id="copybot-tail") as client:
-            lines = attempt_lines(
-                client,
-                leader=args.leader,
-                decision=args.decision,
-                from_beginning=args.from_beginning,
-                limit=args.limit,
-                as_json=args.json,
-                follow=not args.no_follow,
-            )
+            common = {
+                "leader": args.leader,
+                "from_beginning": args.from_beginning,
+                "limit": args.limit,
+                "as_json": args.json,
+                "follow": not args.no_follow,
+            }
+            if args.books:
+                lines = book_lines(client, **common)
+            else:
+                lines = attempt_lines(client, decision=args.decision, **common)
             async for line in lines:
                 print(line, flush=True)
 

@@ -42,13 +42,14 @@ from typing import Any, Self
 import orjson
 from pydantic import BaseModel
 
+from models.events import BOOK_EVENT_KINDS
 from streams.errors import InvalidEvent, KafkaUnavailable
 from streams.kafka.admin import ensure_topics
 from streams.kafka.connect import TopicPartition, at_end, make_consumer, make_producer
 from streams.kafka.errors import kafka_errors, quiet_kafka_logs
 from streams.serde import DecodeError, InputEvent, decode_event, encode
 from streams.settings import Settings
-from streams.topology import ALL_TOPICS, COPY_ATTEMPTS, fixed_partition, route
+from streams.topology import ALL_TOPICS, BOOK_EVENTS, COPY_ATTEMPTS, fixed_partition, route
 
 __all__ = ["CopybotClient", "InvalidEvent", "KafkaUnavailable", "Publishable", "quiet_kafka_logs", "validate"]
 
@@ -244,6 +245,22 @@ class CopybotClient:
                         yield record
         finally:
             await consumer.stop()
+
+    async def book_events(
+        self, from_beginning: bool = True, leader: str | None = None, follow: bool = True
+    ) -> AsyncGenerator[dict[str, Any], None]:
+        """Yield book events (positionSettled, orderExpired, leaderBook; SPEC 13.5) from book-events,
+        optionally of one leader. Follows the topic forever unless `follow` is false."""
+        async for record in self.read(BOOK_EVENTS, from_beginning=from_beginning, follow=follow):
+            try:
+                event = orjson.loads(record.value)
+            except orjson.JSONDecodeError:
+                continue
+            if not isinstance(event, dict) or event.get("kind") not in BOOK_EVENT_KINDS:
+                continue
+            if leader is not None and event.get("followedUserId") != leader:
+                continue
+            yield event
 
     async def attempts(
         self,

@@ -188,5 +188,13 @@ def test_reports_and_a_resolution_live_equal_the_replay_of_each_partition_log(
         log = read_to_end(system.bootstrap, system.settings.topic(TRADES))
         copied = sum(b'"executionReport"' in r.value for r in log)
         assert copied == len(events) - 1, "every report copied once into its leader's partition"
+        # And `copybot tail --books` shows those book events, as JSON and as a table
+        shown = system.copybot("tail", "--books", "--from-beginning", "--no-follow", "--json")
+        assert shown.returncode == 0, shown.stderr
+        live_books = [o for outs in state["live"].values() for o in outs if o["kind"] != "copyAttempt"]
+        assert sorted(shown.stdout.splitlines()) == sorted(orjson.dumps(b).decode() for b in live_books)
+        table = system.copybot("tail", "--books", "--from-beginning", "--no-follow", "--leader", "alice")
+        assert "positionSettled" in table.stdout or "orderExpired" in table.stdout
+        assert "realized PnL" in table.stdout.splitlines()[0]
     finally:
         system.close()
