@@ -1,33 +1,41 @@
-"""Throughput of the live system (a ``copybot worker`` on a real Kafka broker), as a ratio to a plain
-aiokafka consume→produce passthrough over the same messages, on the same broker, in the same run.
+"""The live worker against what the same work costs without Faust, on one broker, in one run.
 
-    .venv/bin/python bench/live_throughput.py [--trades 100000] [--partitions 8] [--rounds 1]
+    .venv/bin/python bench/live_throughput.py [--trades 50000] [--rounds 2] [--partitions 8]
+    .venv/bin/python bench/live_throughput.py --latency [--seconds 30] [--rate 1000]
+    .venv/bin/python bench/live_throughput.py --memory [--trades 1000000]
 
-It starts its own embedded broker (free ports, a temporary data dir; stopped at the end, also on errors),
-then, after one untimed warm-up baseline run, measures interleaved (baseline, copybot, baseline, …,
-copybot, baseline):
+It starts its own embedded broker (free ports, a temporary data dir; stopped at the end, also on errors).
 
-- **baseline**: the decision log the worker will read (the tape's lines routed into the leader-trades
-  partitions as the worker sees them: trades by leader, ticks / config changes / global snapshots in
-  every partition, plus the final tick) is pre-filled into a topic once; each baseline run times a loop
-  that ``getmany``-s batches of up to 4,000 (the worker's batch), bumps a dict counter per message key,
-  ``send``-s every message to an output topic (acks=all, linger 5 ms, the futures gathered per batch) and
-  commits per batch. Reported in msgs/s.
-- **copybot**: a fresh topic prefix and app id; topics created; the sample tape (``--trades``) published
-  (not ``--ordered``) and a final tick one day past the tape's end into every leader-trades partition (so
-  every window and buffer closes); *then* a worker subprocess starts (``COPYBOT_TICKS=0``, its data dir in
-  a temp dir). Timed from the worker's "[^Worker]: Ready" log line to the moment a consumer (started
-  before the worker) has seen copy attempts covering every accepted (leader, tradeId) of the tape (valid
-  trade lines, deduplicated). trades/s = accepted trades / time; events/s = messages of leader-trades the
-  worker consumes / time, counted from the tape: trade lines (redelivered duplicates included) + ticks ×
-  partitions + snapshots (1, or partitions for EXEC_GLOBAL) + config changes × partitions + the final
-  tick × partitions. The snapshot and config copies are appended by the worker after the final tick, so
-  some of them (~1%) may still be unread when the clock stops; the log's real end offsets are printed too.
+**Throughput** (default): the sample tape (``--trades``) is split into its *prefix* — every config change and
+snapshot, in tape order — and its *body* — the trades and ticks, then a final tick a day past the end (so
+every window and buffer closes). Rounds of three runs, interleaved (B0, B1, W, B0, B1, W, …):
 
-Each copybot round's ratio uses the mean of the two baseline runs around it; the summary line (stdout)
-gives medians. Progress goes to stderr. Caveat: as every input is published before the worker starts,
-the worker copies the config changes and snapshots into its log after all trades, so the trades are
-decided under the default config (no budgets or buffering), not the sample session's config.
+- **B0**, a batched aiokafka passthrough: the decision log the worker reads (prefix copies, then the body,
+  routed into partitions as the worker sees them) is pre-filled once into a topic; a consumer ``getmany``-s
+  up to 10,000 records, appends each partition's records to one producer batch for the same partition of an
+  output topic (``create_batch`` / ``send_batch``, linger 0, acks=all), waits for the batches and commits,
+  per fetched batch.
+- **B1**, B0 plus the decisions: each record is also decoded (:func:`streams.serde.decode_event`), run
+  through :func:`models.engine.process` (one state per partition) and its attempts appended to one batch
+  per partition of an attempts topic — the worker's work without Faust (the passthrough stands in for the
+  worker's state changelog).
+- **W**, the worker subprocess (``COPYBOT_TICKS=0``): on a fresh prefix, the worker is started, the prefix
+  is published and waited for (its copies in leader-trades and the group committed to their end: the tape's
+  config is in force), the worker is stopped, the body is published, and the worker started again; timed
+  from its "[^Worker]: Ready" line until copy attempts cover every accepted trade. Events = the records the
+  body added to leader-trades (from the end offsets).
+
+CPU µs per event come from ``/proc/<pid>/stat`` (utime + stime) over the timed window: the worker's (for
+B0/B1: this process's) and the broker's. Ratios compare W with the B0 and B1 runs of the same round.
+
+**Latency** (``--latency``): a worker with wall-clock ticks, ``aggregationWindowMs`` 0 published first;
+then trades offered at ``--rate`` per second with wall-clock detect times for ``--seconds``; each trade's
+latency is from just before it is handed to the producer until a consumer in this process sees its
+attempt. Reports p50 / p99 / max.
+
+**Memory** (``--memory``): a backlog of ``--trades`` (default 1M) sample-tape trades, the worker started on
+it, its RSS (``/proc/<pid>/status`` VmRSS) sampled every second after warm-up (the first 20 % of the trades
+covered); reports min / max and the spread as ± % around their midpoint.
 """
 
 from __future__ import annotations
@@ -44,9 +52,10 @@ import sys
 import tempfile
 import time
 import uuid
-from collections import Counter
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -56,28 +65,41 @@ from aiokafka.structs import TopicPartition
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from models.engine import InputEvent, process  # noqa: E402
 from models.events import LeaderTrade  # noqa: E402
+from models.state import PartitionState  # noqa: E402
 from streams.devbroker import broker  # noqa: E402
 from streams.devbroker.broker import free_ports  # noqa: E402
 from streams.kafka.admin import create_topics  # noqa: E402
 from streams.kafka.client import CopybotClient, quiet_kafka_logs  # noqa: E402
-from streams.publish import publish_lines  # noqa: E402
 from streams.sample_tape import generate  # noqa: E402
 from streams.serde import DecodeError, decode_event  # noqa: E402
-from streams.settings import COPY_ATTEMPTS, TRADES, Settings  # noqa: E402
+from streams.settings import CONFIG_CHANGES, COPY_ATTEMPTS, SNAPSHOTS, TRADES, Settings  # noqa: E402
 from streams.topology import log_partitions, route  # noqa: E402
 
 READY_LINE = "[^Worker]: Ready"
-BATCH = 4_000
-"""Records per baseline batch: the worker's ``take_events`` batch (streams.worker.app.BATCH_MAX)."""
+FETCH = 10_000
+"""Records per ``getmany`` in B0 / B1."""
 FINAL_TICK_AFTER_MS = 86_400_000
-"""The final tick is this far past the tape's last time: beyond every window and buffer deadline."""
 POLL_S = 0.02
-"""Polling interval of the worker's log (the resolution of the Ready timestamp)."""
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def say(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
+
+
+def cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) a process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def rss_bytes(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError(f"no VmRSS for pid {pid}")
 
 
 # --- the tape ----------------------------------------------------------------------------------------
@@ -85,54 +107,46 @@ def say(message: str) -> None:
 
 @dataclass
 class Tape:
-    lines: list[bytes]
-    """Every line of the sample tape (the publisher validates and skips invalid ones itself)."""
+    prefix: list[tuple[InputEvent, bytes]]
+    """Config changes and snapshots, in tape order: published first, so the tape's config is in force."""
+    body: list[tuple[InputEvent, bytes]]
+    """Trades and ticks, in tape order, then the final tick."""
     accepted: set[tuple[str, str]]
-    """(leader, tradeId) of every valid trade line: what the copy attempts must cover."""
-    log: list[tuple[int, bytes | None, bytes]]
-    """(partition, key, value) of every message the worker reads from leader-trades, final tick included."""
-    log_kinds: Counter[str]
-    """Messages of ``log`` per kind (a tick counts once per partition)."""
-    kinds: Counter[str]
-    """Valid tape lines per kind."""
-    invalid: int
-    final_tick_ms: int
+    log: list[tuple[int, bytes | None, bytes]] = field(default_factory=list)
+    """(partition, key, value) of the decision log the worker reads: prefix copies, then the body."""
+    prefix_records: int = 0
 
 
 def load_tape(trades: int, seed: int, partitions: int) -> Tape:
-    lines = [line for line in generate(trades=trades, seed=seed) if line.strip()]
-    accepted: set[tuple[str, str]] = set()
-    log: list[tuple[int, bytes | None, bytes]] = []
-    log_kinds: Counter[str] = Counter()
-    kinds: Counter[str] = Counter()
-    invalid = 0
+    tape = Tape([], [], set())
     last_ms = 0
-    for raw in lines:
+    for raw in generate(trades=trades, seed=seed):
         try:
             event = decode_event(raw)
         except DecodeError:
-            invalid += 1
             continue
-        kinds[event.kind] += 1
+        if event.kind in ("configChange", "portfolioSnapshot"):
+            tape.prefix.append((event, raw))
+            continue
+        tape.body.append((event, raw))
         if isinstance(event, LeaderTrade):
-            accepted.add((event.followed_user_id, event.trade_id))
+            tape.accepted.add((event.followed_user_id, event.trade_id))
             last_ms = max(last_ms, event.detect_time_ms)
         elif event.kind == "tick":
             last_ms = max(last_ms, event.now_ms)
-        _, key = route(event)
-        key_bytes = None if key is None else key.encode()
-        for p in log_partitions(event, partitions):
-            log.append((p, key_bytes, raw))
-            log_kinds[event.kind] += 1
-    final_tick_ms = last_ms + FINAL_TICK_AFTER_MS
-    final = orjson.dumps({"kind": "tick", "nowMs": final_tick_ms})
-    for p in range(partitions):
-        log.append((p, None, final))
-    log_kinds["final tick"] += partitions
-    return Tape(lines, accepted, log, log_kinds, kinds, invalid, final_tick_ms)
+    final = orjson.dumps({"kind": "tick", "nowMs": last_ms + FINAL_TICK_AFTER_MS})
+    tape.body.append((decode_event(final), final))
+    for part in (tape.prefix, tape.body):
+        for event, raw in part:
+            key = route(event)[1]
+            for p in log_partitions(event, partitions):
+                tape.log.append((p, None if key is None else key.encode(), raw))
+        if part is tape.prefix:
+            tape.prefix_records = len(tape.log)
+    return tape
 
 
-# --- baseline: plain aiokafka ------------------------------------------------------------------------
+# --- B0 / B1: aiokafka without Faust -----------------------------------------------------------------
 
 
 async def create_plain_topics(bootstrap: str, names: list[str], partitions: int) -> None:
@@ -146,81 +160,110 @@ async def create_plain_topics(bootstrap: str, names: list[str], partitions: int)
         await admin.close()
 
 
-async def prefill(bootstrap: str, topic: str, log: list[tuple[int, bytes | None, bytes]]) -> None:
-    producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap, acks="all", linger_ms=10, max_batch_size=1_048_576
-    )
-    await producer.start()
+def producer(bootstrap: str) -> Any:
+    return AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=0, max_batch_size=1_000_000)
+
+
+async def send_batches(
+    prod: Any, topic: str, partition: int, messages: Iterable[tuple[bytes | None, bytes]]
+) -> list[Any]:
+    """One producer batch per partition (a new one only when it is full); returns their futures."""
+    futures, batch = [], prod.create_batch()
+    for key, value in messages:
+        if batch.append(key=key, value=value, timestamp=None) is None:
+            futures.append(await prod.send_batch(batch, topic, partition=partition))
+            batch = prod.create_batch()
+            batch.append(key=key, value=value, timestamp=None)
+    if batch.record_count():
+        futures.append(await prod.send_batch(batch, topic, partition=partition))
+    return futures
+
+
+async def prefill(
+    bootstrap: str, topic: str, log: list[tuple[int, bytes | None, bytes]], partitions: int
+) -> None:
+    prod = producer(bootstrap)
+    await prod.start()
     try:
-        futures = []
-        for partition, key, value in log:
-            futures.append(await producer.send(topic, value, key=key, partition=partition))
-            if len(futures) >= 20_000:
-                await asyncio.gather(*futures)
-                futures.clear()
-        await asyncio.gather(*futures)
+        for start in range(0, len(log), 50_000):
+            chunk = log[start : start + 50_000]
+            futures = []
+            for p in range(partitions):
+                futures += await send_batches(prod, topic, p, [(k, v) for q, k, v in chunk if q == p])
+            await asyncio.gather(*futures)
     finally:
-        await producer.stop()
-
-
-async def baseline_once(
-    bootstrap: str, src: str, dst: str, partitions: int, total: int, timeout_s: float
-) -> float:
-    """Seconds to consume `total` messages of `src`, count them by key, produce them to `dst`, commit."""
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap,
-        group_id=f"bench-baseline-{uuid.uuid4().hex[:8]}",
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-    )
-    producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap, acks="all", linger_ms=5, max_batch_size=1_048_576
-    )
-    await consumer.start()
-    try:
-        await producer.start()
-        try:
-            tps = [TopicPartition(src, p) for p in range(partitions)]
-            consumer.assign(tps)
-            await consumer.seek_to_beginning(*tps)
-            # Find the group coordinator (and commit the start) before the clock starts.
-            await consumer.commit({tp: await consumer.position(tp) for tp in tps})
-            counts: dict[bytes | None, int] = {}
-            seen = 0
-            deadline = time.monotonic() + timeout_s
-            started = time.perf_counter()
-            while seen < total:
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"baseline: {seen:,} of {total:,} messages after {timeout_s:.0f}s")
-                batches = await consumer.getmany(timeout_ms=500, max_records=BATCH)
-                futures = []
-                for records in batches.values():
-                    for record in records:
-                        counts[record.key] = counts.get(record.key, 0) + 1
-                        futures.append(await producer.send(dst, record.value, key=record.key))
-                    seen += len(records)
-                if futures:
-                    await asyncio.gather(*futures)
-                    await consumer.commit()
-            return time.perf_counter() - started
-        finally:
-            await producer.stop()
-    finally:
-        await consumer.stop()
-
-
-# --- copybot: a live worker --------------------------------------------------------------------------
+        await prod.stop()
 
 
 @dataclass
-class LiveResult:
+class Timed:
     seconds: float
-    """From the worker's Ready line to every accepted trade covered by an attempt."""
-    first_attempt_s: float
-    """From Ready to the first attempt seen (startup: partition assignment, table recovery)."""
-    attempts: int
-    log_end: int
-    """Sum of leader-trades end offsets when the last trade was covered."""
+    events: int
+    client_cpu_s: float
+    broker_cpu_s: float
+    note: str = ""
+
+
+async def passthrough(
+    bootstrap: str, src: str, dst: str, attempts: str | None, partitions: int, total: int, broker_pid: int
+) -> Timed:
+    """B0 (`attempts` None) or B1: consume `total` records of `src`, pass them to `dst` in one batch per
+    partition (B1: and decide them, attempts to `attempts`), commit per fetched batch."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap,
+        group_id=f"bench-{uuid.uuid4().hex[:8]}",
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        max_partition_fetch_bytes=8 * 1_048_576,
+    )
+    prod = producer(bootstrap)
+    await consumer.start()
+    await prod.start()
+    try:
+        tps = [TopicPartition(src, p) for p in range(partitions)]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        await consumer.commit({tp: await consumer.position(tp) for tp in tps})  # find the coordinator
+        states = [PartitionState() for _ in range(partitions)]
+        seen, made = 0, 0
+        cpu0, broker0, started = time.process_time(), cpu_s(broker_pid), time.perf_counter()
+        while seen < total:
+            fetched = await consumer.getmany(timeout_ms=500, max_records=FETCH)
+            futures = []
+            for tp, records in fetched.items():
+                futures += await send_batches(prod, dst, tp.partition, [(r.key, r.value) for r in records])
+                if attempts is not None:
+                    out = decide(states[tp.partition], records)
+                    made += len(out)
+                    futures += await send_batches(prod, attempts, tp.partition, out)
+                seen += len(records)
+            if futures:
+                await asyncio.gather(*futures)
+                await consumer.commit()
+        seconds = time.perf_counter() - started
+        return Timed(
+            seconds, seen, time.process_time() - cpu0, cpu_s(broker_pid) - broker0, f"{made:,} attempts"
+        )
+    finally:
+        await prod.stop()
+        await consumer.stop()
+
+
+def decide(state: PartitionState, records: Iterable[Any]) -> list[tuple[bytes | None, bytes]]:
+    """The worker's per-record work: decode, the decision core, the attempts' wire bytes (key = leader)."""
+    out: list[tuple[bytes | None, bytes]] = []
+    for record in records:
+        try:
+            event = decode_event(record.value)
+        except DecodeError:
+            continue
+        for output in process(state, event):
+            if isinstance(output, dict):  # a copy attempt (the other outputs are models)
+                out.append((output["followedUserId"].encode(), orjson.dumps(output)))
+    return out
+
+
+# --- W: the worker -------------------------------------------------------------------------------------
 
 
 class Worker:
@@ -228,7 +271,8 @@ class Worker:
 
     def __init__(self, env: dict[str, str], log_path: Path) -> None:
         self.log_path = log_path
-        with log_path.open("wb") as log:
+        with log_path.open("ab") as log:
+            start = log.tell()
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "streams.cli", "worker", "--loglevel", "info"],
                 env=env,
@@ -237,26 +281,28 @@ class Worker:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
-        self._read = 0
-        self._tail = b""
+        self._read = start
 
     def saw(self, text: str) -> bool:
-        """Whether `text` appeared in the log (read incrementally)."""
         with self.log_path.open("rb") as log:
             log.seek(self._read)
-            chunk = log.read()
-        self._read += len(chunk)
-        self._tail = (self._tail + chunk)[-(len(text) + 4096) :]
-        return text.encode() in self._tail
+            return text.encode() in log.read()
 
     def check_alive(self) -> None:
         if self.process.poll() is not None:
-            raise RuntimeError(f"the worker exited ({self.process.returncode}):\n{self.log_tail()}")
+            tail = self.log_path.read_text(errors="replace")[-4000:]
+            raise RuntimeError(f"the worker exited ({self.process.returncode}):\n{tail}")
 
-    def log_tail(self, chars: int = 4000) -> str:
-        return self.log_path.read_text(errors="replace")[-chars:]
+    async def ready(self, timeout_s: float) -> float:
+        deadline = time.monotonic() + timeout_s
+        while not self.saw(READY_LINE):
+            self.check_alive()
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the worker was not ready within {timeout_s:.0f}s")
+            await asyncio.sleep(POLL_S)  # polling the log for a condition, with a deadline
+        return time.perf_counter()
 
-    def stop(self, timeout_s: float = 30.0) -> None:
+    def stop(self, timeout_s: float = 60.0) -> None:
         if self.process.poll() is not None:
             return
         os.killpg(self.process.pid, signal.SIGTERM)
@@ -268,169 +314,364 @@ class Worker:
             self.process.wait(timeout=timeout_s)
 
 
-async def publish_tape(settings: Settings, tape: Tape) -> None:
-    await create_topics(settings)
-    async with CopybotClient(settings, create_topics=False, client_id="bench-publish") as client:
-        summary = await publish_lines(client, tape.lines)
-        await client.publish_tick(tape.final_tick_ms)
-        await client.flush()
-    if summary.invalid != tape.invalid or summary.kinds != tape.kinds:
-        raise RuntimeError(f"published {dict(summary.kinds)}, expected {dict(tape.kinds)}")
-
-
-async def run_live(
-    settings: Settings, tape: Tape, env: dict[str, str], workdir: Path, timeout_s: float
-) -> LiveResult:
-    """Start the worker and time it from Ready until the attempts cover every accepted trade."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap, group_id=None, enable_auto_commit=False)
-    await consumer.start()
-    worker: Worker | None = None
-    try:
-        attempt_tps = [TopicPartition(settings.topic(COPY_ATTEMPTS), p) for p in range(settings.partitions)]
-        trade_tps = [TopicPartition(settings.topic(TRADES), p) for p in range(settings.partitions)]
-        consumer.assign(attempt_tps)
-        await consumer.seek_to_beginning(*attempt_tps)
-        remaining = set(tape.accepted)
-        attempts = 0
-        worker = Worker(env, workdir / "worker.log")
-        deadline = time.monotonic() + timeout_s
-        ready_at: float | None = None
-        first_at: float | None = None
-        while ready_at is None:
-            worker.check_alive()
-            if worker.saw(READY_LINE):
-                ready_at = time.perf_counter()
-                break
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"the worker was not ready within {timeout_s:.0f}s:\n{worker.log_tail()}")
-            await asyncio.sleep(POLL_S)  # polling the log for a condition, with a deadline
-        say("  worker ready")
-        next_report = time.monotonic() + 10.0
-        while remaining:
-            if time.monotonic() > deadline:
-                raise TimeoutError(
-                    f"{len(remaining):,} of {len(tape.accepted):,} trades still without an attempt after "
-                    f"{timeout_s:.0f}s:\n{worker.log_tail()}"
-                )
-            worker.check_alive()
-            batches = await consumer.getmany(timeout_ms=200, max_records=10_000)
-            for records in batches.values():
-                for record in records:
-                    attempt = orjson.loads(record.value)
-                    leader = attempt["followedUserId"]
-                    for trade_id in attempt["tradeIds"]:
-                        remaining.discard((leader, trade_id))
-                attempts += len(records)
-            if first_at is None and attempts:
-                first_at = time.perf_counter()
-            if time.monotonic() > next_report:
-                next_report += 10.0
-                covered = len(tape.accepted) - len(remaining)
-                say(f"  {covered:,}/{len(tape.accepted):,} trades covered, {attempts:,} attempts")
-        done_at = time.perf_counter()
-        log_end = sum((await consumer.end_offsets(trade_tps)).values())
-        return LiveResult(done_at - ready_at, (first_at or done_at) - ready_at, attempts, log_end)
-    finally:
-        try:
-            if worker is not None:
-                worker.stop()
-        finally:
-            await consumer.stop()
-
-
-def copybot_once(bootstrap: str, tape: Tape, partitions: int, workdir: Path, timeout_s: float) -> LiveResult:
-    prefix = f"bench{uuid.uuid4().hex[:8]}"
-    env = {
+def worker_env(bootstrap: str, prefix: str, partitions: int, workdir: Path, ticks: bool) -> dict[str, str]:
+    return {
         **os.environ,
         "COPYBOT_BOOTSTRAP": bootstrap,
         "COPYBOT_TOPIC_PREFIX": prefix,
         "COPYBOT_APP_ID": prefix,
         "COPYBOT_PARTITIONS": str(partitions),
-        "COPYBOT_TICKS": "0",
-        "COPYBOT_WORKER_DIR": str(workdir / "worker-data"),
+        "COPYBOT_TICKS": "1" if ticks else "0",
+        "COPYBOT_WORKER_DIR": str(workdir / f"worker-{prefix}"),
         "COPYBOT_WORKER_WEB_PORT": str(free_ports(1)[0]),
     }
-    settings = Settings.from_env(env)
-    started = time.perf_counter()
-    asyncio.run(asyncio.wait_for(publish_tape(settings, tape), timeout_s))
-    say(f"  published the tape ({prefix}) in {time.perf_counter() - started:.1f}s; starting the worker")
-    return asyncio.run(run_live(settings, tape, env, workdir, timeout_s))
 
 
-# --- main --------------------------------------------------------------------------------------------
+async def end_offsets(bootstrap: str, topic: str, partitions: int) -> dict[int, int]:
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        ends = await consumer.end_offsets([TopicPartition(topic, p) for p in range(partitions)])
+        return {tp.partition: offset for tp, offset in ends.items()}
+    finally:
+        await consumer.stop()
 
 
-def measure(args: argparse.Namespace, bootstrap: str, tape: Tape, tmp: Path) -> str:
-    total = len(tape.log)
-    trades = len(tape.accepted)
-    src, dst = f"bench{uuid.uuid4().hex[:8]}.base-in", f"bench{uuid.uuid4().hex[:8]}.base-out"
-    asyncio.run(create_plain_topics(bootstrap, [src, dst], args.partitions))
-    started = time.perf_counter()
-    asyncio.run(asyncio.wait_for(prefill(bootstrap, src, tape.log), args.timeout))
-    say(f"pre-filled {src} with {total:,} messages in {time.perf_counter() - started:.1f}s")
+async def committed_to_end(bootstrap: str, group: str, topics: dict[str, int]) -> bool:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        committed = await admin.list_consumer_group_offsets(group)
+    finally:
+        await admin.close()
+    for topic, partitions in topics.items():
+        for p, end in (await end_offsets(bootstrap, topic, partitions)).items():
+            done = committed.get(TopicPartition(topic, p))
+            if end and (done is None or done.offset < end):
+                return False
+    return True
 
-    def baseline() -> float:
-        seconds = asyncio.run(baseline_once(bootstrap, src, dst, args.partitions, total, args.timeout))
-        say(f"baseline: {total:,} msgs in {seconds:.2f}s = {total / seconds:,.0f} msgs/s")
-        return total / seconds
 
-    say("warm-up (untimed): one baseline run, so the broker's group coordinator and JIT are warm")
-    asyncio.run(baseline_once(bootstrap, src, dst, args.partitions, total, args.timeout))
-    base_rates = [baseline()]
-    trade_rates, event_rates, event_ratios, trade_ratios = [], [], [], []
-    for n in range(args.rounds):
-        say(f"round {n + 1}/{args.rounds}: copybot")
-        workdir = tmp / f"round-{n + 1}"
-        workdir.mkdir()
-        live = copybot_once(bootstrap, tape, args.partitions, workdir, args.timeout)
-        trade_rates.append(trades / live.seconds)
-        event_rates.append(total / live.seconds)
-        say(
-            f"copybot: {trades:,} trades ({total:,} events) in {live.seconds:.2f}s after Ready "
-            f"(first attempt after {live.first_attempt_s:.2f}s) = {trade_rates[-1]:,.0f} trades/s, "
-            f"{event_rates[-1]:,.0f} events/s; {live.attempts:,} attempts; leader-trades end offsets "
-            f"{live.log_end:,} (estimate {total:,})"
-        )
-        base_rates.append(baseline())
-        around = (base_rates[-2] + base_rates[-1]) / 2
-        event_ratios.append(event_rates[-1] / around)
-        trade_ratios.append(trade_rates[-1] / around)
-        say(
-            f"round {n + 1}/{args.rounds}: ratio events {event_ratios[-1]:.3f}, trades {trade_ratios[-1]:.3f}"
-        )
+async def wait_condition(check: Any, timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not await check():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout_s:.0f}s waiting for {what}")
+        await asyncio.sleep(0.2)  # polling a condition with a deadline
+
+
+async def publish_events(settings: Settings, events: Iterable[tuple[InputEvent, bytes]]) -> None:
+    async with CopybotClient(
+        settings, create_topics=False, client_id="bench-publish", linger_ms=20
+    ) as client:
+        for event, raw in events:
+            await client.publish_decoded(event, raw)
+        await client.flush()
+
+
+async def config_in_force(settings: Settings, tape: Tape, workdir: Path, timeout_s: float) -> None:
+    """Worker up, the tape's prefix published, its copies in the log and consumed; worker stopped."""
+    n, bootstrap = settings.partitions, settings.bootstrap
+    env = worker_env(bootstrap, settings.topic_prefix, n, workdir, ticks=False)
+    worker = Worker(env, workdir / f"{settings.topic_prefix}.log")
+    try:
+        await worker.ready(timeout_s)
+        await publish_events(settings, tape.prefix)
+
+        async def copied() -> bool:
+            total = sum((await end_offsets(bootstrap, settings.topic(TRADES), n)).values())
+            inputs = {
+                settings.topic(SNAPSHOTS): n,
+                settings.topic(CONFIG_CHANGES): 1,
+                settings.topic(TRADES): n,
+            }
+            return total >= tape.prefix_records and await committed_to_end(bootstrap, settings.app_id, inputs)
+
+        await wait_condition(copied, timeout_s, "the prefix's copies in leader-trades, consumed")
+    finally:
+        worker.stop()
+
+
+async def worker_round(
+    settings: Settings, tape: Tape, workdir: Path, broker_pid: int, timeout_s: float
+) -> Timed:
+    """W: the tape's config in force, the body as a backlog, then timed from Ready to every trade covered."""
+    await create_topics(settings)
+    await config_in_force(settings, tape, workdir, timeout_s)
+    n, bootstrap = settings.partitions, settings.bootstrap
+    before = sum((await end_offsets(bootstrap, settings.topic(TRADES), n)).values())
+    await publish_events(settings, tape.body)
+    events = sum((await end_offsets(bootstrap, settings.topic(TRADES), n)).values()) - before
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    env = worker_env(bootstrap, settings.topic_prefix, n, workdir, ticks=False)
+    worker = Worker(env, workdir / f"{settings.topic_prefix}.log")
+    try:
+        tps = [TopicPartition(settings.topic(COPY_ATTEMPTS), p) for p in range(n)]
+        consumer.assign(tps)
+        await consumer.seek_to_end(*tps)
+        started = await worker.ready(timeout_s)
+        cpu0, broker0 = cpu_s(worker.process.pid), cpu_s(broker_pid)
+        remaining, first = set(tape.accepted), None
+        deadline = time.monotonic() + timeout_s
+        while remaining:
+            worker.check_alive()
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{len(remaining):,} trades without an attempt after {timeout_s:.0f}s")
+            for records in (await consumer.getmany(timeout_ms=200, max_records=10_000)).values():
+                first = first or time.perf_counter()
+                for r in records:
+                    a = orjson.loads(r.value)
+                    remaining -= {(a["followedUserId"], t) for t in a["tradeIds"]}
+        seconds = time.perf_counter() - started
+        cpu, broker_cpu = cpu_s(worker.process.pid) - cpu0, cpu_s(broker_pid) - broker0
+        note = f"first attempt {(first or started) - started:.1f}s after Ready"
+        return Timed(seconds, events, cpu, broker_cpu, note)
+    finally:
+        worker.stop()
+        await consumer.stop()
+
+
+# --- throughput: the table ------------------------------------------------------------------------------
+
+
+def row(name: str, t: Timed, trades: int) -> str:
     return (
-        f"live copybot ({trades:,} trades, {total:,} events, {args.partitions} partitions): "
-        f"{statistics.median(trade_rates):,.0f} trades/s, {statistics.median(event_rates):,.0f} events/s; "
-        f"aiokafka passthrough baseline {statistics.median(base_rates):,.0f} msgs/s; "
-        f"ratio events/s÷baseline {statistics.median(event_ratios):.3f}, "
-        f"trades/s÷baseline {statistics.median(trade_ratios):.3f} (median of {args.rounds})"
+        f"{name:<4} {t.events / t.seconds:>10,.0f} {trades / t.seconds:>10,.0f} {t.seconds:>8.2f} "
+        f"{t.client_cpu_s * 1e6 / t.events:>10.1f} {t.broker_cpu_s * 1e6 / t.events:>10.1f}  {t.note}"
     )
+
+
+HEADER = f"{'run':<4} {'events/s':>10} {'trades/s':>10} {'seconds':>8} {'µs/ev cli':>10} {'µs/ev brk':>10}"
+
+
+def throughput(args: argparse.Namespace, bootstrap: str, broker_pid: int, tmp: Path) -> str:
+    tape = load_tape(args.trades, args.seed, args.partitions)
+    trades, n = len(tape.accepted), args.partitions
+    say(
+        f"tape: {trades:,} accepted trades, {len(tape.prefix):,} config/snapshot lines, "
+        f"{len(tape.log):,} log records"
+    )
+    run_id = uuid.uuid4().hex[:8]
+    src, dst, out = (f"bench{run_id}.{name}" for name in ("log", "copy", "attempts"))
+    asyncio.run(create_plain_topics(bootstrap, [src, dst, out], n))
+    asyncio.run(prefill(bootstrap, src, tape.log, n))
+    total = len(tape.log)
+    asyncio.run(passthrough(bootstrap, src, dst, None, n, total, broker_pid))  # warm-up, untimed
+    results: dict[str, list[Timed]] = {"B0": [], "B1": [], "W": []}
+    lines = [HEADER]
+    for r in range(args.rounds):
+        results["B0"].append(asyncio.run(passthrough(bootstrap, src, dst, None, n, total, broker_pid)))
+        results["B1"].append(asyncio.run(passthrough(bootstrap, src, dst, out, n, total, broker_pid)))
+        prefix = f"bench{uuid.uuid4().hex[:8]}"
+        settings = Settings.from_env(
+            {
+                "COPYBOT_BOOTSTRAP": bootstrap,
+                "COPYBOT_TOPIC_PREFIX": prefix,
+                "COPYBOT_APP_ID": prefix,
+                "COPYBOT_PARTITIONS": str(n),
+            }
+        )
+        results["W"].append(asyncio.run(worker_round(settings, tape, tmp, broker_pid, args.timeout)))
+        for name in ("B0", "B1", "W"):
+            lines.append(row(name, results[name][-1], trades))
+            say(f"round {r + 1}: {lines[-1]}")
+    w_b0 = [
+        w.events / w.seconds / (b.events / b.seconds)
+        for w, b in zip(results["W"], results["B0"], strict=True)
+    ]
+    w_b1 = [
+        w.events / w.seconds / (b.events / b.seconds)
+        for w, b in zip(results["W"], results["B1"], strict=True)
+    ]
+    lines.append(
+        f"W/B0 events/s {statistics.median(w_b0):.3f}, W/B1 events/s {statistics.median(w_b1):.3f} "
+        f"(median of {args.rounds} rounds; {trades:,} trades, {total:,} log records, {n} partitions; "
+        "cli = the worker for W, this process for B0/B1; brk = the broker)"
+    )
+    return "\n".join(lines)
+
+
+# --- latency ---------------------------------------------------------------------------------------------
+
+
+async def latency_run(args: argparse.Namespace, bootstrap: str, tmp: Path) -> str:
+    prefix = f"lat{uuid.uuid4().hex[:8]}"
+    n = args.partitions
+    settings = Settings.from_env(
+        {
+            "COPYBOT_BOOTSTRAP": bootstrap,
+            "COPYBOT_TOPIC_PREFIX": prefix,
+            "COPYBOT_APP_ID": prefix,
+            "COPYBOT_PARTITIONS": str(n),
+        }
+    )
+    await create_topics(settings)
+    worker = Worker(worker_env(bootstrap, prefix, n, tmp, ticks=True), tmp / f"{prefix}.log")
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        await worker.ready(args.timeout)
+        window_zero = {
+            "kind": "configChange",
+            "changeId": "latency-w0",
+            "scope": "GLOBAL",
+            "followedUserId": None,
+            "changedAtMs": 0,
+            "system": {"aggregationWindowMs": 0},
+        }
+        async with CopybotClient(settings, create_topics=False, linger_ms=0) as client:
+            await client.publish(window_zero)
+            await client.flush()
+
+            async def copied() -> bool:
+                inputs = {settings.topic(CONFIG_CHANGES): 1}
+                return await committed_to_end(bootstrap, prefix, inputs)
+
+            await wait_condition(copied, args.timeout, "the window-0 config to be forwarded")
+            tps = [TopicPartition(settings.topic(COPY_ATTEMPTS), p) for p in range(n)]
+            consumer.assign(tps)
+            await consumer.seek_to_end(*tps)
+            sent: dict[str, float] = {}
+            latencies: list[float] = []
+            reader = asyncio.create_task(read_latencies(consumer, sent, latencies))
+            await offer(client, sent, args.rate, args.seconds)
+            deadline = time.monotonic() + args.timeout
+            while len(latencies) < len(sent) and time.monotonic() < deadline:
+                await asyncio.sleep(0.1)  # waiting for the last attempts, with a deadline
+            reader.cancel()
+    finally:
+        worker.stop()
+        await consumer.stop()
+    latencies.sort()
+    missing = len(sent) - len(latencies)
+
+    def pct(q: float) -> float:
+        return latencies[min(len(latencies) - 1, int(q * len(latencies)))] * 1000
+
+    return (
+        f"latency, {len(sent):,} trades offered at {args.rate:,}/s over {args.seconds}s "
+        f"(window 0, wall-clock ticks, {n} partitions): p50 {pct(0.5):.1f} ms, "
+        f"p99 {pct(0.99):.1f} ms, max {latencies[-1] * 1000:.1f} ms"
+        + (f"; {missing} trades never seen" if missing else "")
+    )
+
+
+async def offer(client: CopybotClient, sent: dict[str, float], rate: int, seconds: int) -> None:
+    """Trades at `rate` per second (in 10 ms steps), detect time = now, for `seconds`."""
+    leaders = [f"lat-{i}" for i in range(16)]
+    per_step = max(1, rate // 100)
+    began = time.monotonic()
+    for step in range(seconds * 100):
+        now = int(time.time() * 1000)
+        for i in range(per_step):
+            trade_id = f"t{step}-{i}"
+            leader = leaders[(step * per_step + i) % len(leaders)]
+            raw = orjson.dumps(
+                {
+                    "kind": "leaderTrade",
+                    "tradeId": trade_id,
+                    "followedUserId": leader,
+                    "assetId": "a",
+                    "marketId": None,
+                    "side": "BUY",
+                    "priceMicros": 500_000,
+                    "shareMicros": 20_000_000,
+                    "notionalMicros": 10_000_000,
+                    "detectTimeMs": now,
+                }
+            )
+            sent[trade_id] = time.perf_counter()
+            await client.publish(raw)
+        delay = began + (step + 1) * 0.01 - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)  # pacing the offered load
+    await client.flush()
+
+
+async def read_latencies(consumer: Any, sent: dict[str, float], latencies: list[float]) -> None:
+    while True:
+        for records in (await consumer.getmany(timeout_ms=50, max_records=10_000)).values():
+            now = time.perf_counter()
+            for r in records:
+                for trade_id in orjson.loads(r.value)["tradeIds"]:
+                    if trade_id in sent:
+                        latencies.append(now - sent[trade_id])
+
+
+# --- memory ----------------------------------------------------------------------------------------------
+
+
+async def memory_run(args: argparse.Namespace, bootstrap: str, tmp: Path) -> str:
+    n = args.partitions
+    prefix = f"mem{uuid.uuid4().hex[:8]}"
+    settings = Settings.from_env(
+        {
+            "COPYBOT_BOOTSTRAP": bootstrap,
+            "COPYBOT_TOPIC_PREFIX": prefix,
+            "COPYBOT_APP_ID": prefix,
+            "COPYBOT_PARTITIONS": str(n),
+        }
+    )
+    tape = load_tape(args.trades, args.seed, n)
+    await create_topics(settings)
+    await config_in_force(settings, tape, tmp, args.timeout)
+    await publish_events(settings, tape.body)
+    say(f"published {len(tape.accepted):,} trades")
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    worker = Worker(worker_env(bootstrap, prefix, n, tmp, ticks=False), tmp / f"{prefix}.log")
+    samples: list[int] = []
+    try:
+        tps = [TopicPartition(settings.topic(COPY_ATTEMPTS), p) for p in range(n)]
+        consumer.assign(tps)
+        await consumer.seek_to_end(*tps)
+        await worker.ready(args.timeout)
+        remaining, total = set(tape.accepted), len(tape.accepted)
+        next_sample, deadline = time.monotonic(), time.monotonic() + args.timeout
+        while remaining:
+            worker.check_alive()
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{len(remaining):,} trades without an attempt after {args.timeout:.0f}s")
+            for records in (await consumer.getmany(timeout_ms=200, max_records=10_000)).values():
+                for r in records:
+                    a = orjson.loads(r.value)
+                    remaining -= {(a["followedUserId"], t) for t in a["tradeIds"]}
+            if time.monotonic() >= next_sample and total - len(remaining) >= 0.2 * total:
+                samples.append(rss_bytes(worker.process.pid))
+                next_sample += 1.0
+    finally:
+        worker.stop()
+        await consumer.stop()
+    low, high = min(samples), max(samples)
+    mid = (low + high) / 2
+    return (
+        f"worker RSS over {len(tape.accepted):,} trades, {len(samples)} samples after warm-up: "
+        f"min {low / 2**20:.0f} MiB, max {high / 2**20:.0f} MiB, ±{(high - low) / 2 / mid * 100:.1f}% "
+        f"around {mid / 2**20:.0f} MiB"
+    )
+
+
+# --- main ------------------------------------------------------------------------------------------------
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument(
-        "--trades", type=int, default=100_000, help="leader trades in the tape (default 100k)"
-    )
-    parser.add_argument("--partitions", type=int, default=8, help="leader-keyed partitions (default 8)")
-    parser.add_argument("--rounds", type=int, default=1, help="copybot rounds, between baselines (default 1)")
+    parser.add_argument("--trades", type=int, default=None, help="tape trades (50k; --memory: 1M)")
+    parser.add_argument("--partitions", type=int, default=8)
+    parser.add_argument("--rounds", type=int, default=2, help="throughput rounds (B0, B1, W each)")
     parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument(
-        "--timeout", type=float, default=900.0, help="deadline of each step in seconds (default 900)"
-    )
+    parser.add_argument("--latency", action="store_true", help="latency at a steady offered load")
+    parser.add_argument("--rate", type=int, default=1_000, help="--latency: trades per second")
+    parser.add_argument("--seconds", type=int, default=30, help="--latency: how long to offer")
+    parser.add_argument("--memory", action="store_true", help="worker RSS over a long run")
+    parser.add_argument("--timeout", type=float, default=1800.0, help="deadline of each step (s)")
     args = parser.parse_args()
+    if args.trades is None:
+        args.trades = 1_000_000 if args.memory else 50_000
     quiet_kafka_logs()
-
-    tape = load_tape(args.trades, args.seed, args.partitions)
-    say(
-        f"tape: {len(tape.lines):,} lines ({tape.invalid} invalid), "
-        f"{tape.kinds['leaderTrade']:,} trade lines, "
-        f"{len(tape.accepted):,} accepted trades; leader-trades messages: "
-        + ", ".join(f"{kind} {n:,}" for kind, n in sorted(tape.log_kinds.items()))
-        + f" = {len(tape.log):,}"
-    )
     with tempfile.TemporaryDirectory(prefix="copybot-live-bench-") as tmp_name:
         tmp = Path(tmp_name)
         port, controller_port = free_ports(2)
@@ -441,15 +682,18 @@ def main() -> int:
             data_dir=tmp / "kafka-data",
         )
         try:
-            started = time.perf_counter()
-            with contextlib.redirect_stdout(sys.stderr):  # its progress lines: stdout is the summary
-                broker.start(settings)
-            say(f"broker on {broker.bootstrap(settings)} started in {time.perf_counter() - started:.1f}s")
-            summary = measure(args, broker.bootstrap(settings), tape, tmp)
+            with contextlib.redirect_stdout(sys.stderr):
+                handle = broker.start(settings)
+            bootstrap = broker.bootstrap(settings)
+            if args.latency:
+                summary = asyncio.run(latency_run(args, bootstrap, tmp))
+            elif args.memory:
+                summary = asyncio.run(memory_run(args, bootstrap, tmp))
+            else:
+                summary = throughput(args, bootstrap, handle.pid, tmp)
         finally:
             with contextlib.redirect_stdout(sys.stderr):
                 broker.stop(settings)
-            say("broker stopped")
     print(summary)
     return 0
 
