@@ -204,3 +204,30 @@ def run(*events: InputEvent) -> list[CopyAttemptWire]:
     driver = Driver(*events)
     driver.finish()
     return driver.attempts
+
+
+def restarted_run_changes_nothing(events: list[InputEvent], cut: int) -> None:
+    """Assert that saving a partition after `cut` events with the live worker's own state records
+    (streams/worker/records.py) and restoring it changes no output and no final state."""
+    from models.codec import leader_to_json, partition_to_json
+    from streams.serde import encode
+    from streams.worker.records import SavedPartition, batch_records, restore
+
+    straight = PartitionState()
+    expected = [o for e in events for o in process(straight, e)] + finish(straight)
+    state = PartitionState(journaling=True)
+    outputs = [o for e in events[:cut] for o in process(state, e)]
+    records = batch_records(0, SavedPartition(state, 41), set(state.leaders))
+    restored = restore(0, {key: value for key, value in records if value is not None}.get)
+    assert restored.offset == 41
+    state = restored.state
+    outputs += [o for e in events[cut:] for o in process(state, e)] + finish(state)
+
+    def wire(values: list[Any]) -> list[Any]:
+        return [v if isinstance(v, dict) else encode(v) for v in values]
+
+    assert wire(outputs) == wire(expected)
+    assert partition_to_json(state, 0) == partition_to_json(straight, 0)
+    assert {u: leader_to_json(x) for u, x in state.leaders.items()} == {
+        u: leader_to_json(x) for u, x in straight.leaders.items()
+    }
