@@ -182,9 +182,17 @@ def errors_response(status: int, errors: list[str], headers: dict[str, str] | No
     return JSONResponse({"errors": errors}, status_code=status, headers=headers)
 
 
+PATTERN_HINTS = {
+    "cursor": "expected the nextCursor of a previous page, {decidedAtMs}:{attemptId}",
+    "leader_id": "expected a leader id that is not blank and has no NUL character",
+}
+"""What a parameter's pattern means, said instead of the regular expression."""
+
+
 def _validation_message(error: Any) -> str:
     where = [str(part) for part in error["loc"][1:]] or [str(error["loc"][0])]
-    return f"{'.'.join(where)}: {error['msg']}"
+    hint = PATTERN_HINTS.get(where[-1]) if error["type"] == "string_pattern_mismatch" else None
+    return f"{'.'.join(where)}: {hint or error['msg']}"
 
 
 def allowed_methods(app: FastAPI, request: Request) -> str:

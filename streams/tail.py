@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from typing import Any
 
 import orjson
@@ -12,7 +12,10 @@ import orjson
 from models.units import iso_ms, pct, usd
 from streams.kafka import CopybotClient
 
-COLUMNS: tuple[tuple[str, int, bool], ...] = (
+Columns = tuple[tuple[str, int, bool], ...]
+"""Header, width and right-alignment of each column of a table."""
+
+COLUMNS: Columns = (
     ("decided at (UTC)", 24, False),
     ("leader", 14, False),
     ("asset", 16, False),
@@ -30,17 +33,21 @@ def _fit(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-def _line(cells: list[str]) -> str:
+def _line(cells: list[str], columns: Columns = COLUMNS) -> str:
     out = []
-    for cell, (_, width, right) in zip(cells, COLUMNS, strict=True):
+    for cell, (_, width, right) in zip(cells, columns, strict=True):
         cell = _fit(cell, width)
         out.append(cell.rjust(width) if right else cell.ljust(width))
     return "  ".join(out).rstrip()
 
 
+def _header(columns: Columns) -> str:
+    return _line([name for name, _, _ in columns], columns) + "\n" + "  ".join("─" * w for _, w, _ in columns)
+
+
 def header() -> str:
     """The table header and its rule."""
-    return _line([name for name, _, _ in COLUMNS]) + "\n" + "  ".join("─" * w for _, w, _ in COLUMNS)
+    return _header(COLUMNS)
 
 
 def format_attempt(attempt: Mapping[str, Any]) -> str:
@@ -76,21 +83,34 @@ async def attempt_lines(
 ) -> AsyncIterator[str]:
     """The lines to show: the header (unless `as_json`), then one per attempt until `limit` (or forever
     when following)."""
-    if limit is not None and limit <= 0:
-        return
-    if not as_json:
-        yield header()
-    count = 0
     attempts = client.attempts(from_beginning=from_beginning, leader=leader, decision=decision, follow=follow)
-    async with contextlib.aclosing(attempts):
-        async for attempt in attempts:
-            yield orjson.dumps(attempt).decode() if as_json else format_attempt(attempt)
+    async for line in _lines(header(), attempts, format_attempt, limit=limit, as_json=as_json):
+        yield line
+
+
+async def _lines(
+    head: str,
+    items: AsyncGenerator[dict[str, Any], None],
+    fmt: Callable[[Mapping[str, Any]], str],
+    *,
+    limit: int | None,
+    as_json: bool,
+) -> AsyncIterator[str]:
+    """`head` (unless `as_json`), then each of `items` as a line (`fmt`, or its JSON) until `limit`."""
+    async with contextlib.aclosing(items):
+        if limit is not None and limit <= 0:
+            return
+        if not as_json:
+            yield head
+        count = 0
+        async for item in items:
+            yield orjson.dumps(item).decode() if as_json else fmt(item)
             count += 1
             if limit is not None and count >= limit:
                 break
 
 
-BOOK_COLUMNS: tuple[tuple[str, int, bool], ...] = (
+BOOK_COLUMNS: Columns = (
     ("at (UTC)", 24, False),
     ("leader", 14, False),
     ("event", 14, False),
@@ -105,16 +125,7 @@ BOOK_COLUMNS: tuple[tuple[str, int, bool], ...] = (
 
 def book_header() -> str:
     """The header of ``copybot tail --books``."""
-    cells = [name for name, _, _ in BOOK_COLUMNS]
-    return _book_line(cells) + "\n" + "  ".join("─" * w for _, w, _ in BOOK_COLUMNS)
-
-
-def _book_line(cells: list[str]) -> str:
-    out = []
-    for cell, (_, width, right) in zip(cells, BOOK_COLUMNS, strict=True):
-        cell = _fit(cell, width)
-        out.append(cell.rjust(width) if right else cell.ljust(width))
-    return "  ".join(out).rstrip()
+    return _header(BOOK_COLUMNS)
 
 
 def format_book_event(event: Mapping[str, Any]) -> str:
@@ -135,7 +146,7 @@ def format_book_event(event: Mapping[str, Any]) -> str:
         cells += [f"{len(event.get('positions') or [])} positions", ""]
         cells += [usd(event.get(k)) for k in ("exposureMicros", "reservedMicros")]
         cells += [usd(event.get(k)) for k in ("realizedPnlMicros", "unrealizedPnlMicros")]
-    return _book_line(cells)
+    return _line(cells, BOOK_COLUMNS)
 
 
 def _shares(micros: Any) -> str:
@@ -152,15 +163,6 @@ async def book_lines(
     follow: bool = True,
 ) -> AsyncIterator[str]:
     """The lines of ``copybot tail --books``: the header (unless `as_json`), then one per book event."""
-    if limit is not None and limit <= 0:
-        return
-    if not as_json:
-        yield book_header()
-    count = 0
     events = client.book_events(from_beginning=from_beginning, leader=leader, follow=follow)
-    async with contextlib.aclosing(events):
-        async for event in events:
-            yield orjson.dumps(event).decode() if as_json else format_book_event(event)
-            count += 1
-            if limit is not None and count >= limit:
-                break
+    async for line in _lines(book_header(), events, format_book_event, limit=limit, as_json=as_json):
+        yield line

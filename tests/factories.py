@@ -85,32 +85,29 @@ def equity(equity_micros: int | None, at: int = T0) -> PortfolioSnapshot:
     )
 
 
+def change_wire(
+    change_id: str | None = None, scope: str = "GLOBAL", leader: str | None = None, /, **sections: Any
+) -> dict[str, Any]:
+    """A config change as a wire dict (a tape line), e.g. ``change_wire("c1", "USER", "u1", sizing={...})``;
+    without `change_id` it gets a fresh one. (Positional-only, so a ``leader=`` section stays a section.)"""
+    return {
+        "kind": "configChange",
+        "changeId": change_id or f"c{next(_ids)}",
+        "scope": scope,
+        "followedUserId": leader,
+        "changedAtMs": 0,
+        **sections,
+    }
+
+
 def global_change(change_id: str | None = None, **sections: Any) -> ConfigChange:
     """A GLOBAL config change with the given sections, e.g. ``global_change(sizing={...})``."""
-    return ConfigChange.model_validate(
-        {
-            "kind": "configChange",
-            "changeId": change_id or f"c{next(_ids)}",
-            "scope": "GLOBAL",
-            "followedUserId": None,
-            "changedAtMs": 0,
-            **sections,
-        }
-    )
+    return ConfigChange.model_validate(change_wire(change_id, "GLOBAL", None, **sections))
 
 
 def user_change(leader_id: str, /, change_id: str | None = None, **sections: Any) -> ConfigChange:
     """A USER config change for `leader`."""
-    return ConfigChange.model_validate(
-        {
-            "kind": "configChange",
-            "changeId": change_id or f"c{next(_ids)}",
-            "scope": "USER",
-            "followedUserId": leader_id,
-            "changedAtMs": 0,
-            **sections,
-        }
-    )
+    return ConfigChange.model_validate(change_wire(change_id, "USER", leader_id, **sections))
 
 
 def tick(now: int) -> Tick:
@@ -207,3 +204,30 @@ def run(*events: InputEvent) -> list[CopyAttemptWire]:
     driver = Driver(*events)
     driver.finish()
     return driver.attempts
+
+
+def restarted_run_changes_nothing(events: list[InputEvent], cut: int) -> None:
+    """Assert that saving a partition after `cut` events with the live worker's own state records
+    (streams/worker/records.py) and restoring it changes no output and no final state."""
+    from models.codec import leader_to_json, partition_to_json
+    from streams.serde import encode
+    from streams.worker.records import SavedPartition, batch_records, restore
+
+    straight = PartitionState()
+    expected = [o for e in events for o in process(straight, e)] + finish(straight)
+    state = PartitionState(journaling=True)
+    outputs = [o for e in events[:cut] for o in process(state, e)]
+    records = batch_records(0, SavedPartition(state, 41), set(state.leaders))
+    restored = restore(0, {key: value for key, value in records if value is not None}.get)
+    assert restored.offset == 41
+    state = restored.state
+    outputs += [o for e in events[cut:] for o in process(state, e)] + finish(state)
+
+    def wire(values: list[Any]) -> list[Any]:
+        return [v if isinstance(v, dict) else encode(v) for v in values]
+
+    assert wire(outputs) == wire(expected)
+    assert partition_to_json(state, 0) == partition_to_json(straight, 0)
+    assert {u: leader_to_json(x) for u, x in state.leaders.items()} == {
+        u: leader_to_json(x) for u, x in straight.leaders.items()
+    }

@@ -7,7 +7,7 @@ import asyncio
 import sys
 
 from models.config import Scope
-from streams.cli.main import command, no_action
+from streams.cli.main import command, command_group
 from streams.cli.terminal import table
 from streams.configedit import (
     Assignment,
@@ -35,7 +35,8 @@ ASSIGNMENT_HELP = (
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    cmd = subparsers.add_parser(
+    actions = command_group(
+        subparsers,
         "config",
         help="show or change the live configuration (GLOBAL and per leader)",
         description=(
@@ -44,7 +45,6 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
             "before they are published: an invalid change is not published (exit code 2)."
         ),
     )
-    actions = cmd.add_subparsers(title="actions", metavar="ACTION")
 
     show = actions.add_parser(
         "show",
@@ -82,7 +82,6 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
             help="remove this key from the scope's document so it inherits (repeatable)",
         )
         command(act, run_set, scope=scope)
-    command(cmd, lambda args: no_action(cmd))
 
 
 def run_show(args: argparse.Namespace) -> int:

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
-from streams.cli.main import command, no_action
+from streams.cli.main import command, command_group
 from streams.errors import UsageError
 from streams.settings import Settings
 
@@ -32,10 +32,13 @@ Exit code 0 on a clean stop, 1 if Kafka cannot be reached, 2 for a bad leaders f
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``copybot ingest polymarket``."""
-    ingest = subparsers.add_parser(
-        "ingest", help="publish leader activity from a venue's public API (Polymarket)"
+    venues = command_group(
+        subparsers,
+        "ingest",
+        title="venues",
+        metavar="VENUE",
+        help="publish leader activity from a venue's public API (Polymarket)",
     )
-    venues = ingest.add_subparsers(title="venues", metavar="VENUE")
     poly = venues.add_parser(
         "polymarket",
         help="follow Polymarket proxy wallets: trades, E_u snapshots, resolutions",
@@ -66,7 +69,6 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     poly.add_argument("--record", type=Path, metavar="FILE", help="also write a tape for `copybot replay`")
     poly.add_argument("--metrics-port", type=int, metavar="PORT", help="serve Prometheus metrics here")
     command(poly, run)
-    command(ingest, lambda args: no_action(ingest))
 
 
 def parse_since(value: str | None) -> int | None:

@@ -12,6 +12,7 @@ import argparse
 import importlib
 import sys
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from streams.errors import AssignmentError, CopybotError, SettingsError, UsageError
 
@@ -88,6 +89,22 @@ def command(
 ) -> None:
     """Make `run(args)` the action of `parser`; errors it raises are reported as ``{parser.prog}: ...``."""
     parser.set_defaults(**{"func": run, "command": parser.prog, **defaults})
+
+
+def command_group(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser],
+    name: str,
+    *,
+    title: str = "actions",
+    metavar: str = "ACTION",
+    **options: Any,
+) -> argparse._SubParsersAction[argparse.ArgumentParser]:
+    """Add command `name` (`options` as for ``add_parser``) whose work is done by the actions added to the
+    returned subparsers (``copybot topics create``); run without one, it is :func:`no_action`."""
+    group = sub.add_parser(name, **options)
+    actions = group.add_subparsers(title=title, metavar=metavar)
+    command(group, lambda args: no_action(group))
+    return actions
 
 
 def no_action(parser: argparse.ArgumentParser) -> int:

@@ -6,7 +6,7 @@ import argparse
 import asyncio
 from dataclasses import replace
 
-from streams.cli.main import command, no_action
+from streams.cli.main import command, command_group
 from streams.cli.terminal import table
 from streams.errors import UsageError
 from streams.kafka import ensure_topics, quiet_kafka_logs
@@ -15,14 +15,14 @@ from streams.topology import LEADER_KEYED, SINGLE_PARTITION
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    topics = sub.add_parser(
+    actions = command_group(
+        sub,
         "topics",
         help="create copybot's Kafka topics",
         description=(
             "Manage copybot's Kafka topics (names from COPYBOT_TOPIC_PREFIX, broker from COPYBOT_BOOTSTRAP)."
         ),
     )
-    actions = topics.add_subparsers(title="actions", metavar="ACTION")
     create = actions.add_parser(
         "create",
         help="create the missing topics and check the existing ones (idempotent)",
@@ -48,7 +48,6 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         help="replication factor of new topics (default 1: a single development broker)",
     )
     command(create, run_create)
-    command(topics, lambda args: no_action(topics))
 
 
 def run_create(args: argparse.Namespace) -> int:

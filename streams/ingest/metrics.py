@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 
@@ -39,11 +40,14 @@ class IngestMetrics:
             lines.append(f"# TYPE {name} {kind}")
             lines.extend(f"{name}{labels} {value:g}" for labels, value in samples)
 
-        family(
+        def per_leader(name: str, kind: str, help_text: str, values: Mapping[str, float]) -> None:
+            family(name, kind, help_text, [(_labels(leader=k), v) for k, v in sorted(values.items())])
+
+        per_leader(
             "copybot_ingest_rows_fetched_total",
             "counter",
             "Activity rows fetched from the Data API.",
-            [(_labels(leader=k), v) for k, v in sorted(self.rows_fetched.items())],
+            self.rows_fetched,
         )
         family(
             "copybot_ingest_events_published_total",
@@ -51,11 +55,11 @@ class IngestMetrics:
             "Events published (leaderTrade, portfolioSnapshot, marketResolved).",
             [(_labels(leader=k, kind=kind), v) for (k, kind), v in sorted(self.published.items())],
         )
-        family(
+        per_leader(
             "copybot_ingest_dead_letters_total",
             "counter",
             "Rows that could not be mapped (published as dead letters).",
-            [(_labels(leader=k), v) for k, v in sorted(self.dead_lettered.items())],
+            self.dead_lettered,
         )
         family(
             "copybot_ingest_http_errors_total",
@@ -63,17 +67,12 @@ class IngestMetrics:
             "HTTP responses or network errors that were not a usable 200.",
             [(_labels(api=a, status=s), v) for (a, s), v in sorted(self.http_errors.items())],
         )
-        family(
-            "copybot_ingest_polls_total",
-            "counter",
-            "Trade polls completed.",
-            [(_labels(leader=k), v) for k, v in sorted(self.polls.items())],
-        )
-        family(
+        per_leader("copybot_ingest_polls_total", "counter", "Trade polls completed.", self.polls)
+        per_leader(
             "copybot_ingest_lag_seconds",
             "gauge",
             "Poll time minus the timestamp of the newest row seen.",
-            [(_labels(leader=k), v) for k, v in sorted(self.lag_seconds.items())],
+            self.lag_seconds,
         )
         family("copybot_ingest_http_requests_total", "counter", "HTTP requests sent.", [("", self.requests)])
         return "\n".join(lines) + "\n"

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import signal
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,13 +14,14 @@ import orjson
 import pytest
 
 from models.codec import leader_to_json
-from models.events import DeadLetter
+from models.events import DeadLetter, InputEvent
 from models.state import PartitionState
 from streams.devbroker import broker
 from streams.devbroker.harness import finish_tick
 from streams.sample_tape import generate
 from streams.settings import CONFIG_REPORTS, DEAD_LETTERS, SNAPSHOTS, TRADES
 from streams.worker.records import merged_state
+from tests.factories import change_wire
 from tests.integration.conftest import start_or_fail
 from tests.integration.live import (
     SAMPLE_TAPE,
@@ -39,12 +40,24 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def system(kafka_bootstrap: str, tmp_path: Path) -> Iterator[LiveSystem]:
-    live = LiveSystem(kafka_bootstrap, tmp_path)
+def systems(kafka_bootstrap: str, tmp_path: Path) -> Iterator[Callable[[int], LiveSystem]]:
+    """``systems(partitions)``: a live system on the session broker, closed when the test ends."""
+    made: list[LiveSystem] = []
+
+    def make(partitions: int) -> LiveSystem:
+        made.append(LiveSystem(kafka_bootstrap, tmp_path, partitions=partitions))
+        return made[-1]
+
     try:
-        yield live
+        yield make
     finally:
-        live.close()
+        for live in made:
+            live.close()
+
+
+@pytest.fixture
+def system(systems: Callable[[int], LiveSystem]) -> LiveSystem:
+    return systems(1)
 
 
 def assert_invariants(
@@ -65,6 +78,12 @@ def assert_invariants(
     return unique
 
 
+def _replayed(events: list[InputEvent], partitions: int) -> dict[str, dict[str, Any]]:
+    """What each partition's replay of `events` decides, by attemptId (the tape finished by a tick)."""
+    expected, _ = partitioned_replay(events, partitions, finish_tick(events, partitions))
+    return by_attempt_id(expected)
+
+
 # --- live equals replay -----------------------------------------------------------------------------
 
 
@@ -82,20 +101,16 @@ def test_one_partition_live_run_yields_exactly_the_replay_attempts(system: LiveS
 
 
 def test_eight_partitions_conserve_every_trade_and_match_each_partition_replay(
-    kafka_bootstrap: str, tmp_path: Path
+    systems: Callable[[int], LiveSystem],
 ) -> None:
-    system = LiveSystem(kafka_bootstrap, tmp_path, partitions=8)
-    try:
-        system.worker().start()
-        system.publish(SAMPLE_TAPE, "--ordered", "--finish")
-        events = tape_events(SAMPLE_TAPE)
-        trades = accepted_trades(events)
-        live = assert_invariants(system.attempts_covering(trades), trades)
-        expected, _ = partitioned_replay(events, 8, finish_tick(events, 8))
-        assert live == by_attempt_id(expected)
-        assert len({a["followedUserId"] for a in live.values()}) == 4
-    finally:
-        system.close()
+    system = systems(8)
+    system.worker().start()
+    system.publish(SAMPLE_TAPE, "--ordered", "--finish")
+    events = tape_events(SAMPLE_TAPE)
+    trades = accepted_trades(events)
+    live = assert_invariants(system.attempts_covering(trades), trades)
+    assert live == _replayed(events, 8)
+    assert len({a["followedUserId"] for a in live.values()}) == 4
 
 
 # --- config, bad input ---------------------------------------------------------------------------------
@@ -121,19 +136,6 @@ def _trade(trade_id: str, at: int, leader: str = "u1", notional: int = 100_000_0
     }
 
 
-def _change(
-    change_id: str, scope: str = "GLOBAL", leader: str | None = None, **sections: Any
-) -> dict[str, Any]:
-    return {
-        "kind": "configChange",
-        "changeId": change_id,
-        "scope": scope,
-        "followedUserId": leader,
-        "changedAtMs": 0,
-        **sections,
-    }
-
-
 def test_config_changes_take_effect_live_and_an_invalid_one_changes_nothing(
     system: LiveSystem, tmp_path: Path
 ) -> None:
@@ -142,20 +144,20 @@ def test_config_changes_take_effect_live_and_an_invalid_one_changes_nothing(
         tmp_path / "config.jsonl",
         [
             # (window 0: each trade is decided on arrival, under the config in force then)
-            _change("pause", system={"copyEngineEnabled": False, "aggregationWindowMs": 0}),
+            change_wire("pause", system={"copyEngineEnabled": False, "aggregationWindowMs": 0}),
             _trade("t1", t0),
-            _change("resume", system={"copyEngineEnabled": True, "aggregationWindowMs": 0}),
+            change_wire("resume", system={"copyEngineEnabled": True, "aggregationWindowMs": 0}),
             _trade("t2", t0 + 1_000),
-            _change(  # Budgeted Dynamic for u1 only: $40 budget, E_u missing → r_max 1%
+            change_wire(  # Budgeted Dynamic for u1 only: $40 budget, E_u missing → r_max 1%
                 "dynamic",
                 sizing={"budgetedDynamicEnabled": True, "budgetUsdcMicros": 40_000_000},
             ),
-            _change(
+            change_wire(
                 "u1-dynamic", "USER", "u1", sizing={"sizingMode": "budgetedDynamic", "budgetRMaxBps": 50}
             ),
             _trade("t3", t0 + 2_000),
             _trade("t4", t0 + 2_000, leader="u2"),
-            _change("bad", "USER", "u1", sizing={"budgetRMinBps": 900, "budgetRMaxBps": 100}),
+            change_wire("bad", "USER", "u1", sizing={"budgetRMinBps": 900, "budgetRMaxBps": 100}),
             _trade("t5", t0 + 3_000),
             {"kind": "tick", "nowMs": t0 + 10_000},
         ],
@@ -217,11 +219,18 @@ def test_bad_input_on_every_topic_is_dead_lettered_and_the_worker_keeps_going(sy
 # --- crashes, rebalances, broker restarts ---------------------------------------------------------------
 
 
-def _big_tape(path: Path, trades: int) -> Path:
+def _big_tape(path: Path, trades: int) -> tuple[Path, list[InputEvent], set[tuple[str, str]]]:
+    """A generated tape of about `trades` leader trades, its events, and the trades the worker must cover."""
     with path.open("wb") as out:
         for line in generate(trades=trades, seed=11):
             out.write(line + b"\n")
-    return path
+    events = tape_events(path)
+    return path, events, accepted_trades(events)
+
+
+def _wait_covering(system: LiveSystem, trades: float) -> None:
+    """Wait until the copy attempts cover at least `trades` trades."""
+    system.read_topic("copy-attempts", lambda v: sum(len(a["tradeIds"]) for a in v) >= trades, 240)
 
 
 def _final_leader_records(system: LiveSystem) -> dict[str, Any]:
@@ -239,59 +248,44 @@ def _expected_leader_records(states: list[PartitionState]) -> dict[str, Any]:
 
 
 def test_sigkill_at_several_points_loses_nothing_and_applies_nothing_twice(
-    kafka_bootstrap: str, tmp_path: Path
+    systems: Callable[[int], LiveSystem], tmp_path: Path
 ) -> None:
     # Given a tape of 50k+ trades, published up front, and a worker killed three times mid-run
-    tape = _big_tape(tmp_path / "big.jsonl", 50_000)
-    events = tape_events(tape)
-    trades = accepted_trades(events)
+    tape, events, trades = _big_tape(tmp_path / "big.jsonl", 50_000)
     assert len(trades) >= 50_000
-    system = LiveSystem(kafka_bootstrap, tmp_path, partitions=2)
-    try:
-        worker = system.worker()
+    system = systems(2)
+    worker = system.worker()
+    worker.start()
+    system.publish(tape, "--ordered", "--finish")
+    for fraction in (0.2, 0.5, 0.8):
+        _wait_covering(system, fraction * len(trades))
+        worker.kill(signal.SIGKILL)
         worker.start()
-        system.publish(tape, "--ordered", "--finish")
-        for fraction in (0.2, 0.5, 0.8):
-            system.read_topic(
-                "copy-attempts",
-                lambda v, f=fraction: sum(len(a["tradeIds"]) for a in v) >= f * len(trades),  # type: ignore[misc]
-                240,
-            )
-            worker.kill(signal.SIGKILL)
-            worker.start()
-        attempts = system.attempts_covering(trades, timeout_s=300)
-        live = assert_invariants(attempts, trades)
-        expected, states = partitioned_replay(events, 2, finish_tick(events, 2))
-        assert live == by_attempt_id(expected)
-        wait_until(
-            lambda: _final_leader_records(system) == _expected_leader_records(states),
-            60,
-            "the saved per-leader state to equal an uninterrupted run's",
-            poll_s=1.0,
-        )
-    finally:
-        system.close()
+    attempts = system.attempts_covering(trades, timeout_s=300)
+    live = assert_invariants(attempts, trades)
+    expected, states = partitioned_replay(events, 2, finish_tick(events, 2))
+    assert live == by_attempt_id(expected)
+    wait_until(
+        lambda: _final_leader_records(system) == _expected_leader_records(states),
+        60,
+        "the saved per-leader state to equal an uninterrupted run's",
+        poll_s=1.0,
+    )
 
 
-def test_a_second_worker_takes_over_when_the_first_is_killed(kafka_bootstrap: str, tmp_path: Path) -> None:
-    tape = _big_tape(tmp_path / "tape.jsonl", 20_000)
-    events = tape_events(tape)
-    trades = accepted_trades(events)
-    system = LiveSystem(kafka_bootstrap, tmp_path, partitions=4)
-    try:
-        first, second = system.worker("w1").start(), system.worker("w2").start()
-        first.wait_log("[^Worker]: Ready")
-        system.publish(tape, "--ordered", "--finish")
-        system.read_topic(
-            "copy-attempts", lambda v: sum(len(a["tradeIds"]) for a in v) >= len(trades) // 3, 240
-        )
-        first.kill(signal.SIGKILL)
-        live = assert_invariants(system.attempts_covering(trades, timeout_s=300), trades)
-        expected, _ = partitioned_replay(events, 4, finish_tick(events, 4))
-        assert live == by_attempt_id(expected)
-        assert "restored" in second.current_log() or "partition" in second.current_log()
-    finally:
-        system.close()
+def test_a_second_worker_takes_over_when_the_first_is_killed(
+    systems: Callable[[int], LiveSystem], tmp_path: Path
+) -> None:
+    tape, events, trades = _big_tape(tmp_path / "tape.jsonl", 20_000)
+    system = systems(4)
+    first, second = system.worker("w1").start(), system.worker("w2").start()
+    first.wait_log("[^Worker]: Ready")
+    system.publish(tape, "--ordered", "--finish")
+    _wait_covering(system, len(trades) // 3)
+    first.kill(signal.SIGKILL)
+    live = assert_invariants(system.attempts_covering(trades, timeout_s=300), trades)
+    assert live == _replayed(events, 4)
+    assert "restored" in second.current_log() or "partition" in second.current_log()
 
 
 def test_a_broker_restart_mid_run_loses_nothing(
@@ -299,40 +293,32 @@ def test_a_broker_restart_mid_run_loses_nothing(
 ) -> None:
     start_or_fail(own_broker_settings)
     system = LiveSystem(broker.bootstrap(own_broker_settings), tmp_path, partitions=2)
-    tape = _big_tape(tmp_path / "tape.jsonl", 10_000)
-    events = tape_events(tape)
-    trades = accepted_trades(events)
+    tape, events, trades = _big_tape(tmp_path / "tape.jsonl", 10_000)
     try:
         worker = system.worker().start()
         system.publish(tape, "--ordered", "--finish")
-        system.read_topic(
-            "copy-attempts", lambda v: sum(len(a["tradeIds"]) for a in v) >= len(trades) // 4, 240
-        )
+        _wait_covering(system, len(trades) // 4)
         broker.stop(own_broker_settings)
         start_or_fail(own_broker_settings)
         if worker.process is not None and worker.process.poll() is not None:
             worker.start()  # a worker that gave up while the broker was away is simply restarted
         live = assert_invariants(system.attempts_covering(trades, timeout_s=300), trades)
-        expected, _ = partitioned_replay(events, 2, finish_tick(events, 2))
-        assert live == by_attempt_id(expected)
+        assert live == _replayed(events, 2)
     finally:
         system.close()
 
 
-def test_a_worker_started_on_a_backlog_catches_up(kafka_bootstrap: str, tmp_path: Path) -> None:
+def test_a_worker_started_on_a_backlog_catches_up(
+    systems: Callable[[int], LiveSystem], tmp_path: Path
+) -> None:
     # Given 20k trades already in Kafka before any worker runs (big producer batches once it starts)
-    tape = _big_tape(tmp_path / "backlog.jsonl", 20_000)
-    events = tape_events(tape)
-    trades = accepted_trades(events)
-    system = LiveSystem(kafka_bootstrap, tmp_path, partitions=4)
-    try:
-        system.copybot("topics", "create")
-        last = max(e.detect_time_ms for e in events if e.kind == "leaderTrade")
-        with tape.open("ab") as out:  # the snapshot/config copies land after it: close everything anyway
-            out.write(orjson.dumps({"kind": "tick", "nowMs": last + 86_400_000}) + b"\n")
-        system.publish(tape)
-        system.worker().start()
-        # Then it works through the whole backlog (a regression: batches over the request limit stalled it)
-        assert_invariants(system.attempts_covering(trades, timeout_s=240), trades)
-    finally:
-        system.close()
+    tape, events, trades = _big_tape(tmp_path / "backlog.jsonl", 20_000)
+    system = systems(4)
+    system.copybot("topics", "create")
+    last = max(e.detect_time_ms for e in events if e.kind == "leaderTrade")
+    with tape.open("ab") as out:  # the snapshot/config copies land after it: close everything anyway
+        out.write(orjson.dumps({"kind": "tick", "nowMs": last + 86_400_000}) + b"\n")
+    system.publish(tape)
+    system.worker().start()
+    # Then it works through the whole backlog (a regression: batches over the request limit stalled it)
+    assert_invariants(system.attempts_covering(trades, timeout_s=240), trades)

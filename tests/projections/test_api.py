@@ -422,6 +422,9 @@ def test_every_error_has_the_one_error_shape(client: TestClient) -> None:
     assert client.get("/api/copy-attempts", params={"decision": "MAYBE"}).json() == {
         "errors": ["decision: Input should be 'EXECUTE' or 'SKIP'"]
     }
+    assert client.get("/api/copy-attempts", params={"cursor": "nonsense"}).json() == {
+        "errors": ["cursor: expected the nextCursor of a previous page, {decidedAtMs}:{attemptId}"]
+    }
 
 
 def test_the_document_declares_the_config_bodies_and_every_error(client: TestClient) -> None:

@@ -15,7 +15,16 @@ from models.state import PartitionState
 from models.units import MICROS, notional
 from streams.replay import replay
 from streams.serde import encode
-from tests.factories import T0, USD, global_change, shadow, tick, trade, user_change
+from tests.factories import (
+    T0,
+    USD,
+    global_change,
+    restarted_run_changes_nothing,
+    shadow,
+    tick,
+    trade,
+    user_change,
+)
 
 LEADERS = ("u1", "u2", "u3")
 ASSETS = ("a1", "a2", "a3")
@@ -163,40 +172,11 @@ def test_replay_is_deterministic_and_holdings_never_go_negative(events: list[Inp
     _run_checking_holdings(events)
 
 
-def _save_and_restore(state: PartitionState) -> PartitionState:
-    """What the live worker does across a restart: state -> JSON bytes -> state."""
-    import orjson
-
-    from models.codec import leader_from_json, leader_to_json, partition_from_json, partition_to_json
-
-    leaders = {
-        leader_id: leader_from_json(orjson.loads(orjson.dumps(leader_to_json(leader))))
-        for leader_id, leader in state.leaders.items()
-    }
-    restored, offset = partition_from_json(orjson.loads(orjson.dumps(partition_to_json(state, 41))), leaders)
-    assert offset == 41
-    return restored
-
-
 @PROPERTY_SETTINGS
 @given(tapes(), st.integers(0, 60))
 def test_a_restored_partition_decides_exactly_as_an_uninterrupted_one(
     events: list[InputEvent], cut: int
 ) -> None:
-    # Given the same tape, once straight through and once saved and restored after `cut` events
-    straight = PartitionState()
-    expected = [o for e in events for o in process(straight, e)] + finish(straight)
-    state = PartitionState()
-    outputs = [o for e in events[:cut] for o in process(state, e)]
-    state = _save_and_restore(state)
-    outputs += [o for e in events[cut:] for o in process(state, e)] + finish(state)
-    # Then the outputs and the final state are identical
-    assert [encode(o) if not isinstance(o, dict) else o for o in outputs] == [
-        encode(o) if not isinstance(o, dict) else o for o in expected
-    ]
-    from models.codec import leader_to_json, partition_to_json
-
-    assert partition_to_json(state, 0) == partition_to_json(straight, 0)
-    assert {u: leader_to_json(x) for u, x in state.leaders.items()} == {
-        u: leader_to_json(x) for u, x in straight.leaders.items()
-    }
+    # Given the same tape, once straight through and once saved (as the live worker saves it) and
+    # restored after `cut` events; then the outputs and the final state are identical
+    restarted_run_changes_nothing(events, cut)

@@ -9,16 +9,13 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-import orjson
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from models.codec import leader_from_json, leader_to_json, partition_from_json, partition_to_json
 from models.engine import InputEvent, finish, process
 from models.events import CopyAttempt, LeaderTrade, Output, PositionSettled
 from models.state import PartitionState
 from models.units import MICROS, notional
-from streams.serde import encode
 from tests.factories import (
     BUDGETED,
     T0,
@@ -26,6 +23,7 @@ from tests.factories import (
     global_change,
     report,
     resolution,
+    restarted_run_changes_nothing,
     shadow,
     tick,
     trade,
@@ -265,36 +263,9 @@ def test_holdings_never_go_negative_and_the_pnl_identity_holds_after_every_event
     run_checked(events)  # checks after every event
 
 
-def _save_and_restore(state: PartitionState) -> PartitionState:
-    """What the live worker does across a restart (memory split off and merged back, as it stores it)."""
-    leaders = {}
-    for leader_id, leader in state.leaders.items():
-        core = orjson.loads(orjson.dumps(leader_to_json(leader, with_memory=False)))
-        memory = orjson.loads(orjson.dumps(leader_to_json(leader)))
-        leaders[leader_id] = leader_from_json(
-            {**core, "seen": memory["seen"], "keys": memory["keys"], "attempts": memory["attempts"]}
-        )
-    restored, _ = partition_from_json(orjson.loads(orjson.dumps(partition_to_json(state, 7))), leaders)
-    return restored
-
-
-def _wire(outputs: list[Output]) -> list[Any]:
-    return [o if isinstance(o, dict) else encode(o) for o in outputs]
-
-
 @VENUE_SETTINGS
 @given(venue_tapes(), st.integers(0, 80))
 def test_a_restored_partition_continues_exactly_as_an_uninterrupted_one(
     events: list[InputEvent], cut: int
 ) -> None:
-    straight = PartitionState()
-    expected = [o for e in events for o in process(straight, e)] + finish(straight)
-    state = PartitionState()
-    outputs = [o for e in events[:cut] for o in process(state, e)]
-    state = _save_and_restore(state)
-    outputs += [o for e in events[cut:] for o in process(state, e)] + finish(state)
-    assert _wire(outputs) == _wire(expected)
-    assert partition_to_json(state, 0) == partition_to_json(straight, 0)
-    assert {k: leader_to_json(v) for k, v in state.leaders.items()} == {
-        k: leader_to_json(v) for k, v in straight.leaders.items()
-    }
+    restarted_run_changes_nothing(events, cut)
