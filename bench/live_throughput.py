@@ -82,6 +82,8 @@ FETCH = 10_000
 """Records per ``getmany`` in B0 / B1."""
 FINAL_TICK_AFTER_MS = 86_400_000
 POLL_S = 0.02
+STALL_S = 30.0
+"""W gives up waiting when no attempt has come for this long (a worker that lost trades): noted in the row."""
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -413,19 +415,21 @@ async def worker_round(
         started = await worker.ready(timeout_s)
         cpu0, broker0 = cpu_s(worker.process.pid), cpu_s(broker_pid)
         remaining, first = set(tape.accepted), None
-        deadline = time.monotonic() + timeout_s
-        while remaining:
+        deadline, last = time.monotonic() + timeout_s, time.perf_counter()
+        while remaining and time.perf_counter() - last < STALL_S:
             worker.check_alive()
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{len(remaining):,} trades without an attempt after {timeout_s:.0f}s")
             for records in (await consumer.getmany(timeout_ms=200, max_records=10_000)).values():
-                first = first or time.perf_counter()
+                first, last = first or time.perf_counter(), time.perf_counter()
                 for r in records:
                     a = orjson.loads(r.value)
                     remaining -= {(a["followedUserId"], t) for t in a["tradeIds"]}
-        seconds = time.perf_counter() - started
+        seconds = last - started  # until the last attempt (when some never come: see the note)
         cpu, broker_cpu = cpu_s(worker.process.pid) - cpu0, cpu_s(broker_pid) - broker0
         note = f"first attempt {(first or started) - started:.1f}s after Ready"
+        if remaining:
+            note += f"; {len(remaining):,} TRADES NEVER DECIDED (no attempt for {STALL_S:.0f}s)"
         return Timed(seconds, events, cpu, broker_cpu, note)
     finally:
         worker.stop()
@@ -629,11 +633,13 @@ async def memory_run(args: argparse.Namespace, bootstrap: str, tmp: Path) -> str
         await worker.ready(args.timeout)
         remaining, total = set(tape.accepted), len(tape.accepted)
         next_sample, deadline = time.monotonic(), time.monotonic() + args.timeout
-        while remaining:
+        last = time.monotonic()
+        while remaining and time.monotonic() - last < STALL_S:
             worker.check_alive()
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{len(remaining):,} trades without an attempt after {args.timeout:.0f}s")
             for records in (await consumer.getmany(timeout_ms=200, max_records=10_000)).values():
+                last = time.monotonic()
                 for r in records:
                     a = orjson.loads(r.value)
                     remaining -= {(a["followedUserId"], t) for t in a["tradeIds"]}
@@ -648,7 +654,7 @@ async def memory_run(args: argparse.Namespace, bootstrap: str, tmp: Path) -> str
     return (
         f"worker RSS over {len(tape.accepted):,} trades, {len(samples)} samples after warm-up: "
         f"min {low / 2**20:.0f} MiB, max {high / 2**20:.0f} MiB, ±{(high - low) / 2 / mid * 100:.1f}% "
-        f"around {mid / 2**20:.0f} MiB"
+        f"around {mid / 2**20:.0f} MiB" + (f"; {len(remaining):,} TRADES NEVER DECIDED" if remaining else "")
     )
 
 
