@@ -47,7 +47,7 @@ def test_install_replaces_the_transport_before_it_is_created(tmp_path: object) -
     assert app._transport is None
     install(app)
     assert app.transport.Consumer is BatchDrainConsumer
-    assert Settings().session_timeout_s <= 10
+    assert Settings().session_timeout_s <= 6
 
 
 async def test_a_log_sink_hands_over_batches_in_order_and_applies_backpressure() -> None:
