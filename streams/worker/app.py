@@ -150,32 +150,6 @@ class Runtime:
         await self.send_all(outgoing)
 
 
-def _drain(app: faust.App, queue: Any, first: Any) -> tuple[list[Any], list[Any]]:
-    """`first` and whatever else is queued (up to BATCH_MAX): (events to decide, events to ack).
-
-    The stream delivered `first` (and acks it when the loop moves on); the rest are taken from the
-    channel's queue directly, tracked and acked here as Faust's own stream iterator would
-    (faust/streams.py:1296-1307 and 1333-1345 of faust-streaming 0.15.3).
-    """
-    events = [first]
-    extra: list[Any] = []
-    consumer = app.consumer
-    add_unacked = consumer.unacked.add
-    on_message_in = app.sensors.on_message_in
-    generation = app.consumer_generation_id
-    while len(events) < BATCH_MAX and not queue.empty():
-        event = queue.get_nowait()
-        message = event.message
-        if not message.tracked:
-            message.tracked = True
-            add_unacked(message)
-            on_message_in(message.tp, message.offset, message)
-        extra.append(event)
-        if message.generation_id == generation:  # else: fetched before a rebalance; redelivered later
-            events.append(event)
-    return events, extra
-
-
 def _current(app: faust.App, messages: list[Any]) -> list[Any]:
     """The messages fetched in the current consumer generation, while the flow is active.
 
@@ -218,7 +192,8 @@ def create_app(settings: Settings) -> faust.App:
         producer_request_timeout=settings.send_timeout_s,
         table_cleanup_interval=3600.0,
     )
-    install_consumer(app)
+    inputs = (TRADES, SNAPSHOTS, EXECUTIONS, MARKET_EVENTS, CONFIG_CHANGES)
+    install_consumer(app, [settings.topic(name) for name in inputs])
     rt = Runtime(app, settings)
     _decide_agent(app, rt)
     _forward_agents(app, rt)
@@ -289,26 +264,17 @@ def _decide_agent(app: faust.App, rt: Runtime) -> None:
 
     @app.agent(trades_topic, concurrency=1)
     async def decide(stream: Any) -> None:  # a faust Stream
-        """Decide the log's messages, which the consumer hands over in whole batches (LogSink).
-
-        The stream only keeps the topic subscribed; a message that still comes through it is put into
-        the sink, and the stream must not ack it (acks follow the saved state).
-        """
-        stream.enable_acks = False
-
-        async def via_stream() -> None:
-            async for event in stream.events():
-                sink_for(app, trades_topic.get_topic_name()).put(event.message)
-
-        await asyncio.gather(decide_batches(), via_stream())
+        """Decide the log's messages, which the consumer hands over in whole batches (LogSink)."""
+        await _with_subscription(stream, decide_batches())
 
     @app.on_partitions_revoked.connect  # type: ignore[arg-type]
     async def drop_cached(app_: Any, revoked: Any, **_: Any) -> None:
         """A revoked partition may be decided elsewhere next: restore it from the table when it is back."""
         name = trades_topic.get_topic_name()
         unacked = app.consumer.unacked
-        for message in sink_for(app, name).drop_all():  # fetched again after the seek
-            unacked.discard(message)
+        for sink_topic in _SINK_TOPICS(rt.settings):
+            for message in sink_for(app, sink_topic).drop_all():  # fetched again after the seek
+                unacked.discard(message)
         for tp in revoked:
             if tp.topic == name:
                 rt.live.pop(tp.partition, None)
@@ -317,14 +283,36 @@ def _decide_agent(app: faust.App, rt: Runtime) -> None:
     del decide, drop_cached
 
 
+def _SINK_TOPICS(settings: Settings) -> list[str]:
+    return [settings.topic(name) for name in (TRADES, SNAPSHOTS, EXECUTIONS, MARKET_EVENTS, CONFIG_CHANGES)]
+
+
+async def _with_subscription(stream: Any, body: Any) -> None:
+    """Run `body` (which takes the topic's messages from its sink) while iterating `stream`, so that
+    Faust subscribes the topic. The consumer hands every message of the topic to the sink, so the
+    stream receives none; it must not ack anything (acks follow the saved effect)."""
+    stream.enable_acks = False
+
+    async def subscribed() -> None:
+        async for _ in stream.events():
+            raise RuntimeError("a message of a sink topic reached its Faust stream")
+
+    await asyncio.gather(body, subscribed())
+
+
+async def _sink_batches(app: faust.App, topic: str, limit: int) -> AsyncIterator[list[Any]]:
+    """Batches of `topic`'s messages fetched in the current generation; the caller acks each batch's
+    messages (``app.consumer.ack``) once their effect is in Kafka."""
+    sink = sink_for(app, topic)
+    while True:
+        fresh = _current(app, await sink.take(limit))
+        if fresh:
+            yield fresh
+
+
 def _source_header(message: Any) -> list[tuple[str, bytes]]:
     """The header naming the original of a message the worker copies into the decision log."""
     return [(SOURCE_HEADER, f"{message.topic}:{message.partition}:{message.offset}".encode())]
-
-
-async def _events(stream: Any, queue: Any, app: faust.App) -> AsyncIterator[tuple[list[Any], list[Any]]]:
-    async for first in stream.events():
-        yield _drain(app, queue, first)
 
 
 def _forward_agents(app: faust.App, rt: Runtime) -> None:
@@ -342,17 +330,15 @@ def _forward_agents(app: faust.App, rt: Runtime) -> None:
     ):
         _copy_agent(app, rt, _topic(app, settings, name, partitions), model)
 
-    @app.agent(config_topic, concurrency=1)
-    async def forward_config(stream: Any) -> None:  # a faust Stream
-        async for events, extra in _events(stream, stream.channel.queue, app):
+    async def forward_changes() -> None:
+        async for messages in _sink_batches(app, config_topic.get_topic_name(), 100):
             raw_store = config_table.data.get(b"store")
             store, applied_offset = ConfigStore(), -1
             if raw_store is not None:
                 saved = orjson.loads(raw_store)
                 store, applied_offset = ConfigStore.from_json(saved["store"]), saved["offset"]
             outgoing: list[Outgoing] = []
-            for event in events:
-                message = event.message
+            for message in messages:
                 if message.offset <= applied_offset:
                     rt.counters.skipped_redeliveries += 1
                     continue
@@ -363,8 +349,12 @@ def _forward_agents(app: faust.App, rt: Runtime) -> None:
             config_table.data[b"store"] = saved_store
             changelog = config_table.changelog_topic.get_topic_name()
             await rt.send_all([(changelog, b"store", saved_store, 0, None)])
-            for event in extra:
-                event.ack()
+            for message in messages:
+                app.consumer.ack(message)
+
+    @app.agent(config_topic, concurrency=1)
+    async def forward_config(stream: Any) -> None:  # a faust Stream
+        await _with_subscription(stream, forward_changes())
 
     del forward_config
 
@@ -379,11 +369,10 @@ def _copy_agent(app: faust.App, rt: Runtime, topic: faust.TopicT, model: type[Co
     trades_name = settings.topic(TRADES)
     dead_letters_name = settings.topic(DEAD_LETTERS)
 
-    async def copy(stream: Any) -> None:  # a faust Stream
-        async for events, extra in _events(stream, stream.channel.queue, app):
+    async def copy_batches() -> None:
+        async for messages in _sink_batches(app, topic.get_topic_name(), 1_000):
             outgoing: list[Outgoing] = []
-            for event in events:
-                message = event.message
+            for message in messages:
                 try:
                     decoded = decode_expecting(message.value, model)
                 except DecodeError as exc:
@@ -393,8 +382,11 @@ def _copy_agent(app: faust.App, rt: Runtime, topic: faust.TopicT, model: type[Co
                 targets = copy_targets(decoded, message.partition, n)
                 outgoing += [(trades_name, message.key, message.value, p, source) for p in targets]
             await rt.send_all(outgoing)
-            for event in extra:
-                event.ack()
+            for message in messages:  # only now may Faust commit their offsets
+                app.consumer.ack(message)
+
+    async def copy(stream: Any) -> None:  # a faust Stream
+        await _with_subscription(stream, copy_batches())
 
     copy.__name__ = copy.__qualname__ = f"copy_{model.__name__}"
     app.agent(topic, name=f"copy-{topic.get_topic_name()}", concurrency=1)(copy)

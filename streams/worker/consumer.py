@@ -71,7 +71,7 @@ class BatchDrainConsumer(faust_aiokafka.Consumer):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.sinks = {}
+        self.sinks = _SINKS.get(id(self.app), {})
 
     async def _drain_messages(self, fetcher: Any) -> None:
         callback = self.callback
@@ -127,16 +127,20 @@ class Transport(faust_aiokafka.Transport):
     Consumer = BatchDrainConsumer
 
 
-def install(app: faust.App) -> None:
-    """Make `app` use :class:`BatchDrainConsumer` (call before anything touches ``app.transport``)."""
+_SINKS: dict[int, dict[str, LogSink]] = {}
+"""Each installed app's sinks (by id(app)), made before its consumer exists so no message of a sink
+topic can ever take Faust's stream path."""
+
+
+def install(app: faust.App, sink_topics: list[str]) -> None:
+    """Make `app` use :class:`BatchDrainConsumer`, handing every message of `sink_topics` to a sink
+    (call before anything touches ``app.transport``)."""
     if app._transport is not None:
         raise RuntimeError("install the consumer before the app's transport is created")
+    _SINKS[id(app)] = {topic: LogSink() for topic in sink_topics}
     app._transport = Transport(app.conf.broker_consumer, app)
 
 
 def sink_for(app: faust.App, topic: str) -> LogSink:
     """The sink that receives every message of `topic` (instead of the topic's Faust stream)."""
-    consumer = app.consumer
-    if not isinstance(consumer, BatchDrainConsumer):
-        raise RuntimeError("the app does not use BatchDrainConsumer (streams.worker.consumer.install)")
-    return consumer.sinks.setdefault(topic, LogSink())
+    return _SINKS[id(app)][topic]

@@ -45,7 +45,7 @@ def test_a_message_carries_its_fetch_generation_and_can_be_acked_without_a_strea
 def test_install_replaces_the_transport_before_it_is_created(tmp_path: object) -> None:
     app = faust.App("hooks-test", broker="kafka://127.0.0.1:1", store="memory://")
     assert app._transport is None
-    install(app)
+    install(app, ["hooks.topic"])
     assert app.transport.Consumer is BatchDrainConsumer
     assert Settings().session_timeout_s <= 6
 
