@@ -45,6 +45,7 @@ from models.events import (
     MarketResolved,
     PortfolioSnapshot,
 )
+from streams.kafka.batches import BatchSender
 from streams.serde import DecodeError, decode_expecting, encode
 from streams.settings import (
     CONFIG_CHANGES,
@@ -58,8 +59,8 @@ from streams.settings import (
 )
 from streams.topology import BOOK_EVENTS, EXECUTIONS, MARKET_EVENTS, copy_targets
 from streams.worker.batch import Counters, Outgoing, OutputTopics, dead_letter_message, decide_batch
+from streams.worker.consumer import BatchDrainConsumer, Chunk, sink_for
 from streams.worker.consumer import install as install_consumer
-from streams.worker.consumer import sink_for
 from streams.worker.records import SavedPartition, batch_records, partition_key, restore
 
 log = logging.getLogger("copybot.worker")
@@ -103,13 +104,24 @@ class Runtime:
         self.last_progress = time.monotonic()
         self.sending_since: float | None = None
         self.applied: dict[int, int] = {}
+        self._sender: BatchSender | None = None
+
+    def sender(self) -> BatchSender:
+        """The batch sender over Faust's aiokafka producer (``Producer._producer``, set when the
+        producer service starts: faust/transport/drivers/aiokafka.py:1174, 1382-1386)."""
+        producer = self.app.producer._producer  # type: ignore[attr-defined]
+        if self._sender is None or self._sender.producer is not producer:
+            if producer is None:
+                raise RuntimeError("Faust's producer is not started")
+            self._sender = BatchSender(producer)
+        return self._sender
 
     async def send_all(self, messages: Iterable[Outgoing]) -> None:
-        """Send messages and wait until Kafka acknowledged every one; any failure stops the worker."""
-        producer = self.app.producer
+        """Send messages (one producer batch per partition) and wait until Kafka acknowledged every
+        one; any failure stops the worker."""
         self.sending_since = time.monotonic()
         try:
-            futures = [await producer.send(t, k, v, p, None, h) for t, k, v, p, h in messages]
+            futures = await self.sender().queue(messages)
             if futures:
                 await asyncio.wait_for(asyncio.gather(*futures), self.settings.send_timeout_s)
         except Exception as exc:  # any failure: Kafka has not got everything, so stop (see fatal)
@@ -150,21 +162,28 @@ class Runtime:
         await self.send_all(outgoing)
 
 
-def _current(app: faust.App, messages: list[Any]) -> list[Any]:
-    """The messages fetched in the current consumer generation, while the flow is active.
+def _current(app: faust.App, chunks: list[Chunk]) -> list[Chunk]:
+    """The chunks fetched in the current consumer generation, while the flow is active.
 
     Others were fetched before a rebalance: they are neither decided nor acked (Faust seeks every
     assigned partition back to its committed offset, so they come again), only forgotten.
     """
     generation = app.consumer_generation_id
     active = app.flow_control.is_active()
-    fresh = [m for m in messages if active and m.generation_id == generation]
-    if len(fresh) < len(messages):
+    fresh = [c for c in chunks if active and c.generation_id == generation]
+    if len(fresh) < len(chunks):
         unacked = app.consumer.unacked
-        for message in messages:
-            if not active or message.generation_id != generation:
-                unacked.discard(message)
+        for chunk in chunks:
+            if not active or chunk.generation_id != generation:
+                unacked.discard(chunk)
     return fresh
+
+
+def _ack(app: faust.App, chunks: list[Chunk]) -> None:
+    """Let Faust commit past `chunks` (their effect is in Kafka)."""
+    consumer: BatchDrainConsumer = app.consumer  # type: ignore[assignment]
+    for chunk in chunks:
+        consumer.ack_chunk(chunk)
 
 
 def create_app(settings: Settings) -> faust.App:
@@ -180,7 +199,7 @@ def create_app(settings: Settings) -> faust.App:
         processing_guarantee=settings.guarantee,
         web_enabled=False,
         producer_linger_ms=0,
-        producer_max_batch_size=262_144,  # a batch must stay under the 1 MiB request limit
+        producer_max_batch_size=1_000_000,  # under the broker's message.max.bytes (1,048,588)
         stream_buffer_maxsize=2 * BATCH_MAX,
         broker_max_poll_records=BATCH_MAX,
         broker_commit_every=None,
@@ -242,13 +261,11 @@ def _decide_agent(app: faust.App, rt: Runtime) -> None:
 
     async def decide_batches() -> None:
         sink = sink_for(app, trades_topic.get_topic_name())
-        consumer = app.consumer
         while True:
-            messages = await sink.take(BATCH_MAX)
-            fresh = _current(app, messages)
+            fresh = _current(app, await sink.take(BATCH_MAX))
             by_partition: dict[int, list[Any]] = defaultdict(list)
-            for message in fresh:
-                by_partition[message.partition].append(message)
+            for chunk in fresh:
+                by_partition[chunk.tp.partition] += chunk.records
             outgoing: list[Outgoing] = []
             touched = []
             for partition, batch in by_partition.items():
@@ -257,8 +274,7 @@ def _decide_agent(app: faust.App, rt: Runtime) -> None:
                 touched.append((partition, saved, dirty))
             await rt.send_all(outgoing)  # attempts acknowledged before the state that produced them
             await rt.save(table, touched)
-            for message in fresh:  # only now may Faust commit their offsets
-                consumer.ack(message)
+            _ack(app, fresh)  # only now may Faust commit their offsets
             rt.counters.batches += 1
             rt.last_progress = time.monotonic()
 
@@ -273,8 +289,8 @@ def _decide_agent(app: faust.App, rt: Runtime) -> None:
         name = trades_topic.get_topic_name()
         unacked = app.consumer.unacked
         for sink_topic in _SINK_TOPICS(rt.settings):
-            for message in sink_for(app, sink_topic).drop_all():  # fetched again after the seek
-                unacked.discard(message)
+            for chunk in sink_for(app, sink_topic).drop_all():  # fetched again after the seek
+                unacked.discard(chunk)
         for tp in revoked:
             if tp.topic == name:
                 rt.live.pop(tp.partition, None)
@@ -300,9 +316,9 @@ async def _with_subscription(stream: Any, body: Any) -> None:
     await asyncio.gather(body, subscribed())
 
 
-async def _sink_batches(app: faust.App, topic: str, limit: int) -> AsyncIterator[list[Any]]:
-    """Batches of `topic`'s messages fetched in the current generation; the caller acks each batch's
-    messages (``app.consumer.ack``) once their effect is in Kafka."""
+async def _sink_batches(app: faust.App, topic: str, limit: int) -> AsyncIterator[list[Chunk]]:
+    """Batches of `topic`'s chunks fetched in the current generation; the caller acks each batch
+    (:func:`_ack`) once its effect is in Kafka."""
     sink = sink_for(app, topic)
     while True:
         fresh = _current(app, await sink.take(limit))
@@ -331,14 +347,14 @@ def _forward_agents(app: faust.App, rt: Runtime) -> None:
         _copy_agent(app, rt, _topic(app, settings, name, partitions), model)
 
     async def forward_changes() -> None:
-        async for messages in _sink_batches(app, config_topic.get_topic_name(), 100):
+        async for chunks in _sink_batches(app, config_topic.get_topic_name(), 100):
             raw_store = config_table.data.get(b"store")
             store, applied_offset = ConfigStore(), -1
             if raw_store is not None:
                 saved = orjson.loads(raw_store)
                 store, applied_offset = ConfigStore.from_json(saved["store"]), saved["offset"]
             outgoing: list[Outgoing] = []
-            for message in messages:
+            for message in (m for chunk in chunks for m in chunk.records):
                 if message.offset <= applied_offset:
                     rt.counters.skipped_redeliveries += 1
                     continue
@@ -349,8 +365,7 @@ def _forward_agents(app: faust.App, rt: Runtime) -> None:
             config_table.data[b"store"] = saved_store
             changelog = config_table.changelog_topic.get_topic_name()
             await rt.send_all([(changelog, b"store", saved_store, 0, None)])
-            for message in messages:
-                app.consumer.ack(message)
+            _ack(app, chunks)
 
     @app.agent(config_topic, concurrency=1)
     async def forward_config(stream: Any) -> None:  # a faust Stream
@@ -370,9 +385,9 @@ def _copy_agent(app: faust.App, rt: Runtime, topic: faust.TopicT, model: type[Co
     dead_letters_name = settings.topic(DEAD_LETTERS)
 
     async def copy_batches() -> None:
-        async for messages in _sink_batches(app, topic.get_topic_name(), 1_000):
+        async for chunks in _sink_batches(app, topic.get_topic_name(), 1_000):
             outgoing: list[Outgoing] = []
-            for message in messages:
+            for message in (m for chunk in chunks for m in chunk.records):
                 try:
                     decoded = decode_expecting(message.value, model)
                 except DecodeError as exc:
@@ -382,8 +397,7 @@ def _copy_agent(app: faust.App, rt: Runtime, topic: faust.TopicT, model: type[Co
                 targets = copy_targets(decoded, message.partition, n)
                 outgoing += [(trades_name, message.key, message.value, p, source) for p in targets]
             await rt.send_all(outgoing)
-            for message in messages:  # only now may Faust commit their offsets
-                app.consumer.ack(message)
+            _ack(app, chunks)  # only now may Faust commit their offsets
 
     async def copy(stream: Any) -> None:  # a faust Stream
         await _with_subscription(stream, copy_batches())
@@ -465,7 +479,7 @@ def _stalled(app: faust.App, rt: Runtime, trades_name: str) -> str | None:
     if app.rebalancing or now - rt.last_progress <= limit:
         return None
     unacked = len(app.consumer.unacked)
-    waiting = [f"{unacked} messages delivered but not decided"] if unacked else []
+    waiting = [f"{unacked} fetched chunks delivered but not decided"] if unacked else []
     for tp in app.consumer.assignment():
         highwater = app.consumer.highwater(tp) if tp.topic == trades_name else None
         applied = rt.applied.get(tp.partition)
