@@ -15,7 +15,11 @@ Topology (N = settings.partitions; every leader-keyed topic has N partitions):
 
 Delivery (the log is the truth): per batch, the attempts and dead letters are sent and acknowledged,
 then the partition's state is saved atomically (:mod:`streams.worker.records`), then the batch's input
-messages are acknowledged to Faust, which commits their offsets. Any send failure or timeout stops the
+messages are acknowledged to Faust, which commits their offsets. The decide agent works on the next
+batch while the previous one is being saved (its attempts are queued at once; its state records wait
+until the previous batch's are acknowledged, so a partition's records land in batch order). Outputs
+go out as one producer batch per partition (:mod:`streams.kafka.batches`); the consumer hands over
+whole fetched chunks (:mod:`streams.worker.consumer`). Any send failure or timeout stops the
 worker (exit 70) instead of carrying on with state that is ahead of Kafka; a restart replays the log
 from the saved state, emitting the same attempts again (same attemptIds, same contents). A watchdog
 stops the worker (exit 75) when it has lag but makes no progress. Agents run with concurrency 1
@@ -77,6 +81,10 @@ EXACTLY_ONCE_REFUSED = (
 )
 
 CopiedEvent = PortfolioSnapshot | ExecutionReport | MarketResolved
+Sending = tuple[int, list[asyncio.Future[Any]]]
+"""Messages queued on the producer: (watchdog token, delivery futures)."""
+Save = tuple[list[Outgoing], dict[int, int]]
+"""A batch's state records and the last log offset each partition's records cover."""
 
 BATCH_MAX = 10_000
 """Most log messages decided per batch (a batch is whatever has arrived, so latency stays low)."""
@@ -102,9 +110,17 @@ class Runtime:
         self.counters = Counters()
         self.live: dict[int, SavedPartition] = {}
         self.last_progress = time.monotonic()
-        self.sending_since: float | None = None
         self.applied: dict[int, int] = {}
+        self.saving: asyncio.Future[None] | None = None
+        """The decide agent's previous batch, being saved while the next one is decided."""
         self._sender: BatchSender | None = None
+        self._sends: dict[int, float] = {}
+        self._next_send = 0
+
+    @property
+    def sending_since(self) -> float | None:
+        """When the oldest send still waiting for Kafka's acknowledgement began (None: none)."""
+        return min(self._sends.values(), default=None)
 
     def sender(self) -> BatchSender:
         """The batch sender over Faust's aiokafka producer (``Producer._producer``, set when the
@@ -116,18 +132,30 @@ class Runtime:
             self._sender = BatchSender(producer)
         return self._sender
 
-    async def send_all(self, messages: Iterable[Outgoing]) -> None:
-        """Send messages (one producer batch per partition) and wait until Kafka acknowledged every
-        one; any failure stops the worker."""
-        self.sending_since = time.monotonic()
+    async def queue(self, messages: Iterable[Outgoing]) -> Sending:
+        """Queue messages on the producer (one batch per partition) without waiting for Kafka."""
+        token = self._next_send = self._next_send + 1
+        self._sends[token] = time.monotonic()
         try:
-            futures = await self.sender().queue(messages)
+            return token, await self.sender().queue(messages)
+        except Exception as exc:  # any failure: Kafka has not got everything, so stop (see fatal)
+            fatal(EXIT_SEND_FAILED, f"a send to Kafka failed: {exc!r}")
+            raise  # not reached
+
+    async def wait(self, sending: Sending) -> None:
+        """Wait until Kafka acknowledged every message of `sending`; any failure stops the worker."""
+        token, futures = sending
+        try:
             if futures:
                 await asyncio.wait_for(asyncio.gather(*futures), self.settings.send_timeout_s)
         except Exception as exc:  # any failure: Kafka has not got everything, so stop (see fatal)
             fatal(EXIT_SEND_FAILED, f"a send to Kafka failed: {exc!r}")
         finally:
-            self.sending_since = None
+            self._sends.pop(token, None)
+
+    async def send_all(self, messages: Iterable[Outgoing]) -> None:
+        """Send messages and wait until Kafka acknowledged every one; any failure stops the worker."""
+        await self.wait(await self.queue(messages))
 
     def load(self, partition: int, table: Any) -> SavedPartition:
         """The partition's state: cached, or restored from the table (first use, after a rebalance)."""
@@ -146,20 +174,42 @@ class Runtime:
         self.live[partition] = saved
         return saved
 
-    async def save(self, table: Any, touched: list[tuple[int, SavedPartition, set[str]]]) -> None:
-        """Write each touched partition's batch records to its changelog partition (and the table)."""
+    def records(self, table: Any, touched: list[tuple[int, SavedPartition, set[str]]]) -> Save:
+        """Each touched partition's batch records (written by :meth:`save`), made right after the
+        batch ran through the core."""
         changelog = table.changelog_topic.get_topic_name()
-        store = table.data
         outgoing: list[Outgoing] = []
+        applied: dict[int, int] = {}
         for partition, saved, dirty in touched:
             for key, value in batch_records(partition, saved, dirty):
-                if value is None:
-                    store.pop(key, None)
-                else:
-                    store[key] = value
                 outgoing.append((changelog, key, value, partition, None))  # type: ignore[arg-type]
-            self.applied[partition] = saved.offset
+            applied[partition] = saved.offset
+        return outgoing, applied
+
+    async def save(self, table: Any, records: Save) -> None:
+        """Write a batch's records to their changelog partitions (and the table). Call only once the
+        previous batch's records are acknowledged (:func:`streams.worker.records.batch_records`)."""
+        outgoing, applied = records
+        store = table.data
+        for _, key, value, _, _ in outgoing:
+            if value is None:
+                store.pop(key, None)
+            else:
+                store[key] = value
         await self.send_all(outgoing)
+        self.applied.update(applied)
+
+    async def complete(self, table: Any, attempts: Sending, records: Save, chunks: list[Chunk]) -> None:
+        """The end of a decided batch: its attempts acknowledged, then its state saved, then its
+        input acked to Faust. Started only once the previous batch completed."""
+        try:
+            await self.wait(attempts)  # attempts acknowledged before the state that produced them
+            await self.save(table, records)
+            _ack(self.app, chunks)  # only now may Faust commit their offsets
+            self.counters.batches += 1
+            self.last_progress = time.monotonic()
+        except Exception as exc:  # e.g. the table's store: the state is ahead of Kafka
+            fatal(EXIT_SEND_FAILED, f"saving a batch failed: {exc!r}")
 
 
 def _current(app: faust.App, chunks: list[Chunk]) -> list[Chunk]:
@@ -260,9 +310,13 @@ def _decide_agent(app: faust.App, rt: Runtime) -> None:
     )
 
     async def decide_batches() -> None:
+        """Decide a batch, queue its attempts, then — once the previous batch is completely saved —
+        complete it (Runtime.complete) in the background while the next batch is decided."""
         sink = sink_for(app, trades_topic.get_topic_name())
         while True:
             fresh = _current(app, await sink.take(BATCH_MAX))
+            if not fresh:
+                continue
             by_partition: dict[int, list[Any]] = defaultdict(list)
             for chunk in fresh:
                 by_partition[chunk.tp.partition] += chunk.records
@@ -272,11 +326,11 @@ def _decide_agent(app: faust.App, rt: Runtime) -> None:
                 saved = rt.load(partition, table)
                 dirty = decide_batch(saved, batch, outgoing, rt.counters, topics)
                 touched.append((partition, saved, dirty))
-            await rt.send_all(outgoing)  # attempts acknowledged before the state that produced them
-            await rt.save(table, touched)
-            _ack(app, fresh)  # only now may Faust commit their offsets
-            rt.counters.batches += 1
-            rt.last_progress = time.monotonic()
+            records = rt.records(table, touched)
+            attempts = await rt.queue(outgoing)  # on their way while the previous batch is saved
+            if rt.saving is not None:
+                await rt.saving
+            rt.saving = asyncio.ensure_future(rt.complete(table, attempts, records, fresh))
 
     @app.agent(trades_topic, concurrency=1)
     async def decide(stream: Any) -> None:  # a faust Stream
