@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Literal
 
-from models.events import ConfigChange
+from models.events import BudgetEnforcement, ConfigChange, SizingMode
 from models.units import INT64_MAX, MICROS
 
 Scope = Literal["GLOBAL", "USER"]
@@ -125,12 +125,12 @@ class EffectiveConfig:
     min_trade_notional_micros: int
     max_trade_notional_micros: int
     max_trade_bankroll_bps: int
-    sizing_mode: Literal["fixedRate", "budgetedDynamic"]
+    sizing_mode: SizingMode
     budgeted_dynamic_enabled: bool
     budget_usdc_micros: int
     budget_r_min_bps: int
     budget_r_max_bps: int
-    budget_enforcement: Literal["hard", "soft"]
+    budget_enforcement: BudgetEnforcement
     min_leader_trade_notional_micros: int
     leader_exposure_source: Literal["snapshot", "shadowBook", "snapshotElseShadowBook"]
     max_buy_cost_per_share_micros: int | None
