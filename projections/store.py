@@ -388,7 +388,9 @@ class BatchTransaction:
         rows = [row for leader in sorted(changes.positions) for row in changes.positions[leader]]
         if rows:
             self._conn.execute(positions.insert(), rows)
-        self._upsert(settlements, ["settlement_id"], list(changes.settlements.values()))
+        if changes.settlements:  # a settlement happens once: a redelivered one keeps where it was first read
+            stmt = self._insert(settlements).on_conflict_do_nothing(index_elements=["settlement_id"])
+            self._conn.execute(stmt, list(changes.settlements.values()))
         self._upsert(orders, ["attempt_id", "leader_id"], [_fields(r) for r in changes.orders.values()])
 
     def _upsert(self, table: Table, key: list[str], rows: list[dict[str, Any]]) -> None:

@@ -444,11 +444,11 @@ def exposure_chart(
 HARD_NOTE = (
     "Why utilization can exceed 100 % under HARD: the budget is enforced when a group is decided "
     "(our exposure + open BUY reservations + the target ≤ B_u), against the marks of that moment. "
-    "After a fill every held position is revalued at the latest price of its asset, so a market that "
-    "moves up pushes our exposure past B_u without any purchase; the next BUYs are then skipped "
-    "(BUDGET_HARD_CAP_EXCEEDED) until marks fall, positions are sold or a market resolves. While "
-    "Budgeted Dynamic is off (the kill switch, or fixedRate: see the mode changes on the chart) nothing "
-    "caps what is bought, and the exposure bought then still counts once it is back on."
+    "But marks move after fills: every held position is revalued at the latest price of its asset, "
+    "so a market that moves up pushes our exposure past B_u without any purchase; the next BUYs are "
+    "then skipped (BUDGET_HARD_CAP_EXCEEDED) until marks fall, positions are sold or a market "
+    "resolves. While Budgeted Dynamic is off (the kill switch, or fixedRate: the mode changes on "
+    "the chart) nothing caps what is bought, and what was bought then still counts once it is on."
 )
 
 

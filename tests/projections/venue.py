@@ -106,17 +106,25 @@ class VenueSample:
             BOOK_EVENTS: [x for x, k in out if k in BOOK_EVENT_KINDS],
         }
 
-    def project_into(self, db: str, order: tuple[str, ...] = (BOOK_EVENTS, EXECUTIONS)) -> None:
-        """Project config changes and attempts, then the topics of `order` (each topic one batch)."""
+    def project_into(
+        self, db: str, order: tuple[str, ...] = (BOOK_EVENTS, EXECUTIONS), *, redelivered: bool = False
+    ) -> None:
+        """Project config changes and attempts, then the topics of `order` (each topic one batch).
+
+        `redelivered`: only the book events and reports again, at later offsets (as a restarted worker
+        emits its outputs again and an executor repeats its reports)."""
         store = ProjectionStore(db)
         store.create_schema()
         messages = self.messages()
+        first = len(self.lines) if redelivered else 0
+        topics = order if redelivered else (CONFIG_CHANGES, COPY_ATTEMPTS, *order)
         try:
-            for topic in (CONFIG_CHANGES, COPY_ATTEMPTS, *order):
+            for topic in topics:
                 lines = messages[topic]
                 decoded: list[Decoded] = [
-                    (topic, 0, i, decode_output(topic, line), line.decode()) for i, line in enumerate(lines)
+                    (topic, 0, first + i, decode_output(topic, line), line.decode())
+                    for i, line in enumerate(lines)
                 ]
-                project_batch(store, decoded, {(topic, 0): len(lines)})
+                project_batch(store, decoded, {(topic, 0): first + len(lines)})
         finally:
             store.close()
