@@ -340,56 +340,47 @@ def read_routes(router: FastAPI, ctx: Context) -> None:
         return JSONResponse(ctx.read(lambda conn: queries.list_attempts(conn, q)))
 
 
+LeaderFilter = Annotated[
+    str | None, Query(min_length=1, pattern=NO_NUL, description="followedUserId: only this leader's")
+]
+
+
+Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
+
+
+def _get(router: FastAPI, path: str, operation_id: str, model: Any, tag: str, *errors: int) -> Decorator:
+    """A read route's decorator: `model` answers 200, each of `errors` the one error shape."""
+    return router.get(
+        path, tags=[tag], operation_id=operation_id, response_model=model, responses=_errors(*errors)
+    )
+
+
 def _leader_route(
     router: FastAPI, path: str, operation_id: str, model: Any, tag: str = "budget"
-) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+) -> Decorator:
     """A GET of one leader (a path with ``{leader_id}``): 404 when unknown, 422 for a bad parameter."""
-    return router.get(
-        path, tags=[tag], operation_id=operation_id, response_model=model, responses=_errors(404, 422)
-    )
+    return _get(router, path, operation_id, model, tag, 404, 422)
 
 
 def venue_routes(router: FastAPI, ctx: Context) -> None:
     """The venue loop (SPEC 13): orders, positions, settlements, a leader's leaderBook history."""
 
-    @router.get(
-        "/api/orders",
-        tags=["venue"],
-        operation_id="listOrders",
-        response_model=list[contract.Order],
-        responses=_errors(422),
-    )
+    @_get(router, "/api/orders", "listOrders", list[contract.Order], "venue", 422)
     def get_orders(
-        leader: str | None = Query(None, min_length=1, pattern=NO_NUL, description="followedUserId"),
-        status: Literal["OPEN", "FILLED", "REJECTED", "CANCELLED", "EXPIRED"] | None = Query(None),
+        leader: LeaderFilter = None,
+        status: Literal["OPEN", "FILLED", "REJECTED", "CANCELLED", "EXPIRED"] | None = None,
         limit: int = Query(100, ge=1, le=MAX_LIMIT),
     ) -> JSONResponse:
         """Orders (EXECUTEs decided under fillModel "reports"), newest first, with fill ratio and price."""
         return JSONResponse(ctx.read(lambda conn: queries.list_orders(conn, leader, status, limit)))
 
-    @router.get(
-        "/api/positions",
-        tags=["venue"],
-        operation_id="listPositions",
-        response_model=list[contract.Position],
-        responses=_errors(422),
-    )
-    def get_positions(
-        leader: str | None = Query(None, min_length=1, pattern=NO_NUL, description="followedUserId"),
-    ) -> JSONResponse:
+    @_get(router, "/api/positions", "listPositions", list[contract.Position], "venue", 422)
+    def get_positions(leader: LeaderFilter = None) -> JSONResponse:
         """Held assets of each leader's latest leaderBook: shares, cost basis, mark, value, unrealized PnL."""
         return JSONResponse(ctx.read(lambda conn: queries.list_positions(conn, leader)))
 
-    @router.get(
-        "/api/settlements",
-        tags=["venue"],
-        operation_id="listSettlements",
-        response_model=list[PositionSettled],
-        responses=_errors(422),
-    )
-    def get_settlements(
-        leader: str | None = Query(None, min_length=1, pattern=NO_NUL, description="followedUserId"),
-    ) -> JSONResponse:
+    @_get(router, "/api/settlements", "listSettlements", list[PositionSettled], "venue", 422)
+    def get_settlements(leader: LeaderFilter = None) -> JSONResponse:
         """positionSettled events (a resolved market paid our position out), newest first."""
         return JSONResponse(ctx.read(lambda conn: queries.list_settlements(conn, leader)))
 

@@ -22,19 +22,11 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Annotated, Any
+from typing import Annotated, Any, get_args
 
 from pydantic import Field, TypeAdapter, ValidationError
 
-from models.events import (
-    ConfigChange,
-    CopyAttempt,
-    ExecutionReport,
-    LeaderBook,
-    OrderExpired,
-    PortfolioSnapshot,
-    PositionSettled,
-)
+from models.events import ConfigChange, CopyAttempt, ExecutionReport, OrderExpired, PortfolioSnapshot
 from projections.rows import BatchProjection, BookEvent, OrderKey, SnapshotKey, snapshot_row
 from projections.store import DEFAULT_DB, Offsets, ProjectionStore
 from streams.kafka import (
@@ -57,7 +49,7 @@ WANTED: dict[str, tuple[type, ...]] = {
     COPY_ATTEMPTS: (CopyAttempt,),
     CONFIG_CHANGES: (ConfigChange,),
     SNAPSHOTS: (PortfolioSnapshot,),
-    BOOK_EVENTS: (LeaderBook, PositionSettled, OrderExpired),
+    BOOK_EVENTS: get_args(BookEvent),
     EXECUTIONS: (ExecutionReport,),
 }
 """The event types each projected topic carries; anything else on it is skipped as the worker skips it."""

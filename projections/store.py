@@ -325,21 +325,19 @@ class BatchTransaction:
             q = query if leader_chunk is None else query.where(leader_budget.c.leader_id.in_(leader_chunk))
             for r in self._conn.execute(q).mappings():
                 working.leaders[r["leader_id"]] = LeaderBudgetRow(**r)
-        s = latest_snapshots.c
-        for key_chunk in _chunks(sorted(set(snapshot_keys))):
-            for r in self._conn.execute(
-                select(latest_snapshots).where(tuple_(s.scope, s.leader_id).in_(key_chunk))
-            ).mappings():
-                row = SnapshotRow(**r)
-                working.snapshots[row.key] = row
-        o = orders.c
-        for order_chunk in _chunks(sorted(set(order_keys))):
-            for r in self._conn.execute(
-                select(orders).where(tuple_(o.attempt_id, o.leader_id).in_(order_chunk))
-            ).mappings():
-                order = OrderRow(**r)
-                working.orders[order.key] = order
+        for r in self._by_key(latest_snapshots, ("scope", "leader_id"), snapshot_keys):
+            row = SnapshotRow(**r)
+            working.snapshots[row.key] = row
+        for r in self._by_key(orders, ("attempt_id", "leader_id"), order_keys):
+            order = OrderRow(**r)
+            working.orders[order.key] = order
         return working
+
+    def _by_key(self, table: Table, key: Sequence[str], values: Iterable[tuple[Any, ...]]) -> Iterator[Any]:
+        """The stored rows of `table` whose `key` columns are one of `values`."""
+        columns = tuple_(*(table.c[name] for name in key))
+        for chunk in _chunks(sorted(set(values))):
+            yield from self._conn.execute(select(table).where(columns.in_(chunk))).mappings()
 
     # --- writes -------------------------------------------------------------------------------
 

@@ -9,6 +9,7 @@ the JSON API, and show each error next to its field.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from html import escape
@@ -489,119 +490,82 @@ def _table(table_id: str, head: list[str], rows: list[list[str]], empty: str) ->
     return f"<table id='{table_id}'><thead><tr>{cols}</tr></thead><tbody>{body}</tbody></table>"
 
 
-def _price(micros: int | None) -> str:
-    return "—" if micros is None else f"{micros / MICROS:.4f}"
+CELL_FORMATS: dict[str, Callable[[Any], str]] = {
+    "text": lambda v: e("—" if v is None else v),
+    "usd": usd,
+    "price": lambda v: "—" if v is None else f"{v / MICROS:.4f}",
+    "shares": lambda v: f"{v / MICROS:,.2f}",
+    "time": when,
+    "ratio": pct,
+    "rate": lambda v: pct_points(v * 100, 4),
+    "bps": lambda v: "—" if v is None else f"{v:+.0f} bps",
+    "codes": lambda v: e(", ".join(v) or "—"),
+    "int": lambda v: f"{v:,}",
+}
+"""How a cell of a column kind is shown (see :func:`columns`)."""
+
+
+def columns(spec: str) -> list[tuple[str, str, str]]:
+    """(header, field path, format) of each ``Header=field.path:format`` of a comma-separated `spec`."""
+    out = []
+    for part in spec.split(","):
+        header, _, rest = part.strip().partition("=")
+        path, _, kind = rest.partition(":")
+        out.append((header, path, kind))
+    return out
+
+
+def _cell(item: dict[str, Any], path: str, kind: str) -> str:
+    value: Any = item
+    for name in path.split("."):
+        value = value.get(name) if isinstance(value, dict) else None
+    return CELL_FORMATS[kind](value)
+
+
+def item_table(table_id: str, spec: str, items: list[dict[str, Any]], empty: str) -> str:
+    """A table with one row per item and the columns of `spec` (:func:`columns`)."""
+    cols = columns(spec)
+    rows = [[_cell(item, path, kind) for _, path, kind in cols] for item in items]
+    return _table(table_id, [header for header, _, _ in cols], rows, empty)
+
+
+POSITIONS = (
+    "Asset=assetId:text, Market=marketId:text, Shares=shareMicros:shares, Mark=markPriceMicros:price, "
+    "Cost basis=costBasisMicros:usd, Value=valueMicros:usd, Unrealized=unrealizedPnlMicros:usd"
+)
+ORDERS = (
+    "Asset=assetId:text, Side=side:text, Status=status:text, Opened=openedAtMs:time, "
+    "Target=targetNotionalMicros:usd, Filled=filledNotionalMicros:usd, Fill ratio=fillRatio:ratio, "
+    "Avg fill price=averageFillPriceMicros:price, Reference=referencePriceMicros:price, "
+    "vs reference=priceVsReferenceBps:bps"
+)
+SETTLEMENTS = (
+    "Asset=assetId:text, Market=marketId:text, Settled=settledAtMs:time, Shares=shareMicros:shares, "
+    "Payout=payoutMicros:price, Proceeds=proceedsMicros:usd, Cost basis=costBasisMicros:usd, "
+    "Realized PnL=realizedPnlMicros:usd"
+)
+ATTEMPTS = (
+    "Decided=decidedAtMs:time, Decision=decision:text, Reasons=reasonCodes:codes, Side=side:text, "
+    "Asset=assetId:text, Trades=bufferedTradeCount:int, Their notional=theirNotionalMicros:usd, "
+    "Target=targetNotionalMicros:usd, r_u=sizing.rU:rate, "
+    "Our exposure before=budget.currentExposureMicros:usd, Reserved before=budget.reservedMicros:usd"
+)
 
 
 def _venue_tables(detail: dict[str, Any]) -> str:
-    positions = [
-        [
-            e(p["assetId"]),
-            e(p["marketId"] or "—"),
-            f"{p['shareMicros'] / MICROS:,.2f}",
-            _price(p["markPriceMicros"]),
-            usd(p["costBasisMicros"]),
-            usd(p["valueMicros"]),
-            usd(p["unrealizedPnlMicros"]),
-        ]
-        for p in detail["positions"]
-    ]
-    orders = [
-        [
-            e(o["assetId"]),
-            e(o["side"]),
-            e(o["status"]),
-            when(o["openedAtMs"]),
-            usd(o["targetNotionalMicros"]),
-            usd(o["filledNotionalMicros"]),
-            pct(o["fillRatio"]),
-            _price(o["averageFillPriceMicros"]),
-            _price(o["referencePriceMicros"]),
-            "—" if o["priceVsReferenceBps"] is None else f"{o['priceVsReferenceBps']:+.0f} bps",
-        ]
-        for o in detail["orders"]
-    ]
-    settled = [
-        [
-            e(x["assetId"]),
-            e(x["marketId"] or "—"),
-            when(x["settledAtMs"]),
-            f"{x['shareMicros'] / MICROS:,.2f}",
-            _price(x["payoutMicros"]),
-            usd(x["proceedsMicros"]),
-            usd(x["costBasisMicros"]),
-            usd(x["realizedPnlMicros"]),
-        ]
-        for x in detail["settlements"]
-    ]
     return (
         "<h2>Positions</h2>"
-        + _table(
-            "positions",
-            ["Asset", "Market", "Shares", "Mark", "Cost basis", "Value", "Unrealized"],
-            positions,
-            "no position held",
-        )
+        + item_table("positions", POSITIONS, detail["positions"], "no position held")
         + "<h2>Orders</h2><p class='note'>EXECUTEs decided under fillModel “reports”, newest first: fill "
         "ratio and average fill price against the attempt's reference price.</p>"
-        + _table(
-            "orders",
-            [
-                "Asset",
-                "Side",
-                "Status",
-                "Opened",
-                "Target",
-                "Filled",
-                "Fill ratio",
-                "Avg fill price",
-                "Reference",
-                "vs reference",
-            ],
-            orders,
-            "no order",
-        )
+        + item_table("orders", ORDERS, detail["orders"], "no order")
         + "<h2>Settlements</h2>"
-        + _table(
-            "settlements",
-            ["Asset", "Market", "Settled", "Shares", "Payout", "Proceeds", "Cost basis", "Realized PnL"],
-            settled,
-            "no resolved market held",
-        )
+        + item_table("settlements", SETTLEMENTS, detail["settlements"], "no resolved market held")
     )
 
 
 def _attempts_table(detail: dict[str, Any]) -> str:
-    rows = [
-        [
-            when(a["decidedAtMs"]),
-            e(a["decision"]),
-            e(", ".join(a["reasonCodes"]) or "—"),
-            e(a["side"]),
-            e(a["assetId"]),
-            str(a["bufferedTradeCount"]),
-            usd(a["theirNotionalMicros"]),
-            usd(a["targetNotionalMicros"]),
-            pct_points(a["sizing"]["rU"] * 100, 4),
-            usd(a["budget"]["currentExposureMicros"]),
-            usd(a["budget"].get("reservedMicros", 0)),
-        ]
-        for a in detail["recentAttempts"]
-    ]
-    head = [
-        "Decided",
-        "Decision",
-        "Reasons",
-        "Side",
-        "Asset",
-        "Trades",
-        "Their notional",
-        "Target",
-        "r_u",
-        "Our exposure before",
-        "Reserved before",
-    ]
-    return _table("recent-attempts", head, rows, "no attempt")
+    return item_table("recent-attempts", ATTEMPTS, detail["recentAttempts"], "no attempt")
 
 
 def _counts_table(table_id: str, name: str, counts: dict[str, int]) -> str:

@@ -28,14 +28,10 @@ def venue() -> VenueSample:
 
 
 @pytest.fixture(scope="module")
-def db(venue: VenueSample, tmp_path_factory: pytest.TempPathFactory) -> str:
-    path = str(tmp_path_factory.mktemp("venue") / "projection.db")
-    venue.project_into(path)
-    return path
-
-
-@pytest.fixture
-def client(db: str, venue: VenueSample) -> Iterator[TestClient]:
+def client(venue: VenueSample, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
+    """The API over the venue tape projected into SQLite (config writes go nowhere)."""
+    db = str(tmp_path_factory.mktemp("venue") / "projection.db")
+    venue.project_into(db)
     gateway = MemoryGateway(fold(venue.messages()["config-changes"]).store)
     with TestClient(api.create_app(db, gateway)) as c:
         yield c
