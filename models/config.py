@@ -8,10 +8,11 @@ whole; a rejected change leaves the previous config in force.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Literal
+
+from pydantic.alias_generators import to_snake
 
 from models.events import BudgetEnforcement, ConfigChange, SizingMode
 from models.units import INT64_MAX, MICROS
@@ -162,7 +163,7 @@ _FIELDS: tuple[tuple[str, str, str, bool], ...] = tuple(
     (
         section,
         key,
-        f"{section}_enabled" if key == "enabled" else re.sub("(?=[A-Z])", "_", key).lower(),
+        f"{section}_enabled" if key == "enabled" else to_snake(key),
         rule.optional,
     )
     for section, rules in RULES.items()
