@@ -168,6 +168,12 @@ class ExecutorThread:
             raise self.error
         return self
 
+    def answered_all(self, attempt_ids: set[str]) -> bool:
+        """Whether every one of `attempt_ids` has been answered; raises the simulator's error if it failed."""
+        if self.error is not None:
+            raise self.error
+        return attempt_ids <= self.sim.answered
+
     def stop(self, timeout_s: float = 60.0) -> None:
         if self._loop is not None and self._stop is not None:
             self._loop.call_soon_threadsafe(self._stop.set)

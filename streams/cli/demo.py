@@ -235,7 +235,7 @@ def _settle_executor(demo: LiveDemo, attempts: list[Any], timeout_s: float) -> E
     assert executor is not None
     executes = {a["attemptId"] for a in attempts if a["decision"] == "EXECUTE"}
     _step(f"waiting until the executor has answered all {len(executes):,} EXECUTEs")
-    wait_until(lambda: executes <= executor.sim.answered, timeout_s, "the executor to answer every EXECUTE")
+    wait_until(lambda: executor.answered_all(executes), timeout_s, "the executor to answer every EXECUTE")
     executor.stop()
     demo.executor = None
     wait_until(
