@@ -25,6 +25,8 @@ and ``tests/test_compose_file.py`` keeps the two in step):
 - ``auto.create.topics.enable`` is left on (Kafka's default): Faust creates its internal topics through the
   admin API anyway, and ad-hoc tools that produce to a new topic just work.
 - ``log.retention.ms=-1``: a development event store keeps its events (Kafka's default deletes after 7 days).
+- ``group.min.session.timeout.ms=1000`` (Kafka's default 6000): lets the worker's 3 s session timeout
+  through, so a killed worker's partitions move in seconds (docs/failover.md has the trade-off).
 - Static quorum (``controller.quorum.voters=1@127.0.0.1:<controller port>``), formatted once with a fixed
   cluster id, the same way the official ``apache/kafka`` image does it.
 """
@@ -203,6 +205,7 @@ def server_properties(settings: BrokerSettings) -> dict[str, str]:
         "share.coordinator.state.topic.replication.factor": "1",
         "share.coordinator.state.topic.min.isr": "1",
         "group.initial.rebalance.delay.ms": "0",
+        "group.min.session.timeout.ms": "1000",
         "log.retention.ms": "-1",
     }
 
