@@ -7,7 +7,8 @@ Two ``copybot worker`` subprocesses on an embedded broker of the run's own (free
 driven with the chaos harness (:mod:`tests.integration.chaos`): the chaos setup config, then trades with
 wall-clock times at `--rate` per second (ticks on) for the whole run. A watcher reads copy-attempts and
 keeps, per decision partition, the producer timestamps of its attempts. Then, `--kills` times with
-SIGKILL and `--terms` times with SIGTERM (a clean leave), alternating the victim:
+SIGKILL and `--terms` times with SIGTERM (a clean leave), alternating the victim, each `--settle-s`
+after both workers are up and every partition decides:
 
 - **failover**: for each of the victim's partitions (from the last assignment in its log), the time
   from the signal until that partition's first attempt made after the victim exited — i.e. by its new
@@ -175,15 +176,20 @@ class Failover:
 class FailoverBench:
     run: ChaosRun
     stamps: Stamps
+    settle_s: float
 
     @property
     def trades_topic(self) -> str:
         return self.run.settings.topic(TRADES)
 
     async def wait_steady(self) -> None:
+        """Every worker ready and every partition deciding, then `settle_s` more (a worker that has
+        just started is still reading its standby changelogs; killing its peer then makes it read the
+        rest before it decides, which the first runs showed as 5–6 s of recovery)."""
         await wait_for(self.run.all_ready, DEADLINE_S, "every worker to be ready")
         since = now_ms()
         await wait_for(lambda: self.stamps.steady(since), DEADLINE_S, "every partition to decide")
+        await asyncio.sleep(self.settle_s)  # the schedule: the kill comes this long after steady
 
     async def cycle(self, victim: WorkerProcess, sig: signal.Signals) -> Failover:
         await self.wait_steady()
@@ -248,10 +254,10 @@ async def publish_steadily(run: ChaosRun, client: CopybotClient, source: ChaosIn
         await asyncio.sleep(max(0.0, started + step * STEP_S - time.monotonic()))  # pacing the publisher
 
 
-async def bench(run: ChaosRun, kills: int, terms: int, static: bool) -> list[Failover]:
+async def bench(run: ChaosRun, args: argparse.Namespace) -> list[Failover]:
     plan = run.plan
     run.make_workers()
-    for worker in run.workers if static else []:
+    for worker in run.workers if args.static else []:
         worker.env = {**worker.env, "COPYBOT_INSTANCE_ID": f"{run.prefix}-{worker.name}"}
     for worker in run.workers:
         worker.start(wait_ready=False)
@@ -266,8 +272,8 @@ async def bench(run: ChaosRun, kills: int, terms: int, static: bool) -> list[Fai
         await run.publish_setup(client, source)
         publisher = asyncio.create_task(publish_steadily(run, client, source))
         try:
-            failover = FailoverBench(run, stamps)
-            signals = [signal.SIGKILL] * kills + [signal.SIGTERM] * terms
+            failover = FailoverBench(run, stamps, args.settle_s)
+            signals = [signal.SIGKILL] * args.kills + [signal.SIGTERM] * args.terms
             for n, sig in enumerate(signals):
                 results.append(await failover.cycle(run.workers[n % len(run.workers)], sig))
         finally:
@@ -303,6 +309,7 @@ def main() -> int:
     parser.add_argument("--partitions", type=int, default=4)
     parser.add_argument("--seed", type=int, default=11)
     parser.add_argument("--session-timeout-ms", type=int, default=None, help="COPYBOT_SESSION_TIMEOUT_MS")
+    parser.add_argument("--settle-s", type=float, default=5.0, help="steady time before each kill")
     parser.add_argument("--static", action="store_true", help="static membership (COPYBOT_INSTANCE_ID)")
     parser.add_argument("--keep", action="store_true", help="keep the work dir (worker logs)")
     args = parser.parse_args()
@@ -322,7 +329,7 @@ def main() -> int:
     try:
         with contextlib.redirect_stdout(sys.stderr):
             broker.start(settings)
-        results = asyncio.run(bench(run, args.kills, args.terms, args.static))
+        results = asyncio.run(bench(run, args))
     finally:
         run.close()
         with contextlib.redirect_stdout(sys.stderr):

@@ -219,14 +219,22 @@ def _raw_table(app: faust.App, name: str, partitions: int) -> Any:
     )
     # Writes go straight to the changelog partition of the log partition they belong to (Runtime.save);
     # Faust restores the tables from those changelogs on start and on rebalance. Small segments let
-    # compaction keep recovery short (Kafka never compacts the active segment).
+    # compaction keep recovery short (Kafka never compacts the active segment), and tombstones go after
+    # a minute, not Kafka's 24 h: every batch writes and later deletes its own delta key, so a day of
+    # tombstones was what a fresh worker's recovery read, one event at a time (docs/failover.md). A
+    # reader that misses a tombstone keeps a stale key, which restore ignores (the commit record names
+    # the live ones).
     return app.Table(
         name,
         partitions=partitions,
         key_type=bytes,
         value_type=bytes,
         schema=raw,
-        extra_topic_configs={"segment.ms": "60000", "min.cleanable.dirty.ratio": "0.1"},
+        extra_topic_configs={
+            "segment.ms": "60000",
+            "min.cleanable.dirty.ratio": "0.1",
+            "delete.retention.ms": "60000",
+        },
     )
 
 
