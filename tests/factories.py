@@ -26,7 +26,7 @@ USD = 1_000_000
 _ids = itertools.count(1)
 
 
-def trade(
+def trade_wire(
     leader: str = "u1",
     *,
     at: int = T0,
@@ -37,22 +37,25 @@ def trade(
     market: str | None = "m1",
     trade_id: str | None = None,
     shares: int | None = None,
-) -> LeaderTrade:
-    """A leader trade; shares default to notional / price so the VWAP equals `price`."""
-    return LeaderTrade.model_validate(
-        {
-            "kind": "leaderTrade",
-            "tradeId": trade_id or f"t{next(_ids)}",
-            "followedUserId": leader,
-            "assetId": asset,
-            "marketId": market,
-            "side": side,
-            "priceMicros": price,
-            "shareMicros": shares if shares is not None else max(1, notional * USD // price),
-            "notionalMicros": notional,
-            "detectTimeMs": at,
-        }
-    )
+) -> dict[str, Any]:
+    """A leader trade as its JSON object; shares default to notional / price so the VWAP equals `price`."""
+    return {
+        "kind": "leaderTrade",
+        "tradeId": trade_id or f"t{next(_ids)}",
+        "followedUserId": leader,
+        "assetId": asset,
+        "marketId": market,
+        "side": side,
+        "priceMicros": price,
+        "shareMicros": shares if shares is not None else max(1, notional * USD // price),
+        "notionalMicros": notional,
+        "detectTimeMs": at,
+    }
+
+
+def trade(leader: str = "u1", **fields: Any) -> LeaderTrade:
+    """A leader trade (the keywords of :func:`trade_wire`)."""
+    return LeaderTrade.model_validate(trade_wire(leader, **fields))
 
 
 def shadow(leader: str = "u1", exposure: int = 100_000 * USD, at: int = T0) -> PortfolioSnapshot:

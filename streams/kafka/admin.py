@@ -50,15 +50,15 @@ TOPIC_ALREADY_EXISTS = 36
 METADATA_WAIT_S = 30.0
 """How long to wait for newly created topics to show up in the cluster metadata."""
 
+UNREACHABLE_HINT = " (is the broker running? `copybot kafka start`)"
+"""Appended to the error when :func:`ensure_topics` cannot reach the broker (callers may pass their own)."""
+
 TOPIC_CONFIGS: dict[str, dict[str, str]] = {
     CONFIG_CHANGES: {"retention.ms": "-1"},
     MARKET_EVENTS: {"retention.ms": "-1"},  # a resolution is read once per partition, whenever
     INGEST_CHECKPOINTS: {"cleanup.policy": "compact"},  # newest record per wallet
 }
 """Per-topic settings for topics created here (existing topics are left as they are)."""
-
-
-UNREACHABLE_HINT = " (is the broker running? `copybot kafka start`)"
 
 
 @dataclass(frozen=True, slots=True)

@@ -239,6 +239,7 @@ def test_post_returns_warnings(client: TestClient, gateway: MemoryGateway) -> No
         ({"sizing": 5}, "sizing: expected an object"),
         ({}, "nothing to change"),
         ([1, 2], "body: expected a JSON object"),
+        ({"sizing": {"budgetUsdcMicros": 2**64}}, "body: cannot be published as JSON"),
     ],
 )
 def test_invalid_global_config_is_422_with_per_key_errors(
