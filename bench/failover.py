@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import dataclasses
 import itertools
 import os
 import re
@@ -46,7 +45,6 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from streams.devbroker import broker  # noqa: E402
-from streams.devbroker.broker import free_ports  # noqa: E402
 from streams.devbroker.harness import WorkerProcess  # noqa: E402
 from streams.kafka.client import quiet_kafka_logs  # noqa: E402
 from streams.settings import COPY_ATTEMPTS, TRADES  # noqa: E402
@@ -315,13 +313,7 @@ def main() -> int:
     args = parser.parse_args()
     quiet_kafka_logs()
     workdir = Path(tempfile.mkdtemp(prefix="copybot-failover-"))
-    port, controller_port = free_ports(2)
-    settings = dataclasses.replace(
-        broker.BrokerSettings.from_env(),
-        port=port,
-        controller_port=controller_port,
-        data_dir=workdir / "kafka",
-    )
+    settings = broker.on_free_ports(workdir / "kafka")
     plan = ChaosPlan(seed=args.seed, partitions=args.partitions, trades_per_s=args.rate, kills=0, malformed=0)
     run = ChaosRun(plan, settings, workdir)
     if args.session_timeout_ms is not None:  # the workers' environment starts from this process's

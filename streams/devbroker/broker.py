@@ -177,6 +177,15 @@ def free_ports(count: int) -> list[int]:
         return [int(sock.getsockname()[1]) for sock in sockets]
 
 
+def on_free_ports(data_dir: Path) -> BrokerSettings:
+    """The environment's broker settings on two free ports, its data in `data_dir`: a broker of a test
+    run's or benchmark's own, beside any other."""
+    port, controller_port = free_ports(2)
+    return dataclasses.replace(
+        BrokerSettings.from_env(), port=port, controller_port=controller_port, data_dir=data_dir
+    )
+
+
 def bootstrap(settings: BrokerSettings) -> str:
     """The ``bootstrap_servers`` string for clients, e.g. ``"127.0.0.1:9092"``."""
     return f"{settings.host}:{settings.port}"

@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import dataclasses
 import os
 import random
 import signal
@@ -544,13 +543,7 @@ def main() -> int:
         ticks=not args.no_ticks,
     )
     workdir = Path(tempfile.mkdtemp(prefix="copybot-chaos-"))
-    port, controller_port = free_ports(2)
-    settings = dataclasses.replace(
-        broker.BrokerSettings.from_env(),
-        port=port,
-        controller_port=controller_port,
-        data_dir=workdir / "kafka",
-    )
+    settings = broker.on_free_ports(workdir / "kafka")
     try:
         with contextlib.redirect_stdout(sys.stderr):
             broker.start(settings)
