@@ -16,7 +16,7 @@ import heapq
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, BinaryIO
 
 import orjson
 
@@ -122,6 +122,22 @@ def _config_changes() -> list[tuple[float, dict[str, Any]]]:
 def generate(trades: int = 3_000, seed: int = 7) -> Iterator[bytes]:
     """Yield the tape's JSON lines (without newlines): about `trades` leader trades plus the rest."""
     return _Tape(trades, seed).lines()
+
+
+WRITE_EVERY = 4096
+"""Lines joined into one write."""
+
+
+def write(out: BinaryIO, trades: int = 3_000, seed: int = 7) -> None:
+    """Write the tape of :func:`generate` to `out`, one JSON line each."""
+    batch: list[bytes] = []
+    for line in generate(trades=trades, seed=seed):
+        batch.append(line)
+        if len(batch) >= WRITE_EVERY:
+            out.write(b"\n".join(batch) + b"\n")
+            batch.clear()
+    if batch:
+        out.write(b"\n".join(batch) + b"\n")
 
 
 class _Tape:
