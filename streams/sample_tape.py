@@ -24,7 +24,7 @@ import heapq
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, BinaryIO
 
 import orjson
 
@@ -153,6 +153,24 @@ def generate(
 
 def _market_id(asset: str) -> str:
     return f"market-{asset.rsplit('-', 1)[1]}-{asset[0]}"
+
+
+WRITE_EVERY = 4096
+"""Lines joined into one write."""
+
+
+def write(
+    out: BinaryIO, trades: int = 3_000, seed: int = 7, *, resolutions: bool = True, fill_model: str = "paper"
+) -> None:
+    """Write the tape of :func:`generate` to `out`, one JSON line each."""
+    batch: list[bytes] = []
+    for line in generate(trades=trades, seed=seed, resolutions=resolutions, fill_model=fill_model):
+        batch.append(line)
+        if len(batch) >= WRITE_EVERY:
+            out.write(b"\n".join(batch) + b"\n")
+            batch.clear()
+    if batch:
+        out.write(b"\n".join(batch) + b"\n")
 
 
 class _Tape:

@@ -57,7 +57,7 @@ from streams.devbroker.harness import (
 from streams.errors import InputUnreadable
 from streams.executor_sim import ExecutorThread, run_in_thread
 from streams.kafka import create_topics
-from streams.sample_tape import generate
+from streams.sample_tape import write
 from streams.settings import Settings
 from streams.topology import COPY_ATTEMPTS
 
@@ -284,7 +284,8 @@ def _tape(args: argparse.Namespace, out: Path) -> Path:
     if args.scenario == "paper":
         return DEFAULT_TAPE
     tape = out / "sample-tape-reports.jsonl"
-    tape.write_bytes(b"".join(line + b"\n" for line in generate(fill_model="reports")))
+    with tape.open("wb") as handle:
+        write(handle, fill_model="reports")
     return tape
 
 

@@ -8,9 +8,6 @@ from pathlib import Path
 
 from streams.cli.main import command
 
-WRITE_EVERY = 4096
-"""Lines joined into one write."""
-
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     tape = sub.add_parser(
@@ -45,25 +42,16 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
 
 def run(args: argparse.Namespace) -> int:
-    from streams.sample_tape import generate
+    from streams.sample_tape import write
 
-    out = open(args.output, "wb") if args.output else sys.stdout.buffer  # noqa: SIM115
-    try:
-        batch: list[bytes] = []
-        for line in generate(
-            trades=args.trades, seed=args.seed, resolutions=args.resolutions, fill_model=args.fill_model
-        ):
-            batch.append(line)
-            if len(batch) >= WRITE_EVERY:
-                out.write(b"\n".join(batch) + b"\n")
-                batch.clear()
-        if batch:
-            out.write(b"\n".join(batch) + b"\n")
-    finally:
-        if args.output:
-            out.close()
-        else:
-            out.flush()
-    if args.output:
-        print(f"wrote {Path(args.output)}", file=sys.stderr)
+    options = {"resolutions": args.resolutions, "fill_model": args.fill_model}
+    if not args.output:
+        try:
+            write(sys.stdout.buffer, trades=args.trades, seed=args.seed, **options)
+        finally:
+            sys.stdout.buffer.flush()
+        return 0
+    with open(args.output, "wb") as out:
+        write(out, trades=args.trades, seed=args.seed, **options)
+    print(f"wrote {Path(args.output)}", file=sys.stderr)
     return 0
