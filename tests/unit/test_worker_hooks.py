@@ -18,7 +18,14 @@ from faust.types import tuples as faust_tuples
 from faust.types.tuples import ConsumerMessage, Message
 
 from streams.settings import Settings
-from streams.worker.consumer import BatchDrainConsumer, Chunk, LogSink, install
+from streams.worker.consumer import (
+    FETCH_MAX_WAIT_MS,
+    BatchDrainConsumer,
+    Chunk,
+    LogSink,
+    QuickFetchConsumerThread,
+    install,
+)
 
 
 def test_faust_is_the_pinned_version() -> None:
@@ -149,3 +156,19 @@ async def test_the_aiokafka_producer_hooks_the_batch_sender_calls_exist() -> Non
     assert batch.record_count() == 1
     sender_source = inspect.getsource(faust_aiokafka.Producer.on_start)
     assert "self._producer = self._new_producer()" in sender_source
+
+
+async def test_the_worker_consumer_fetches_with_a_short_wait_not_fausts_hardcoded_one() -> None:
+    # Faust builds its aiokafka consumer with fetch_max_wait_ms=1500, which delays the first fetch of
+    # a partition resumed after a rebalance; the worker's consumer thread shortens it
+    assert "fetch_max_wait_ms=1500" in inspect.getsource(
+        faust_aiokafka.AIOKafkaConsumerThread._create_worker_consumer
+    )
+    app = faust.App("hooks-fetch", broker="kafka://127.0.0.1:1", store="memory://")
+    install(app, ["hooks.topic"])
+    consumer = app.consumer
+    assert isinstance(consumer, BatchDrainConsumer)
+    thread = consumer._new_consumer_thread()
+    assert isinstance(thread, QuickFetchConsumerThread)
+    client = thread._create_worker_consumer(app.transport)
+    assert client._fetch_max_wait_ms == FETCH_MAX_WAIT_MS <= 200
