@@ -39,7 +39,7 @@ class Chunk:
     partition, offset, key, value, headers), with the consumer generation they were fetched in.
 
     Tracked by the consumer as one unacknowledged "message" (Faust's ``wait_empty`` waits for its
-    ``acked``, faust/transport/consumer.py:868-896) until :meth:`BatchDrainConsumer.ack_chunk`."""
+    ``acked``, faust/transport/consumer.py:867-896) until :meth:`BatchDrainConsumer.ack_chunk`."""
 
     __slots__ = ("__weakref__", "acked", "generation_id", "records", "tp")
     refcount = 0
@@ -146,7 +146,7 @@ class BatchDrainConsumer(faust_aiokafka.Consumer):
 
     async def _fetch_and_deliver(self) -> None:
         """One fetch, delivered partition by partition; the guards of Faust's ``getmany``
-        (faust/transport/consumer.py:740-777): nothing while the flow is stopped (then seek back to
+        (faust/transport/consumer.py:739-772): nothing while the flow is stopped (then seek back to
         the committed offsets), stop when the generation changes, only active partitions."""
         records, active = await self._wait_next_records(1.0)
         if records is None or self.should_stop:
@@ -188,7 +188,7 @@ class BatchDrainConsumer(faust_aiokafka.Consumer):
         self._read_offset[tp] = batch[-1].offset
 
     async def _add_gaps(self, tp: Any, last: int | None, batch: list[Any]) -> None:
-        """Register skipped offsets as Faust's drain loop does per message (consumer.py:1210-1214)."""
+        """Register skipped offsets as Faust's drain loop does per message (consumer.py:1210-1215)."""
         previous = last
         if batch[-1].offset - batch[0].offset + 1 == len(batch):
             batch = batch[:1]  # contiguous: only the step from `last` can skip
