@@ -496,6 +496,21 @@ _GAUGES: tuple[tuple[str, str, str], ...] = (
     ),
     ("copybot_leader_exposure_usdc", "E_u, the leader's own exposure, USDC.", "leader_exposure_micros"),
     ("copybot_leader_copy_rate", "r_u of the leader's last attempt (fraction).", "r_u"),
+    (
+        "copybot_leader_realized_pnl_usdc",
+        "Realized PnL of what we copied (latest leaderBook), USDC.",
+        "realized_pnl_micros",
+    ),
+    (
+        "copybot_leader_unrealized_pnl_usdc",
+        "Our exposure − cost basis (latest leaderBook), USDC.",
+        "unrealized_pnl_micros",
+    ),
+    (
+        "copybot_leader_reserved_usdc",
+        "Σ BUY reservations of open orders (latest leaderBook), USDC.",
+        "reserved_micros",
+    ),
 )
 
 
