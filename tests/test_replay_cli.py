@@ -2,24 +2,16 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import orjson
 import pytest
 
 from models.events import CopyAttempt, DeadLetter
+from tests.cli import ROOT, copybot
 from tests.factories import T0, trade_wire
 
-ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "examples" / "sample-tape.jsonl"
-
-
-def copybot(*args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
-    return subprocess.run(
-        [sys.executable, "-m", "streams.cli", *args], input=stdin, capture_output=True, cwd=ROOT, check=False
-    )
 
 
 def lines(data: bytes) -> list[dict[str, object]]:
