@@ -98,7 +98,8 @@ class Timeline:
     covered_at_ms: int | None = None
     settle_at_ms: int = 0
     not_whole: int = 0
-    """Kills made before every worker was ready again (it took longer than whole_deadline_s)."""
+    """Kills made before every worker was ready and every partition deciding again (it took longer
+    than whole_deadline_s)."""
     settled: bool = True
     """Whether the group consumed every input to its end (and went quiet) before the deadline."""
     """When the workers were stopped to settle (progress is watched until then)."""
@@ -260,19 +261,35 @@ class ChaosRun:
             asyncio.get_running_loop().call_later(restart_in, self._restart, victim)
 
     async def wait_whole(self) -> None:
-        """Wait until every worker is ready — at most `whole_deadline_s` (failover is due within that
-        anyway); a worker that is not ready by then may be killed while it starts."""
+        """Wait until every worker is ready and then every partition decides — at most
+        `whole_deadline_s` each (failover is due within that anyway); a worker that is not ready by
+        then may be killed while it starts."""
         try:
             await wait_for(self.all_ready, self.plan.whole_deadline_s, "every worker to be ready")
         except TimeoutError:
+            self.timeline.not_whole += 1
+            return
+        if not await self.every_partition_decides(self.plan.whole_deadline_s):
             self.timeline.not_whole += 1
 
     async def wait_deciding(self) -> None:
         """After the broker restart: wait until every partition has published an attempt again (a
         worker whose send was pending through the outage exits and is restarted first) and note when;
         the outage counts until then. So the next kill is not piled on the outage's aftermath."""
-        topic = self.settings.topic(COPY_ATTEMPTS)
         began, back = self.timeline.outages[-1]
+        if not await self.every_partition_decides(2 * self.plan.resume_limit_s):
+            self.timeline.resumes_s.append(float("inf"))
+            return
+        self.timeline.outages[-1] = (began, now_ms())
+        self.timeline.resumes_s.append((now_ms() - back) / 1000)
+        say(f"every partition decides again {self.timeline.resumes_s[-1]:.1f}s after the broker is back")
+        await self.wait_whole()
+
+    async def every_partition_decides(self, timeout_s: float) -> bool:
+        """Wait until every partition has published an attempt from now on (a worker that has just
+        logged Ready may not have decided its new partitions yet: a kill then would pile a failover on
+        the rebalance); False after `timeout_s`."""
+        topic = self.settings.topic(COPY_ATTEMPTS)
         before = await end_offsets(self.bootstrap, topic)
 
         async def advanced() -> bool:
@@ -280,14 +297,10 @@ class ChaosRun:
             return all(now[tp] > offset for tp, offset in before.items())
 
         try:
-            await wait_for(advanced, 2 * self.plan.resume_limit_s, "every partition to decide again")
+            await wait_for(advanced, timeout_s, "every partition to decide")
         except TimeoutError:
-            self.timeline.resumes_s.append(float("inf"))
-            return
-        self.timeline.outages[-1] = (began, now_ms())
-        self.timeline.resumes_s.append((now_ms() - back) / 1000)
-        say(f"every partition decides again {self.timeline.resumes_s[-1]:.1f}s after the broker is back")
-        await self.wait_whole()
+            return False
+        return True
 
     def all_ready(self) -> bool:
         """Every worker is running (not waiting for its restart) and has logged that it is ready."""
