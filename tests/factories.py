@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Callable, Iterable
+from typing import Any, ParamSpec, TypeVar
+
+from pydantic import BaseModel
 
 from models.engine import InputEvent, finish, process
 from models.events import (
@@ -20,6 +22,9 @@ from models.events import (
     Tick,
 )
 from models.state import PartitionState
+
+P = ParamSpec("P")
+M = TypeVar("M", bound=BaseModel)
 
 T0 = 1_000_000  # a round start time (ms); 1970-01-01T00:16:40.000Z
 USD = 1_000_000
@@ -53,9 +58,17 @@ def trade_wire(
     }
 
 
-def trade(leader: str = "u1", **fields: Any) -> LeaderTrade:
-    """A leader trade (the keywords of :func:`trade_wire`)."""
-    return LeaderTrade.model_validate(trade_wire(leader, **fields))
+def validated(model: type[M], wire: Callable[P, dict[str, Any]]) -> Callable[P, M]:
+    """A factory of `model` instances that takes the arguments of the wire-dict factory `wire`."""
+
+    def build(*args: P.args, **kwargs: P.kwargs) -> M:
+        return model.model_validate(wire(*args, **kwargs))
+
+    return build
+
+
+trade = validated(LeaderTrade, trade_wire)
+"""A leader trade (the arguments of :func:`trade_wire`)."""
 
 
 def shadow(leader: str = "u1", exposure: int = 100_000 * USD, at: int = T0) -> PortfolioSnapshot:
