@@ -319,8 +319,7 @@ def _decide_agent(app: faust.App, rt: Runtime) -> None:
     )
 
     async def decide_batches() -> None:
-        """Decide a batch, queue its attempts, then — once the previous batch is completely saved —
-        complete it (Runtime.complete) in the background while the next batch is decided."""
+        """Decide a batch, then complete it (Runtime.complete): attempts, state, acks."""
         sink = sink_for(app, trades_topic.get_topic_name())
         while True:
             fresh = _current(app, await sink.take(BATCH_MAX))
@@ -336,10 +335,10 @@ def _decide_agent(app: faust.App, rt: Runtime) -> None:
                 dirty = decide_batch(saved, batch, outgoing, rt.counters, topics)
                 touched.append((partition, saved, dirty))
             records = rt.records(table, touched)
-            attempts = await rt.queue(outgoing)  # on their way while the previous batch is saved
-            if rt.saving is not None:
-                await rt.saving
-            rt.saving = asyncio.ensure_future(rt.complete(table, attempts, records, fresh))
+            # Completed before the next batch is taken: with a batch completing in the background, a
+            # chaos run (broker restart, kills) once showed state diverging from the log, not yet
+            # explained; until it is, nothing of a partition is in flight when it is revoked.
+            await rt.complete(table, await rt.queue(outgoing), records, fresh)
 
     @app.agent(trades_topic, concurrency=1)
     async def decide(stream: Any) -> None:  # a faust Stream
