@@ -15,10 +15,8 @@ Topology (N = settings.partitions; every leader-keyed topic has N partitions):
 
 Delivery (the log is the truth): per batch, the attempts and dead letters are sent and acknowledged,
 then the partition's state is saved atomically (:mod:`streams.worker.records`), then the batch's input
-messages are acknowledged to Faust, which commits their offsets. The decide agent works on the next
-batch while the previous one is being saved (its attempts are queued at once; its state records wait
-until the previous batch's are acknowledged, so a partition's records land in batch order). Outputs
-go out as one producer batch per partition (:mod:`streams.kafka.batches`); the consumer hands over
+messages are acknowledged to Faust, which commits their offsets; only then is the next batch taken.
+Outputs go out as one producer batch per partition (:mod:`streams.kafka.batches`); the consumer hands over
 whole fetched chunks (:mod:`streams.worker.consumer`). Any send failure or timeout stops the
 worker (exit 70) instead of carrying on with state that is ahead of Kafka; a restart replays the log
 from the saved state, emitting the same attempts again (same attemptIds, same contents). A watchdog
@@ -112,8 +110,6 @@ class Runtime:
         self.live: dict[int, SavedPartition] = {}
         self.last_progress = time.monotonic()
         self.applied: dict[int, int] = {}
-        self.saving: asyncio.Future[None] | None = None
-        """The decide agent's previous batch, being saved while the next one is decided."""
         self._sender: BatchSender | None = None
         self._sends: dict[int, float] = {}
         self._next_send = 0
