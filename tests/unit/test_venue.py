@@ -13,6 +13,7 @@ from models.events import (
     ConfigChange,
     ExecutionReportIgnored,
     LeaderBook,
+    LeaderBookWire,
     OrderExpired,
     Output,
     PortfolioSnapshot,
@@ -542,7 +543,8 @@ def test_our_fill_prices_move_the_shadow_exposure() -> None:
 
 
 def books(outputs: list[Output]) -> list[LeaderBook]:
-    return [o for o in outputs if isinstance(o, LeaderBook)]
+    """The leaderBooks among `outputs`, checked against the wire contract."""
+    return [LeaderBook.model_validate(o.wire) for o in outputs if isinstance(o, LeaderBookWire)]
 
 
 def test_a_book_comes_after_the_due_decisions_and_before_the_event_that_crossed_the_boundary() -> None:
