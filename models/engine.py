@@ -226,23 +226,29 @@ def _on_config_change(state: PartitionState, change: ConfigChange, out: list[Out
 def _on_trade(state: PartitionState, trade: LeaderTrade, out: list[Output]) -> None:
     leader = state.leaders.get(trade.followed_user_id) or state.leader(trade.followed_user_id)
     cfg = state.config.for_leader(leader.leader_id)  # deciding due groups never changes the config
-    if trade.trade_id in leader.seen_trade_ids and _is_duplicate(
-        leader, trade.trade_id, state.clock_ms, cfg.dedup_window_ms
-    ):
+    trade_id = trade.trade_id
+    seen = leader.seen_trade_ids
+    if trade_id in seen and _is_duplicate(leader, trade_id, state.clock_ms, cfg.dedup_window_ms):
         return
     if trade.detect_time_ms > state.clock_ms:
         _advance(state, trade.detect_time_ms, out)
     clock = state.clock_ms
-    _forget_old_trade_ids(leader, clock, cfg.dedup_window_ms)
-    leader.seen_trade_ids[trade.trade_id] = clock
-    leader.seen_order.append((clock, trade.trade_id))
+    seen_order = leader.seen_order
+    if seen_order and clock - seen_order[0][0] > cfg.dedup_window_ms:
+        _forget_old_trade_ids(leader, clock, cfg.dedup_window_ms)
+    seen[trade_id] = clock
+    seen_order.append((clock, trade_id))
     if leader.journal is not None:
-        leader.journal.trade_ids.add(trade.trade_id)
+        leader.journal.trade_ids.add(trade_id)
     leader.has_book = True
-    if not state.resolved or trade.asset_id not in state.resolved:
+    asset = trade.asset_id
+    if not state.resolved or asset not in state.resolved:
         # Marks and the leader's shadow book move before the group is decided (a resolved asset's don't).
-        set_mark(leader, trade.asset_id, trade.price_micros)
-        shadow_trade(leader, trade.asset_id, trade.side, trade.share_micros)
+        if leader.held_share_micros.get(asset):
+            set_mark(leader, asset, trade.price_micros)
+        else:  # nothing held: only the mark moves (set_mark's cheap case, inline: this is per trade)
+            leader.mark_price_micros[asset] = trade.price_micros
+        shadow_trade(leader, asset, trade.side, trade.share_micros)
     if cfg.buffering_enabled:
         _buffer_trade(state, leader, cfg, trade, out)
     else:
