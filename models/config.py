@@ -12,7 +12,9 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Literal
 
-from models.events import SECTION_NAMES, ConfigChange
+from pydantic.alias_generators import to_snake
+
+from models.events import BudgetEnforcement, ConfigChange, SizingMode
 from models.units import INT64_MAX, MICROS
 
 Scope = Literal["GLOBAL", "USER"]
@@ -124,12 +126,12 @@ class EffectiveConfig:
     min_trade_notional_micros: int
     max_trade_notional_micros: int
     max_trade_bankroll_bps: int
-    sizing_mode: Literal["fixedRate", "budgetedDynamic"]
+    sizing_mode: SizingMode
     budgeted_dynamic_enabled: bool
     budget_usdc_micros: int
     budget_r_min_bps: int
     budget_r_max_bps: int
-    budget_enforcement: Literal["hard", "soft"]
+    budget_enforcement: BudgetEnforcement
     min_leader_trade_notional_micros: int
     leader_exposure_source: Literal["snapshot", "shadowBook", "snapshotElseShadowBook"]
     max_buy_cost_per_share_micros: int | None
@@ -157,44 +159,28 @@ class EffectiveConfig:
     """The HARD budget cap applies (Budgeted Dynamic active with hard enforcement)."""
 
 
-def _flatten(merged: Docs) -> EffectiveConfig:
-    s, g, b, y, ld = (merged[name] for name in SECTION_NAMES)
-    active = s["budgetedDynamicEnabled"] and s["sizingMode"] == "budgetedDynamic"
-    return EffectiveConfig(
-        copy_pct_notional_bps=s["copyPctNotionalBps"],
-        min_trade_notional_micros=s["minTradeNotionalMicros"],
-        max_trade_notional_micros=s["maxTradeNotionalMicros"],
-        max_trade_bankroll_bps=s["maxTradeBankrollBps"],
-        sizing_mode=s["sizingMode"],
-        budgeted_dynamic_enabled=s["budgetedDynamicEnabled"],
-        budget_usdc_micros=s["budgetUsdcMicros"],
-        budget_r_min_bps=s["budgetRMinBps"],
-        budget_r_max_bps=s["budgetRMaxBps"],
-        budget_enforcement=s["budgetEnforcement"],
-        min_leader_trade_notional_micros=s["minLeaderTradeNotionalMicros"],
-        leader_exposure_source=s["leaderExposureSource"],
-        max_buy_cost_per_share_micros=g.get("maxBuyCostPerShareMicros"),
-        max_exposure_per_user_bps=g["maxExposurePerUserBps"],
-        buffering_enabled=b["enabled"],
-        notional_threshold_micros=b["notionalThresholdMicros"],
-        flush_min_notional_micros=b["flushMinNotionalMicros"],
-        min_exec_notional_micros=b["minExecNotionalMicros"],
-        max_buffer_ms=b["maxBufferMs"],
-        quiet_flush_ms=b["quietFlushMs"],
-        netting_mode=b["nettingMode"],
-        copy_engine_enabled=y["copyEngineEnabled"],
-        aggregation_window_ms=y["aggregationWindowMs"],
-        initial_bankroll_micros=y["initialBankrollMicros"],
-        leader_exposure_max_age_ms=y["leaderExposureMaxAgeMs"],
-        dedup_window_ms=y["dedupWindowMs"],
-        fill_model=y["fillModel"],
-        order_timeout_ms=y["orderTimeoutMs"],
-        book_interval_ms=y["bookIntervalMs"],
-        leader_enabled=ld["enabled"],
-        label=ld.get("label"),
-        budgeted_dynamic_active=active,
-        hard_budget=active and s["budgetEnforcement"] == "hard",
+_FIELDS: tuple[tuple[str, str, str, bool], ...] = tuple(
+    (
+        section,
+        key,
+        f"{section}_enabled" if key == "enabled" else to_snake(key),
+        rule.optional,
     )
+    for section, rules in RULES.items()
+    for key, rule in rules.items()
+)
+"""(section, key, :class:`EffectiveConfig` field, optional) of every key of :data:`RULES`: the field is the
+key in snake_case, ``enabled`` prefixed with its section (``buffering_enabled``, ``leader_enabled``)."""
+
+
+def _flatten(merged: Docs) -> EffectiveConfig:
+    values: dict[str, Json] = {
+        name: merged[section].get(key) if optional else merged[section][key]
+        for section, key, name, optional in _FIELDS
+    }
+    active = values["budgeted_dynamic_enabled"] and values["sizing_mode"] == "budgetedDynamic"
+    hard = active and values["budget_enforcement"] == "hard"
+    return EffectiveConfig(**values, budgeted_dynamic_active=active, hard_budget=hard)
 
 
 def _defaults() -> Docs:

@@ -24,6 +24,8 @@ Decision = Literal["EXECUTE", "SKIP"]
 ExposureStatus = Literal["fresh", "missing", "stale", "derived"]
 """How E_u was found: a snapshot (fresh or stale), none (missing), or the shadow book (derived, SPEC 13.4)."""
 ReportStatus = Literal["PARTIAL", "FILLED", "REJECTED", "CANCELLED"]
+SizingMode = Literal["fixedRate", "budgetedDynamic"]
+BudgetEnforcement = Literal["hard", "soft"]
 
 GLOBAL_SNAPSHOT_KEY = "__global__"
 
@@ -153,10 +155,10 @@ INPUT_EVENT: TypeAdapter[AnyInputEvent] = TypeAdapter(InputEvent)
 class AttemptSizing(WireModel):
     """How the target was sized: the mode, the rate r_u and which clamps bound it."""
 
-    sizing_mode: Literal["fixedRate", "budgetedDynamic"]
+    sizing_mode: SizingMode
     budgeted_dynamic_enabled: bool
     budgeted_dynamic_active: bool
-    budget_enforcement: Literal["hard", "soft"]
+    budget_enforcement: BudgetEnforcement
     budget_usdc_micros: int
     leader_exposure_micros: int | None
     leader_exposure_status: ExposureStatus
@@ -340,10 +342,10 @@ class DeadLetter(WireModel):
 
 
 class SizingWire(TypedDict):
-    sizingMode: Literal["fixedRate", "budgetedDynamic"]
+    sizingMode: SizingMode
     budgetedDynamicEnabled: bool
     budgetedDynamicActive: bool
-    budgetEnforcement: Literal["hard", "soft"]
+    budgetEnforcement: BudgetEnforcement
     budgetUsdcMicros: int
     leaderExposureMicros: int | None
     leaderExposureStatus: ExposureStatus

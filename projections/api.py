@@ -11,10 +11,17 @@ JSON endpoints (the OpenAPI document at ``/openapi.json``, docs at ``/docs``; re
 :mod:`projections.contract`)::
 
     GET  /api/budgeted-dynamic/summary        per leader: B_u, E_u, r_u, our exposure, headroom, utilization
-    GET  /api/users/{id}                      one leader: summary row, recent attempts, skip reasons,
-                                              clamp counts, exposure-vs-budget history
+    GET  /api/users/{id}                      one leader: summary row (with PnL, reserved budget, open
+                                              orders), recent attempts, skip reasons, clamp counts,
+                                              exposure-vs-budget and PnL history, mode changes,
+                                              positions, orders, settlements
     GET  /api/copy-attempts                   filters leader, decision, reason, from/to (decidedAtMs);
                                               newest first; limit + offset or cursor; total count
+    GET  /api/orders                          orders (fillModel "reports"): filters leader, status; fill
+                                              ratio, average fill price against the reference price
+    GET  /api/positions                       held assets of each leader's latest leaderBook (filter leader)
+    GET  /api/settlements                     positionSettled events, newest first (filter leader)
+    GET  /api/users/{id}/books                the leader's leaderBook history, newest first
     GET  /api/config/global                   stored GLOBAL documents and the effective GLOBAL config
     POST /api/config/global                   body = sections of edits, e.g. {"sizing": {"budgetRMaxBps": 50}}
     GET  /api/config/user/{id}                the leader's stored USER documents and effective config
@@ -54,7 +61,7 @@ from starlette.exceptions import HTTPException
 from starlette.routing import Match
 
 from models.config import RULES, ConfigStore, EffectiveConfig, Scope
-from models.events import SECTION_NAMES
+from models.events import SECTION_NAMES, LeaderBook, PositionSettled
 from models.units import INT64_MAX, MAX_TIME_MS
 from projections import contract, queries, web
 from projections.queries import HISTORY_POINTS, RECENT_ATTEMPTS, AttemptQuery
@@ -275,7 +282,7 @@ def create_app(
     )
     app.state.engine = ctx.engine
     install_error_handlers(app)
-    for add_routes in (read_routes, config_routes, ops_routes, page_routes):
+    for add_routes in (read_routes, venue_routes, config_routes, ops_routes, page_routes):
         add_routes(app, ctx)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
@@ -310,13 +317,7 @@ def read_routes(router: FastAPI, ctx: Context) -> None:
         """Per leader: B_u, E_u, r_u and our exposure (USDC; rMin, rMax, rU and utilization in %)."""
         return JSONResponse(ctx.read(queries.budget_summary))
 
-    @router.get(
-        "/api/users/{leader_id}",
-        tags=["budget"],
-        operation_id="getUser",
-        response_model=contract.UserDetail,
-        responses=_errors(404, 422),
-    )
+    @_leader_route(router, "/api/users/{leader_id}", "getUser", contract.UserDetail)
     def get_user(leader_id: str) -> JSONResponse:
         """A leader's summary row, recent attempts, skip-reason and clamp counts, and exposure history."""
         detail = ctx.read(lambda conn: queries.user_detail(conn, leader_id))
@@ -337,6 +338,61 @@ def read_routes(router: FastAPI, ctx: Context) -> None:
     def get_attempts(q: Annotated[AttemptQuery, Depends(attempt_query)]) -> JSONResponse:
         """Copy attempts (as emitted), newest first, with the total count of the filtered set."""
         return JSONResponse(ctx.read(lambda conn: queries.list_attempts(conn, q)))
+
+
+LeaderFilter = Annotated[
+    str | None, Query(min_length=1, pattern=NO_NUL, description="followedUserId: only this leader's")
+]
+
+
+Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
+
+
+def _get(router: FastAPI, path: str, operation_id: str, model: Any, tag: str, *errors: int) -> Decorator:
+    """A read route's decorator: `model` answers 200, each of `errors` the one error shape."""
+    return router.get(
+        path, tags=[tag], operation_id=operation_id, response_model=model, responses=_errors(*errors)
+    )
+
+
+def _leader_route(
+    router: FastAPI, path: str, operation_id: str, model: Any, tag: str = "budget"
+) -> Decorator:
+    """A GET of one leader (a path with ``{leader_id}``): 404 when unknown, 422 for a bad parameter."""
+    return _get(router, path, operation_id, model, tag, 404, 422)
+
+
+def venue_routes(router: FastAPI, ctx: Context) -> None:
+    """The venue loop (SPEC 13): orders, positions, settlements, a leader's leaderBook history."""
+
+    @_get(router, "/api/orders", "listOrders", list[contract.Order], "venue", 422)
+    def get_orders(
+        leader: LeaderFilter = None,
+        status: Literal["OPEN", "FILLED", "REJECTED", "CANCELLED", "EXPIRED"] | None = None,
+        limit: int = Query(100, ge=1, le=MAX_LIMIT),
+    ) -> JSONResponse:
+        """Orders (EXECUTEs decided under fillModel "reports"), newest first, with fill ratio and price."""
+        return JSONResponse(ctx.read(lambda conn: queries.list_orders(conn, leader, status, limit)))
+
+    @_get(router, "/api/positions", "listPositions", list[contract.Position], "venue", 422)
+    def get_positions(leader: LeaderFilter = None) -> JSONResponse:
+        """Held assets of each leader's latest leaderBook: shares, cost basis, mark, value, unrealized PnL."""
+        return JSONResponse(ctx.read(lambda conn: queries.list_positions(conn, leader)))
+
+    @_get(router, "/api/settlements", "listSettlements", list[PositionSettled], "venue", 422)
+    def get_settlements(leader: LeaderFilter = None) -> JSONResponse:
+        """positionSettled events (a resolved market paid our position out), newest first."""
+        return JSONResponse(ctx.read(lambda conn: queries.list_settlements(conn, leader)))
+
+    @_leader_route(router, "/api/users/{leader_id}/books", "getUserBooks", list[LeaderBook], "venue")
+    def get_user_books(
+        leader_id: str, limit: int = Query(HISTORY_POINTS, ge=1, le=MAX_LIMIT)
+    ) -> JSONResponse:
+        """The leader's leaderBook events (exposure, reserved, cost basis, PnL, positions), newest first."""
+        books = ctx.read(lambda conn: queries.book_history(conn, leader_id, limit))
+        if books is None:
+            raise HTTPException(404, f"no leader {leader_id!r} has been projected")
+        return JSONResponse(books)
 
 
 def _leader_links(expression: str) -> dict[str, Any]:
@@ -390,13 +446,7 @@ def config_routes(router: FastAPI, ctx: Context) -> None:
         """The stored GLOBAL documents and the effective GLOBAL config (as the projector last folded them)."""
         return JSONResponse(config_view(ctx.read(queries.config_store), None))
 
-    @router.get(
-        "/api/config/user/{leader_id}",
-        tags=["config"],
-        operation_id="getUserConfig",
-        response_model=contract.UserConfigView,
-        responses=_errors(404, 422),
-    )
+    @_leader_route(router, "/api/config/user/{leader_id}", "getUserConfig", contract.UserConfigView, "config")
     def get_user_config(leader_id: str) -> JSONResponse:
         """The leader's stored USER documents (absent keys inherit) and its effective config."""
         return JSONResponse(config_view(ctx.read(queries.config_store), leader_id))

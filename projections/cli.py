@@ -58,10 +58,7 @@ def _project_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rebuild", action="store_true", help="empty the tables and re-consume everything")
     parser.add_argument("--once", action="store_true", help="stop when caught up to the ends seen at start")
     parser.add_argument(
-        "--max-records",
-        type=int,
-        default=MAX_RECORDS,
-        help=f"messages per transaction (default {MAX_RECORDS})",
+        "--max-records", type=int, default=MAX_RECORDS, help="messages per transaction (default %(default)s)"
     )
 
 

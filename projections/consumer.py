@@ -1,9 +1,10 @@
-"""``copybot project``: the projection consumer — copy attempts, config changes and snapshots into SQL.
+"""``copybot project``: the projection consumer — copy attempts, config changes, snapshots, book events
+(leaderBook, positionSettled, orderExpired) and execution reports into SQL.
 
 A plain aiokafka consumer (no Faust, no consumer group): it is assigned every partition of copy-attempts,
-config-changes and portfolio-snapshots, seeks each to the offset stored in the database (or the
-beginning), and processes ``getmany`` batches. Each batch is decoded strictly, folded into row changes
-(:mod:`projections.rows`) and written with the offsets it consumed in **one transaction**
+config-changes, portfolio-snapshots, book-events and executions, seeks each to the offset stored in the
+database (or the beginning), and processes ``getmany`` batches. Each batch is decoded strictly, folded into
+row changes (:mod:`projections.rows`) and written with the offsets it consumed in **one transaction**
 (:mod:`projections.store`), so a crash at any point neither loses nor double-counts anything: the
 restarted consumer resumes from the offsets committed with the rows.
 
@@ -21,12 +22,12 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any, get_args
 
-from pydantic import TypeAdapter, ValidationError
+from pydantic import Field, TypeAdapter, ValidationError
 
-from models.events import ConfigChange, CopyAttempt, PortfolioSnapshot
-from projections.rows import BatchProjection, SnapshotKey, snapshot_row
+from models.events import ConfigChange, CopyAttempt, ExecutionReport, OrderExpired, PortfolioSnapshot
+from projections.rows import BatchProjection, BookEvent, OrderKey, SnapshotKey, snapshot_row
 from projections.store import DEFAULT_DB, Offsets, ProjectionStore
 from streams.kafka import (
     TopicPartition,
@@ -36,12 +37,22 @@ from streams.kafka import (
 )
 from streams.serde import DecodeError, decode_event
 from streams.settings import CONFIG_CHANGES, COPY_ATTEMPTS, SNAPSHOTS, Settings
+from streams.topology import BOOK_EVENTS, EXECUTIONS
 
-PROJECTED = (COPY_ATTEMPTS, CONFIG_CHANGES, SNAPSHOTS)
+PROJECTED = (COPY_ATTEMPTS, CONFIG_CHANGES, SNAPSHOTS, BOOK_EVENTS, EXECUTIONS)
 """The topics the projection consumes (base names)."""
 MAX_RECORDS = 5_000
 """Messages per batch (per transaction) at most."""
 _ATTEMPT = TypeAdapter(CopyAttempt).validator.validate_json
+_BOOK_EVENT = TypeAdapter(Annotated[BookEvent, Field(discriminator="kind")]).validator.validate_json
+WANTED: dict[str, tuple[type, ...]] = {
+    COPY_ATTEMPTS: (CopyAttempt,),
+    CONFIG_CHANGES: (ConfigChange,),
+    SNAPSHOTS: (PortfolioSnapshot,),
+    BOOK_EVENTS: get_args(BookEvent),
+    EXECUTIONS: (ExecutionReport,),
+}
+"""The event types each projected topic carries; anything else on it is skipped as the worker skips it."""
 
 
 @dataclass(slots=True)
@@ -54,6 +65,8 @@ class ProjectionResult:
     duplicate_attempts: int = 0
     snapshots: int = 0
     config_changes: int = 0
+    book_events: int = 0
+    reports: int = 0
     undecodable: int = 0
     offsets: Offsets = field(default_factory=dict)
 
@@ -61,13 +74,28 @@ class ProjectionResult:
         return (
             f"{self.messages:,} messages in {self.batches:,} batches: {self.attempts:,} new copy attempts "
             f"({self.duplicate_attempts:,} redelivered), {self.snapshots:,} snapshots, "
-            f"{self.config_changes:,} config changes, {self.undecodable:,} undecodable (skipped)"
+            f"{self.config_changes:,} config changes, {self.book_events:,} book events, "
+            f"{self.reports:,} execution reports, {self.undecodable:,} undecodable (skipped)"
         )
 
 
 def decode_attempt(raw: bytes) -> CopyAttempt:
     """Strictly decode a copy attempt (camelCase only, as emitted); raises ``ValidationError``."""
     return _ATTEMPT(raw, by_alias=True, by_name=False)  # type: ignore[no-any-return]
+
+
+def decode_book_event(raw: bytes) -> BookEvent:
+    """Strictly decode a leaderBook, positionSettled or orderExpired; raises ``ValidationError``."""
+    return _BOOK_EVENT(raw, by_alias=True, by_name=False)  # type: ignore[no-any-return]
+
+
+def decode_output(base: str, raw: bytes) -> Any:
+    """Decode a message of projected topic `base`: outputs strictly, inputs as the worker does."""
+    if base == COPY_ATTEMPTS:
+        return decode_attempt(raw)
+    if base == BOOK_EVENTS:
+        return decode_book_event(raw)
+    return decode_event(raw)
 
 
 Decoded = tuple[str, int, int, Any, str]
@@ -89,45 +117,76 @@ def decode_batch(
             try:
                 if value is None:
                     raise DecodeError("empty message")
-                event: Any = decode_attempt(value) if base == COPY_ATTEMPTS else decode_event(value)
+                event = decode_output(base, value)
                 text = value.decode()
             except (DecodeError, ValidationError, UnicodeDecodeError):
                 result.undecodable += 1
                 continue
-            wanted = {SNAPSHOTS: PortfolioSnapshot, CONFIG_CHANGES: ConfigChange}.get(base, CopyAttempt)
-            if not isinstance(event, wanted):  # a valid event on the wrong topic: the worker ignores it
+            if not isinstance(event, WANTED[base]):  # a valid event on the wrong topic: the worker ignores it
                 result.undecodable += 1
                 continue
             decoded.append((base, tp.partition, record.offset, event, text))
     return decoded, offsets
 
 
-def project_batch(store: ProjectionStore, decoded: list[Decoded], offsets: Offsets) -> ProjectionResult:
-    """Fold decoded messages into row changes and write them with `offsets` in one transaction."""
-    counts = ProjectionResult()
-    attempt_ids = [e.attempt_id for base, _, _, e, _ in decoded if base == COPY_ATTEMPTS]
-    leaders: set[str] | None = {e.followed_user_id for base, _, _, e, _ in decoded if base == COPY_ATTEMPTS}
-    snapshot_keys: set[SnapshotKey] = set()
+@dataclass(slots=True)
+class BatchKeys:
+    """The keys of the stored rows a batch reads (:meth:`projections.store.BatchTransaction.load`)."""
+
+    attempt_ids: set[str] = field(default_factory=set)
+    leaders: set[str] | None = field(default_factory=set)
+    """None: every leader (a config change may touch every leader's configured columns)."""
+    snapshots: set[SnapshotKey] = field(default_factory=set)
+    orders: set[OrderKey] = field(default_factory=set)
+
+    def leader(self, leader_id: str) -> None:
+        if self.leaders is not None and leader_id:
+            self.leaders.add(leader_id)
+
+
+def batch_keys(decoded: list[Decoded]) -> BatchKeys:
+    keys = BatchKeys()
     for base, partition, offset, event, _ in decoded:
         if base == SNAPSHOTS:
             key = snapshot_row(event, partition, offset).key
-            snapshot_keys.add(key)
-            if leaders is not None and key[1]:
-                leaders.add(key[1])
+            keys.snapshots.add(key)
+            keys.leader(key[1])
         elif base == CONFIG_CHANGES:
-            leaders = None  # a config change may touch every leader's configured columns
-    with store.batch() as tx:
-        projection = BatchProjection(tx.load(attempt_ids, leaders, snapshot_keys))
-        for base, partition, offset, event, text in decoded:
+            keys.leaders = None
+        else:
+            keys.leader(event.followed_user_id)
             if base == COPY_ATTEMPTS:
-                if projection.attempt(event, text, partition, offset):
-                    counts.attempts += 1
-            elif base == SNAPSHOTS:
-                projection.snapshot(event, partition, offset)
-                counts.snapshots += 1
-            else:
-                projection.config_change(event, text, partition, offset)
-                counts.config_changes += 1
+                keys.attempt_ids.add(event.attempt_id)
+            elif isinstance(event, (ExecutionReport, OrderExpired)):
+                keys.orders.add((event.attempt_id, event.followed_user_id))
+    return keys
+
+
+def _fold(projection: BatchProjection, decoded: list[Decoded], counts: ProjectionResult) -> None:
+    for base, partition, offset, event, text in decoded:
+        if base == COPY_ATTEMPTS:
+            counts.attempts += projection.attempt(event, text, partition, offset)
+        elif base == SNAPSHOTS:
+            projection.snapshot(event, partition, offset)
+            counts.snapshots += 1
+        elif base == CONFIG_CHANGES:
+            projection.config_change(event, text, partition, offset)
+            counts.config_changes += 1
+        elif base == BOOK_EVENTS:
+            projection.book_event(event, partition, offset)
+            counts.book_events += 1
+        else:
+            projection.report(event)
+            counts.reports += 1
+
+
+def project_batch(store: ProjectionStore, decoded: list[Decoded], offsets: Offsets) -> ProjectionResult:
+    """Fold decoded messages into row changes and write them with `offsets` in one transaction."""
+    counts = ProjectionResult()
+    keys = batch_keys(decoded)
+    with store.batch() as tx:
+        projection = BatchProjection(tx.load(keys.attempt_ids, keys.leaders, keys.snapshots, keys.orders))
+        _fold(projection, decoded, counts)
         changes = projection.changes()
         counts.duplicate_attempts = changes.duplicate_attempts
         tx.write(changes, offsets)
@@ -200,6 +259,8 @@ async def _consume(
         result.duplicate_attempts += counts.duplicate_attempts
         result.snapshots += counts.snapshots
         result.config_changes += counts.config_changes
+        result.book_events += counts.book_events
+        result.reports += counts.reports
         result.offsets.update(offsets)
         if on_batch is not None:
             on_batch(result)

@@ -20,7 +20,7 @@ from typing_extensions import TypedDict
 
 from models import events
 from models.config import GLOBAL_ONLY_SIZING_KEY, RULES, SECTIONS_OF_SCOPE, EffectiveConfig, KeyRule, Scope
-from models.events import CopyAttempt
+from models.events import CopyAttempt, PositionSettled
 
 _TypedDict = cast(Any, TypedDict)  # the functional form, with keys computed from RULES
 
@@ -151,6 +151,12 @@ class SummaryItem(ApiModel):
     skipped: int
     trades: int
     lastDecidedAtMs: int | None
+    realizedPnlUsdc: float = Field(description="realized PnL of what we copied (latest leaderBook)")
+    unrealizedPnlUsdc: float = Field(description="our exposure − cost basis (latest leaderBook)")
+    costBasisUsdc: float
+    reservedUsdc: float = Field(description="Σ BUY reservations of the open orders (latest leaderBook)")
+    openOrders: int
+    bookAsOfMs: int | None = Field(description="asOfMs of the latest leaderBook")
 
 
 class ExposurePoint(ApiModel):
@@ -159,12 +165,74 @@ class ExposurePoint(ApiModel):
     budgetUsdc: float = Field(description="B_u in force at the decision")
 
 
+class PnlPoint(ApiModel):
+    t: int = Field(description="asOfMs of a leaderBook")
+    realizedPnlUsdc: float
+    unrealizedPnlUsdc: float
+    pnlUsdc: float = Field(description="realized + unrealized")
+
+
+class ModeChange(ApiModel):
+    """A decision under another kill switch, sizing mode or enforcement than the leader's previous one."""
+
+    t: int = Field(description="decidedAtMs of the first decision under the new mode")
+    killSwitch: bool = Field(description="the GLOBAL kill switch (budgetedDynamicEnabled) flipped")
+    budgetedDynamicEnabled: bool
+    sizingMode: Literal["fixedRate", "budgetedDynamic"]
+    budgetedDynamicActive: bool
+    budgetEnforcement: Literal["hard", "soft"]
+    configVersion: str | None = Field(description="the config change in force from then on")
+    changeScope: Literal["GLOBAL", "USER"] | None
+    changedAtMs: int | None
+
+
+class Order(ApiModel):
+    """An EXECUTE decided under ``fillModel: reports`` and what the venue did with it (SPEC 13.3)."""
+
+    attemptId: str
+    followedUserId: str
+    assetId: str
+    marketId: str | None
+    side: Literal["BUY", "SELL"]
+    status: Literal["OPEN", "FILLED", "REJECTED", "CANCELLED", "EXPIRED"]
+    openedAtMs: int = Field(description="decidedAtMs of the attempt")
+    expiredAtMs: int | None
+    targetShareMicros: int
+    targetNotionalMicros: int
+    filledShareMicros: int
+    filledNotionalMicros: int
+    fillRatio: float | None = Field(description="filled / target shares; null when the target is 0")
+    averageFillPriceMicros: int | None = Field(description="floor(filled notional × 10^6 / filled shares)")
+    referencePriceMicros: int = Field(description="the attempt's theirReferencePriceMicros")
+    priceVsReferenceBps: float | None = Field(description="(average fill − reference) / reference in bps")
+    lastReportId: str | None
+
+
+class Position(ApiModel):
+    """A held asset of the leader's latest leaderBook, valued at its mark."""
+
+    followedUserId: str
+    assetId: str
+    marketId: str | None
+    shareMicros: int
+    markPriceMicros: int
+    costBasisMicros: int
+    valueMicros: int = Field(description="floor(shares × mark / 10^6)")
+    unrealizedPnlMicros: int = Field(description="value − cost basis")
+    asOfMs: int
+
+
 class UserDetail(ApiModel):
     summary: SummaryItem
     recentAttempts: list[CopyAttempt] = Field(description="newest first, as emitted")
     skipReasons: dict[str, int] = Field(description="SKIP reason code → count, most frequent first")
     clamps: dict[str, int] = Field(description="rMin, rMax, min, max, bankroll, hardCap → count")
     exposureHistory: list[ExposurePoint] = Field(description="oldest first, at most 400 points")
+    modeChanges: list[ModeChange] = Field(description="oldest first")
+    pnlHistory: list[PnlPoint] = Field(description="oldest first, at most 400 points")
+    positions: list[Position]
+    orders: list[Order] = Field(description="the 25 newest")
+    settlements: list[PositionSettled] = Field(description="newest first, as emitted")
 
 
 class AttemptPage(ApiModel):

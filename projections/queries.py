@@ -8,22 +8,30 @@ render the same values. Nothing here writes.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import pairwise
 from typing import Any
 
+from pydantic.alias_generators import to_camel
 from sqlalchemy import Connection, Engine, Table, and_, create_engine, event, func, or_, select, text
 from sqlalchemy.engine import make_url
 
 from models import summary
 from models.config import ConfigStore
-from models.units import MICROS
+from models.units import BPS, MICROS
 from projections.store import (
+    config_history,
     copy_attempts,
     database_url,
+    leader_books,
     leader_budget,
     leader_clamp_counts,
     leader_reason_counts,
+    orders,
+    positions,
     projection_offsets,
+    settlements,
     stored_config,
 )
 
@@ -68,7 +76,7 @@ def _usdc(micros: int | None) -> float | None:
     return None if micros is None else micros / MICROS
 
 
-def summary_item(r: Any) -> dict[str, Any]:
+def summary_item(r: Any, open_orders: int = 0) -> dict[str, Any]:
     """One leader of ``/api/budgeted-dynamic/summary`` from its ``leader_budget`` row (USD; rates in %)."""
     return {
         "id": r.leader_id,
@@ -91,13 +99,20 @@ def summary_item(r: Any) -> dict[str, Any]:
         "skipped": r.skipped,
         "trades": r.trades,
         "lastDecidedAtMs": r.last_decided_at_ms,
+        "realizedPnlUsdc": _usdc(r.realized_pnl_micros),
+        "unrealizedPnlUsdc": _usdc(r.unrealized_pnl_micros),
+        "costBasisUsdc": _usdc(r.cost_basis_micros),
+        "reservedUsdc": _usdc(r.reserved_micros),
+        "openOrders": open_orders,
+        "bookAsOfMs": r.book_as_of_ms,
     }
 
 
 def budget_summary(conn: Connection) -> list[dict[str, Any]]:
     """Every projected leader's summary item, by leader id."""
     rows = conn.execute(select(leader_budget).order_by(leader_budget.c.leader_id)).all()
-    return [summary_item(r) for r in rows]
+    counts = open_order_counts(conn)
+    return [summary_item(r, counts.get(r.leader_id, 0)) for r in rows]
 
 
 def _counts(conn: Connection, table: Table, column: str, leader: str) -> dict[str, int]:
@@ -109,8 +124,12 @@ def _counts(conn: Connection, table: Table, column: str, leader: str) -> dict[st
     return {r[0]: int(r[1]) for r in rows}
 
 
-def exposure_history(conn: Connection, leader: str, points: int = HISTORY_POINTS) -> list[dict[str, Any]]:
-    """Our exposure to `leader` just after each decision, with the budget then in force (oldest first)."""
+def exposure_history(
+    conn: Connection, leader: str, points: int = HISTORY_POINTS
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Our exposure to `leader` just after each decision, with the budget then in force (oldest first),
+    and the mode changes: each decision whose kill switch, sizing mode, Budgeted Dynamic state or
+    enforcement differs from the leader's previous decision, with the config change that brought it."""
     c = copy_attempts.c
     rows = conn.execute(
         select(
@@ -120,6 +139,11 @@ def exposure_history(conn: Connection, leader: str, points: int = HISTORY_POINTS
             c.current_exposure_micros,
             c.target_notional_micros,
             c.budget_usdc_micros,
+            c.budgeted_dynamic_enabled,
+            c.sizing_mode,
+            c.budgeted_dynamic_active,
+            c.budget_enforcement,
+            c.config_version,
         )
         .where(c.leader_id == leader)
         .order_by(c.decided_at_ms, c.attempt_id)
@@ -135,10 +159,62 @@ def exposure_history(conn: Connection, leader: str, points: int = HISTORY_POINTS
         }
         for r in rows
     ]
-    if len(history) > points:
-        step = len(history) / points
-        history = [history[int(i * step)] for i in range(points - 1)] + [history[-1]]
-    return history
+    return _thinned(history, points), _mode_changes(conn, rows)
+
+
+def _mode(r: Any) -> tuple[bool, str, bool, str]:
+    return (
+        bool(r.budgeted_dynamic_enabled),
+        r.sizing_mode,
+        bool(r.budgeted_dynamic_active),
+        r.budget_enforcement,
+    )
+
+
+def _mode_changes(conn: Connection, rows: Sequence[Any]) -> list[dict[str, Any]]:
+    changes = []
+    for before, r in pairwise(rows):
+        if _mode(before) == _mode(r):
+            continue
+        kill = bool(r.budgeted_dynamic_enabled) != bool(before.budgeted_dynamic_enabled)
+        changes.append(
+            {
+                "t": r.decided_at_ms,
+                "killSwitch": kill,
+                "budgetedDynamicEnabled": bool(r.budgeted_dynamic_enabled),
+                "sizingMode": r.sizing_mode,
+                "budgetedDynamicActive": bool(r.budgeted_dynamic_active),
+                "budgetEnforcement": r.budget_enforcement,
+                "configVersion": r.config_version,
+            }
+        )
+    h = config_history.c
+    ids = sorted({m["configVersion"] for m in changes if m["configVersion"] is not None})
+    found = (
+        {
+            row.change_id: row
+            for row in conn.execute(
+                select(h.change_id, h.scope, h.leader_id, h.changed_at_ms).where(
+                    h.change_id.in_(ids), h.status == "accepted"
+                )
+            ).all()
+        }
+        if ids
+        else {}
+    )
+    for m in changes:
+        row = found.get(m["configVersion"])
+        m["changeScope"] = None if row is None else row.scope
+        m["changedAtMs"] = None if row is None else row.changed_at_ms
+    return changes
+
+
+def _thinned(history: list[dict[str, Any]], points: int) -> list[dict[str, Any]]:
+    """At most `points` of `history`, evenly spaced, the newest always kept."""
+    if len(history) <= points:
+        return history
+    step = len(history) / points
+    return [history[int(i * step)] for i in range(points - 1)] + [history[-1]]
 
 
 def user_detail(conn: Connection, leader: str) -> dict[str, Any] | None:
@@ -153,13 +229,175 @@ def user_detail(conn: Connection, leader: str) -> dict[str, Any] | None:
         .order_by(c.decided_at_ms.desc(), c.attempt_id.desc())
         .limit(RECENT_ATTEMPTS)
     ).scalars()
+    history, mode_changes = exposure_history(conn, leader)
     return {
-        "summary": summary_item(row),
+        "summary": summary_item(row, open_order_counts(conn, leader).get(leader, 0)),
         "recentAttempts": [json.loads(a) for a in recent],
         "skipReasons": _counts(conn, leader_reason_counts, "reason", leader),
         "clamps": _counts(conn, leader_clamp_counts, "clamp", leader),
-        "exposureHistory": exposure_history(conn, leader),
+        "exposureHistory": history,
+        "modeChanges": mode_changes,
+        "pnlHistory": pnl_history(conn, leader),
+        "positions": list_positions(conn, leader),
+        "orders": list_orders(conn, leader, limit=RECENT_ORDERS),
+        "settlements": list_settlements(conn, leader),
     }
+
+
+# --- the venue loop: orders, positions, settlements, books (SPEC 13) ---------------------------------
+
+ORDER_STATUSES = ("OPEN", "FILLED", "REJECTED", "CANCELLED", "EXPIRED")
+RECENT_ORDERS = 25
+
+
+def _orders_query(leader: str | None, status: str | None) -> Any:
+    """The EXECUTEs that opened an order (decided under fillModel "reports", or expired), with their fills."""
+    a, o, h = copy_attempts.c, orders.c, config_history.c
+    state = func.coalesce(o.status, "OPEN")
+    query = (
+        select(copy_attempts, state.label("order_status"), o.filled_share_micros, o.filled_notional_micros)
+        .add_columns(o.expired_at_ms, o.last_report_id)
+        .select_from(
+            copy_attempts.outerjoin(
+                orders, and_(o.attempt_id == a.attempt_id, o.leader_id == a.leader_id)
+            ).outerjoin(config_history, and_(h.change_id == a.config_version, h.status == "accepted"))
+        )
+        .where(a.decision == "EXECUTE", or_(h.fill_model == "reports", o.status == "EXPIRED"))
+    )
+    if leader is not None:
+        query = query.where(a.leader_id == leader)
+    if status is not None:
+        query = query.where(state == status)
+    return query
+
+
+def order_item(r: Any) -> dict[str, Any]:
+    """An order in the API's shape: target and reference price from the attempt, fills from the venue."""
+    shares, paid = r.filled_share_micros or 0, r.filled_notional_micros or 0
+    price = paid * MICROS // shares if shares > 0 else None  # the fill price rule of SPEC 13.3.3
+    reference = r.their_reference_price_micros
+    return {
+        "attemptId": r.attempt_id,
+        "followedUserId": r.leader_id,
+        "assetId": r.asset_id,
+        "marketId": r.market_id,
+        "side": r.side,
+        "status": r.order_status,
+        "openedAtMs": r.decided_at_ms,
+        "expiredAtMs": r.expired_at_ms,
+        "targetShareMicros": r.target_share_micros,
+        "targetNotionalMicros": r.target_notional_micros,
+        "filledShareMicros": shares,
+        "filledNotionalMicros": paid,
+        "fillRatio": shares / r.target_share_micros if r.target_share_micros > 0 else None,
+        "averageFillPriceMicros": price,
+        "referencePriceMicros": reference,
+        "priceVsReferenceBps": (
+            None if price is None or reference <= 0 else (price - reference) * BPS / reference
+        ),
+        "lastReportId": r.last_report_id,
+    }
+
+
+def list_orders(
+    conn: Connection, leader: str | None = None, status: str | None = None, limit: int = 100
+) -> list[dict[str, Any]]:
+    """Orders, newest first (openedAtMs, then attemptId, descending)."""
+    a = copy_attempts.c
+    query = _orders_query(leader, status).order_by(a.decided_at_ms.desc(), a.attempt_id.desc())
+    return [order_item(r) for r in conn.execute(query.limit(limit)).all()]
+
+
+def open_order_counts(conn: Connection, leader: str | None = None) -> dict[str, int]:
+    """leader id -> its open orders (every leader's, or `leader`'s)."""
+    inner = _orders_query(leader, "OPEN").subquery()
+    rows = conn.execute(select(inner.c.leader_id, func.count()).group_by(inner.c.leader_id)).all()
+    return {r[0]: int(r[1]) for r in rows}
+
+
+def list_positions(conn: Connection, leader: str | None = None) -> list[dict[str, Any]]:
+    """Held assets of each leader's latest leaderBook, by leader and asset (market from the attempts)."""
+    p, a = positions.c, copy_attempts.c
+    market = (
+        select(a.market_id)
+        .where(a.leader_id == p.leader_id, a.asset_id == p.asset_id)
+        .limit(1)
+        .scalar_subquery()
+    )
+    query = select(positions, market.label("market_id")).order_by(p.leader_id, p.asset_id)
+    if leader is not None:
+        query = query.where(p.leader_id == leader)
+    return [
+        {
+            "followedUserId": r.leader_id,
+            "assetId": r.asset_id,
+            "marketId": r.market_id,
+            "shareMicros": r.share_micros,
+            "markPriceMicros": r.mark_price_micros,
+            "costBasisMicros": r.cost_basis_micros,
+            "valueMicros": r.value_micros,
+            "unrealizedPnlMicros": r.unrealized_pnl_micros,
+            "asOfMs": r.as_of_ms,
+        }
+        for r in conn.execute(query).all()
+    ]
+
+
+def _wire(r: Any, names: Sequence[str]) -> dict[str, Any]:
+    """Columns of an event row under their wire names (leader_id as followedUserId)."""
+    return {("followedUserId" if n == "leader_id" else to_camel(n)): r._mapping[n] for n in names}
+
+
+SETTLEMENT_FIELDS = tuple(c.name for c in settlements.c if not c.name.startswith("source_"))
+BOOK_FIELDS = tuple(c.name for c in leader_books.c if not c.name.startswith("source_"))
+
+
+def list_settlements(conn: Connection, leader: str | None = None) -> list[dict[str, Any]]:
+    """positionSettled events as received, newest first."""
+    s = settlements.c
+    query = select(settlements).order_by(s.settled_at_ms.desc(), s.settlement_id)
+    if leader is not None:
+        query = query.where(s.leader_id == leader)
+    return [{"kind": "positionSettled", **_wire(r, SETTLEMENT_FIELDS)} for r in conn.execute(query).all()]
+
+
+def book_history(conn: Connection, leader: str, limit: int = HISTORY_POINTS) -> list[dict[str, Any]] | None:
+    """The leader's leaderBook events, newest first (positions as on the wire); None if never projected."""
+    if (
+        conn.execute(select(leader_budget.c.leader_id).where(leader_budget.c.leader_id == leader)).first()
+        is None
+    ):
+        return None
+    b = leader_books.c
+    rows = conn.execute(
+        select(leader_books)
+        .where(b.leader_id == leader)
+        .order_by(b.as_of_ms.desc(), b.source_partition.desc(), b.source_offset.desc())
+        .limit(limit)
+    ).all()
+    return [
+        {"kind": "leaderBook", **_wire(r, BOOK_FIELDS), "positions": json.loads(r.positions)} for r in rows
+    ]
+
+
+def pnl_history(conn: Connection, leader: str, points: int = HISTORY_POINTS) -> list[dict[str, Any]]:
+    """Realized and unrealized PnL of each leaderBook of the leader (oldest first, thinned to `points`)."""
+    b = leader_books.c
+    rows = conn.execute(
+        select(b.as_of_ms, b.realized_pnl_micros, b.unrealized_pnl_micros)
+        .where(b.leader_id == leader)
+        .order_by(b.as_of_ms, b.source_partition, b.source_offset)
+    ).all()
+    history = [
+        {
+            "t": r.as_of_ms,
+            "realizedPnlUsdc": r.realized_pnl_micros / MICROS,
+            "unrealizedPnlUsdc": r.unrealized_pnl_micros / MICROS,
+            "pnlUsdc": (r.realized_pnl_micros + r.unrealized_pnl_micros) / MICROS,
+        }
+        for r in rows
+    ]
+    return _thinned(history, points)
 
 
 # --- copy attempts ------------------------------------------------------------------------------------

@@ -11,10 +11,11 @@ only floats. Times are epoch milliseconds (BIGINT). A leader id of ``''`` means 
     attempt_id (PK), leader_id, group_key, asset_id, market_id, side, source_type, decision,
     reason (the first reason code; null for EXECUTE), trade_count, their_notional_micros,
     their_reference_price_micros, raw_target_micros, target_notional_micros, target_share_micros,
-    decided_at_ms, sizing_mode, budgeted_dynamic_active, budget_enforcement, budget_usdc_micros,
+    decided_at_ms, sizing_mode, budgeted_dynamic_enabled (the kill switch), budgeted_dynamic_active,
+    budget_enforcement, budget_usdc_micros,
     leader_exposure_micros, leader_exposure_status, r_u, effective_rate_bps, clamped_to_r_min,
     clamped_to_r_max, clamped_to_min, clamped_to_max, clamped_by_bankroll, equity_micros,
-    current_exposure_micros, headroom_micros, capped, reducing, config_version,
+    current_exposure_micros, headroom_micros, capped, reducing, reserved_micros, config_version,
     attempt_json (the message as received), source_partition, source_offset (where it was first seen).
 
 ``leader_budget`` — one row per leader seen in an attempt, a snapshot or a USER config document:
@@ -28,11 +29,15 @@ only floats. Times are epoch milliseconds (BIGINT). A leader id of ``''`` means 
     applies, else null; negative when marks moved past the budget); utilization (exec_exposure_micros / B_u
     as a fraction, null when B_u = 0); attempts, executed, skipped, trades (counted once per attemptId).
 
-    exec_exposure_micros is an approximation: the last attempt's currentExposureMicros, plus its
+    exec_exposure_micros is what the HARD check counts (our exposure plus open BUY reservations,
+    SPEC 13.3.2), from whichever is newer: the leader's latest leaderBook (exposureMicros +
+    reservedMicros, exact as of its asOfMs) or the last attempt — its currentExposureMicros, plus its
     targetNotionalMicros when it was a non-reducing EXECUTE, minus it (floored at 0) for a reducing one;
-    a SKIP leaves it unchanged. The worker's exact value also re-marks held assets at later prices, which
-    the attempts do not carry; the exact figure arrives with the next attempt (its currentExposureMicros)
-    or an EXEC_GLOBAL slice snapshot.
+    a SKIP leaves it unchanged. The attempt-based figure is an approximation (the worker also re-marks
+    held assets at later prices, and counts a reports-mode SELL as filled); the next leaderBook corrects
+    it. A tie goes to the book (the final book of a replay is then the replay's figure exactly).
+    From the latest leaderBook (SPEC 13.5): reserved_micros, cost_basis_micros, realized_pnl_micros,
+    unrealized_pnl_micros, book_as_of_ms, book_source_partition, book_source_offset.
 
 ``leader_reason_counts`` — leader_id, reason, count (PK leader_id, reason): SKIP reason codes.
 ``leader_clamp_counts`` — leader_id, clamp, count (PK leader_id, clamp); clamp is one of
@@ -40,10 +45,30 @@ only floats. Times are epoch milliseconds (BIGINT). A leader id of ``''`` means 
 ``config_history`` — one row per config-changes message: source_partition, source_offset (PK),
     change_id, scope, leader_id (null for GLOBAL), changed_at_ms, status (accepted | rejected |
     duplicate: its changeId was accepted before), errors and warnings (JSON arrays of strings),
-    config_version (changeId of the newest accepted change after this one), change_json (as received).
+    config_version (changeId of the newest accepted change after this one), change_json (as received),
+    fill_model (the GLOBAL system.fillModel in force after an accepted change, else null).
 ``latest_snapshots`` — scope, leader_id ('' for the whole EXEC_GLOBAL portfolio) (PK), bucket_time_ms,
     exposure_micros, equity_micros, cash_micros, source_partition, source_offset: the newest snapshot
     by bucketTimeMs; on equal times the later arrival wins.
+``leader_books`` — every leaderBook (SPEC 13.5) as received: source_partition, source_offset (PK),
+    leader_id, as_of_ms, exposure_micros, reserved_micros, cost_basis_micros, realized_pnl_micros,
+    unrealized_pnl_micros, leader_exposure_micros, leader_exposure_status, positions (JSON, as on the
+    wire), config_version.
+``positions`` — leader_id, asset_id (PK): the held assets of the leader's latest leaderBook (a newer book
+    replaces the leader's rows): share_micros, mark_price_micros, cost_basis_micros, value_micros
+    (notional(shares, mark)), unrealized_pnl_micros (value − cost), as_of_ms.
+``settlements`` — one row per positionSettled (PK settlement_id): leader_id, asset_id, market_id,
+    share_micros, payout_micros, proceeds_micros, cost_basis_micros, realized_pnl_micros, settled_at_ms,
+    config_version, source_partition, source_offset.
+``orders`` — attempt_id, leader_id (PK): what the venue did with an order, from execution reports
+    (copybot.executions, cumulative; a report filling less than already counted is stale and changes
+    nothing, SPEC 13.3.3) and orderExpired: status (OPEN; the first FILLED, REJECTED or CANCELLED; or
+    EXPIRED, which wins: an expiry is only ever output for an order still open), filled_share_micros,
+    filled_notional_micros, expired_at_ms, last_report_id, last_reported_at_ms. Which EXECUTEs are orders
+    is decided when reading: those decided under ``system.fillModel = "reports"`` (the attempt's
+    configVersion in ``config_history``) or expired; their target and reference price are the attempt's.
+    Reports the core ignores for a resolved market are still counted here (the projector does not read
+    resolutions).
 ``projection_offsets`` — topic, partition, next_offset: the next message to consume, committed with rows.
 ``projection_state`` — name, value: the projector's config store (JSON), committed with rows.
 """
@@ -52,11 +77,23 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from models import summary
 from models.config import ConfigStore, EffectiveConfig, apply_change
-from models.events import ConfigChange, CopyAttempt, PortfolioSnapshot
+from models.events import (
+    ConfigChange,
+    CopyAttempt,
+    ExecutionReport,
+    LeaderBook,
+    OrderExpired,
+    PortfolioSnapshot,
+    PositionSettled,
+    WireModel,
+)
+from models.units import notional
 
 CLAMPS = ("rMin", "rMax", "min", "max", "bankroll", "hardCap")
 """The clamp names of ``leader_clamp_counts``."""
@@ -71,6 +108,14 @@ SnapshotKey = tuple[str, str]
 def to_json(value: object) -> str:
     """Compact, key-sorted JSON: equal values give equal text, so replays leave rows byte-identical."""
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+@dataclass(frozen=True, slots=True)
+class SourcePosition:
+    """Where a row's event was read: the columns that end every table of output events."""
+
+    source_partition: int
+    source_offset: int
 
 
 # --- copy attempts ------------------------------------------------------------------------------
@@ -97,6 +142,7 @@ class AttemptRow:
     target_share_micros: int
     decided_at_ms: int
     sizing_mode: str
+    budgeted_dynamic_enabled: bool
     budgeted_dynamic_active: bool
     budget_enforcement: str
     budget_usdc_micros: int
@@ -114,6 +160,7 @@ class AttemptRow:
     headroom_micros: int | None
     capped: bool
     reducing: bool
+    reserved_micros: int
     config_version: str | None
     attempt_json: str
     source_partition: int
@@ -141,6 +188,7 @@ def attempt_row(attempt: CopyAttempt, attempt_json: str, partition: int, offset:
         target_share_micros=attempt.target_share_micros,
         decided_at_ms=attempt.decided_at_ms,
         sizing_mode=s.sizing_mode,
+        budgeted_dynamic_enabled=s.budgeted_dynamic_enabled,
         budgeted_dynamic_active=s.budgeted_dynamic_active,
         budget_enforcement=s.budget_enforcement,
         budget_usdc_micros=s.budget_usdc_micros,
@@ -158,6 +206,7 @@ def attempt_row(attempt: CopyAttempt, attempt_json: str, partition: int, offset:
         headroom_micros=b.headroom_micros,
         capped=b.capped,
         reducing=b.reducing,
+        reserved_micros=b.reserved_micros,
         config_version=attempt.config_version,
         attempt_json=attempt_json,
         source_partition=partition,
@@ -214,6 +263,13 @@ class LeaderBudgetRow:
     trades: int = 0
     last_decided_at_ms: int | None = None
     last_attempt_id: str | None = None
+    reserved_micros: int = 0
+    cost_basis_micros: int = 0
+    realized_pnl_micros: int = 0
+    unrealized_pnl_micros: int = 0
+    book_as_of_ms: int | None = None
+    book_source_partition: int | None = None
+    book_source_offset: int | None = None
 
 
 def new_leader(leader_id: str, cfg: EffectiveConfig) -> LeaderBudgetRow:
@@ -262,13 +318,14 @@ def with_attempt(row: LeaderBudgetRow, attempt: CopyAttempt) -> LeaderBudgetRow:
     )
     if row.last_decided_at_ms is not None and attempt.decided_at_ms < row.last_decided_at_ms:
         return counted  # an older decision (out of order) does not describe the leader's present
+    book_is_newer = row.book_as_of_ms is not None and row.book_as_of_ms >= attempt.decided_at_ms
     return _derived(
         replace(
             counted,
             leader_exposure_status=attempt.sizing.leader_exposure_status,
             r_u=attempt.sizing.r_u,
             effective_rate_bps=attempt.sizing.effective_rate_bps,
-            exec_exposure_micros=exposure_after(attempt),
+            exec_exposure_micros=row.exec_exposure_micros if book_is_newer else exposure_after(attempt),
             last_decided_at_ms=attempt.decided_at_ms,
             last_attempt_id=attempt.attempt_id,
         )
@@ -340,6 +397,121 @@ def with_snapshot(row: LeaderBudgetRow, snapshot: SnapshotRow) -> LeaderBudgetRo
     )
 
 
+# --- the venue loop: books, positions, settlements, orders (SPEC 13.3, 13.5) ------------------------
+
+BookEvent = LeaderBook | PositionSettled | OrderExpired
+"""What the worker outputs on ``copybot.book-events``."""
+OrderKey = tuple[str, str]
+"""(attempt_id, leader_id) of an ``orders`` row."""
+OPEN, EXPIRED = "OPEN", "EXPIRED"
+
+
+def event_fields(event: WireModel, partition: int, offset: int) -> dict[str, Any]:
+    """A book event as a row: its fields (followedUserId as leader_id, lists as JSON), where it was read."""
+    row = event.model_dump(exclude={"kind"})
+    row["leader_id"] = row.pop("followed_user_id")
+    for name, value in row.items():
+        if isinstance(value, list):
+            row[name] = to_json(value)
+    return {**row, "source_partition": partition, "source_offset": offset}
+
+
+def position_rows(book: LeaderBook) -> list[dict[str, Any]]:
+    """The ``positions`` rows of a leader's book: each held asset, valued at its mark."""
+    rows = []
+    for p in book.positions:
+        value = notional(p["shareMicros"], p["markPriceMicros"])  # the asset's part of the exposure
+        rows.append(
+            {
+                "leader_id": book.followed_user_id,
+                "asset_id": p["assetId"],
+                "share_micros": p["shareMicros"],
+                "mark_price_micros": p["markPriceMicros"],
+                "cost_basis_micros": p["costBasisMicros"],
+                "value_micros": value,
+                "unrealized_pnl_micros": value - p["costBasisMicros"],  # SPEC 13.5: exposure − cost
+                "as_of_ms": book.as_of_ms,
+            }
+        )
+    return rows
+
+
+def book_supersedes(row: LeaderBudgetRow, book: LeaderBook, partition: int, offset: int) -> bool:
+    """`book` is the leader's newest: a later asOfMs, or the same one read later (replays change nothing)."""
+    if row.book_as_of_ms is None:
+        return True
+    return (book.as_of_ms, partition, offset) >= (
+        row.book_as_of_ms,
+        row.book_source_partition or 0,
+        row.book_source_offset or 0,
+    )
+
+
+def with_book(row: LeaderBudgetRow, book: LeaderBook, partition: int, offset: int) -> LeaderBudgetRow:
+    """The leader's row after its newest leaderBook: PnL, reservations, and our exposure when newer."""
+    newer = row.last_decided_at_ms is None or book.as_of_ms >= row.last_decided_at_ms
+    return _derived(
+        replace(
+            row,
+            reserved_micros=book.reserved_micros,
+            cost_basis_micros=book.cost_basis_micros,
+            realized_pnl_micros=book.realized_pnl_micros,
+            unrealized_pnl_micros=book.unrealized_pnl_micros,
+            exec_exposure_micros=(
+                book.exposure_micros + book.reserved_micros if newer else row.exec_exposure_micros
+            ),
+            book_as_of_ms=book.as_of_ms,
+            book_source_partition=partition,
+            book_source_offset=offset,
+        )
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class OrderRow:
+    """An ``orders`` row: the fills and the state of one attempt's order."""
+
+    attempt_id: str
+    leader_id: str
+    status: str = OPEN
+    filled_share_micros: int = 0
+    filled_notional_micros: int = 0
+    expired_at_ms: int | None = None
+    last_report_id: str | None = None
+    last_reported_at_ms: int | None = None
+
+    @property
+    def key(self) -> OrderKey:
+        return (self.attempt_id, self.leader_id)
+
+
+def _filled(row: OrderRow, shares: int, notional_micros: int) -> OrderRow | None:
+    """The row with cumulative fills `shares` and `notional_micros`; None when stale (less than counted)."""
+    if shares < row.filled_share_micros or notional_micros < row.filled_notional_micros:
+        return None
+    return replace(row, filled_share_micros=shares, filled_notional_micros=notional_micros)
+
+
+def with_report(row: OrderRow, report: ExecutionReport) -> OrderRow:
+    """The order after a report: its fills when not stale; the first closing status closes it."""
+    filled = _filled(row, report.filled_share_micros, report.filled_notional_micros)
+    if filled is None:
+        return row
+    closes = row.status == OPEN and report.status != "PARTIAL"
+    return replace(
+        filled,
+        status=report.status if closes else row.status,
+        last_report_id=report.report_id,
+        last_reported_at_ms=report.reported_at_ms,
+    )
+
+
+def with_expiry(row: OrderRow, expired: OrderExpired) -> OrderRow:
+    """The order after its orderExpired: EXPIRED, with the core's fills unless reports counted more."""
+    filled = _filled(row, expired.filled_share_micros, expired.filled_notional_micros) or row
+    return replace(filled, status=EXPIRED, expired_at_ms=expired.expired_at_ms)
+
+
 # --- config -------------------------------------------------------------------------------------
 
 
@@ -358,6 +530,7 @@ class ConfigHistoryRow:
     warnings: str
     config_version: str | None
     change_json: str
+    fill_model: str | None
 
 
 def fold_config(
@@ -384,6 +557,7 @@ def fold_config(
         warnings=to_json(list(outcome.warnings) if status == "accepted" else []),
         config_version=new_store.version,
         change_json=change_json,
+        fill_model=new_store.global_effective.fill_model if status == "accepted" else None,
     )
     return new_store, row
 
@@ -404,6 +578,8 @@ class WorkingSet:
     """The stored rows of the batch's snapshot keys."""
     all_leaders: bool = False
     """`leaders` holds every stored leader row (required for a batch with a config change)."""
+    orders: dict[OrderKey, OrderRow] = field(default_factory=dict)
+    """The stored rows of the orders the batch's reports and expiries name."""
 
 
 @dataclass(slots=True)
@@ -419,6 +595,11 @@ class RowChanges:
     config: ConfigStore | None = None
     """The projector's config store after the batch, when a change was applied."""
     duplicate_attempts: int = 0
+    books: list[dict[str, Any]] = field(default_factory=list)
+    positions: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    """leader id -> every ``positions`` row of the leader (replacing the stored ones)."""
+    settlements: dict[str, dict[str, Any]] = field(default_factory=dict)
+    orders: dict[OrderKey, OrderRow] = field(default_factory=dict)
 
 
 class BatchProjection:
@@ -432,6 +613,7 @@ class BatchProjection:
         self._leaders = dict(working.leaders)
         self._touched: set[str] = set()
         self._snapshots = dict(working.snapshots)
+        self._orders = dict(working.orders)
         self._changes = RowChanges()
 
     def _leader(self, leader_id: str) -> LeaderBudgetRow:
@@ -464,6 +646,29 @@ class BatchProjection:
         if row.leader_id != WHOLE_PORTFOLIO:
             self._leaders[row.leader_id] = with_snapshot(self._leader(row.leader_id), row)
         return True
+
+    def book_event(self, event: BookEvent, partition: int, offset: int) -> None:
+        """Project a leaderBook, positionSettled or orderExpired (a redelivery changes nothing)."""
+        if isinstance(event, PositionSettled):
+            self._changes.settlements[event.settlement_id] = event_fields(event, partition, offset)
+        elif isinstance(event, OrderExpired):
+            self._order(event.attempt_id, event.followed_user_id, lambda row: with_expiry(row, event))
+        else:
+            self._changes.books.append(event_fields(event, partition, offset))
+            leader = self._leader(event.followed_user_id)
+            if book_supersedes(leader, event, partition, offset):
+                self._leaders[event.followed_user_id] = with_book(leader, event, partition, offset)
+                self._changes.positions[event.followed_user_id] = position_rows(event)
+
+    def report(self, report: ExecutionReport) -> None:
+        """Project an execution report into its order's fills and status."""
+        self._order(report.attempt_id, report.followed_user_id, lambda row: with_report(row, report))
+
+    def _order(self, attempt_id: str, leader_id: str, change: Callable[[OrderRow], OrderRow]) -> None:
+        key = (attempt_id, leader_id)
+        row = change(self._orders.get(key) or OrderRow(attempt_id, leader_id))
+        if row != self._orders.get(key):
+            self._orders[key] = self._changes.orders[key] = row
 
     def config_change(self, change: ConfigChange, change_json: str, partition: int, offset: int) -> str:
         """Project a config change; returns its status (accepted, rejected or duplicate)."""

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, get_args, get_type_hints
+from typing import Any, Literal, get_args, get_origin, get_type_hints
 
 from sqlalchemy import (
     BigInteger,
@@ -40,13 +40,17 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 
 from models.config import ConfigStore
+from models.events import LeaderBook, PositionSettled, WireModel
 from projections.rows import (
     AttemptRow,
     ConfigHistoryRow,
     LeaderBudgetRow,
+    OrderKey,
+    OrderRow,
     RowChanges,
     SnapshotKey,
     SnapshotRow,
+    SourcePosition,
     WorkingSet,
 )
 
@@ -64,21 +68,47 @@ INT32_COLUMNS = frozenset({"trade_count", "source_partition"})
 """Columns that are 32-bit integers (everything else of type int is a BIGINT: micros, milliseconds)."""
 
 
+def _column(name: str, hint: Any, primary_key: Sequence[str]) -> Column[Any]:
+    """The column of a field typed `hint`: ``X | None`` is nullable, a Literal or a list is text."""
+    args = get_args(hint)
+    nullable = type(None) in args
+    base = next(a for a in args if a is not type(None)) if nullable else hint
+    if get_origin(base) is Literal or get_origin(base) is list:
+        base = str
+    sql_type = Integer if name in INT32_COLUMNS else _SQL_TYPES[base]
+    key = name in primary_key
+    return Column(name, sql_type, primary_key=key, nullable=nullable and not key)
+
+
 def row_columns(row_type: type, primary_key: Sequence[str]) -> list[Column[Any]]:
     """The columns of the table behind a row dataclass: one per field, in field order.
 
     ``X | None`` is a nullable column; `primary_key` names the key columns. The dataclasses of
     :mod:`projections.rows` are the one definition of these tables' shape.
     """
-    columns: list[Column[Any]] = []
-    for name, hint in get_type_hints(row_type).items():
-        args = get_args(hint)
-        nullable = type(None) in args
-        base = next(a for a in args if a is not type(None)) if args else hint
-        sql_type = Integer if name in INT32_COLUMNS else _SQL_TYPES[base]
-        key = name in primary_key
-        columns.append(Column(name, sql_type, primary_key=key, nullable=nullable and not key))
-    return columns
+    return [_column(name, hint, primary_key) for name, hint in get_type_hints(row_type).items()]
+
+
+def event_columns(model: type[WireModel], primary_key: Sequence[str]) -> list[Column[Any]]:
+    """The columns of a table of output events (:func:`projections.rows.event_fields`): the model's fields
+    but ``kind`` (followedUserId as leader_id), then where each was read."""
+    columns = [
+        _column("leader_id" if name == "followed_user_id" else name, f.annotation, primary_key)
+        for name, f in model.model_fields.items()
+        if name != "kind"
+    ]
+    return [*columns, *row_columns(SourcePosition, primary_key)]
+
+
+def _count_table(name: str, column: str) -> Table:
+    """A per-leader count table: (leader_id, `column`) -> count."""
+    return Table(
+        name,
+        metadata,
+        Column("leader_id", Text, primary_key=True),
+        Column(column, Text, primary_key=True),
+        Column("count", BigInteger, nullable=False),
+    )
 
 
 copy_attempts = Table(
@@ -92,27 +122,54 @@ copy_attempts = Table(
 
 leader_budget = Table("leader_budget", metadata, *row_columns(LeaderBudgetRow, ["leader_id"]))
 
-leader_reason_counts = Table(
-    "leader_reason_counts",
-    metadata,
-    Column("leader_id", Text, primary_key=True),
-    Column("reason", Text, primary_key=True),
-    Column("count", BigInteger, nullable=False),
-)
-
-leader_clamp_counts = Table(
-    "leader_clamp_counts",
-    metadata,
-    Column("leader_id", Text, primary_key=True),
-    Column("clamp", Text, primary_key=True),
-    Column("count", BigInteger, nullable=False),
-)
+leader_reason_counts = _count_table("leader_reason_counts", "reason")
+leader_clamp_counts = _count_table("leader_clamp_counts", "clamp")
 
 config_history = Table(
     "config_history",
     metadata,
     *row_columns(ConfigHistoryRow, ["source_partition", "source_offset"]),
     Index("ix_config_history_leader", "leader_id", "source_offset"),
+    Index("ix_config_history_change", "change_id"),
+)
+
+leader_books = Table(
+    "leader_books",
+    metadata,
+    *event_columns(LeaderBook, ["source_partition", "source_offset"]),
+    Index("ix_leader_books_leader", "leader_id", "as_of_ms"),
+)
+
+positions = Table(
+    "positions",
+    metadata,
+    Column("leader_id", Text, primary_key=True),
+    Column("asset_id", Text, primary_key=True),
+    *(
+        Column(name, BigInteger, nullable=False)
+        for name in (
+            "share_micros",
+            "mark_price_micros",
+            "cost_basis_micros",
+            "value_micros",
+            "unrealized_pnl_micros",
+            "as_of_ms",
+        )
+    ),
+)
+
+settlements = Table(
+    "settlements",
+    metadata,
+    *event_columns(PositionSettled, ["settlement_id"]),
+    Index("ix_settlements_leader", "leader_id", "settled_at_ms"),
+)
+
+orders = Table(
+    "orders",
+    metadata,
+    *row_columns(OrderRow, ["attempt_id", "leader_id"]),
+    Index("ix_orders_leader", "leader_id"),
 )
 
 latest_snapshots = Table("latest_snapshots", metadata, *row_columns(SnapshotRow, ["scope", "leader_id"]))
@@ -139,6 +196,10 @@ TABLES = (
     leader_clamp_counts,
     config_history,
     latest_snapshots,
+    leader_books,
+    positions,
+    settlements,
+    orders,
     projection_offsets,
     projection_state,
 )
@@ -249,6 +310,7 @@ class BatchTransaction:
         attempt_ids: Iterable[str],
         leader_ids: Iterable[str] | None,
         snapshot_keys: Iterable[SnapshotKey],
+        order_keys: Iterable[OrderKey] = (),
     ) -> WorkingSet:
         """The stored rows a batch reads; `leader_ids` None loads every leader row."""
         working = WorkingSet(config=self.config(), all_leaders=leader_ids is None)
@@ -263,14 +325,19 @@ class BatchTransaction:
             q = query if leader_chunk is None else query.where(leader_budget.c.leader_id.in_(leader_chunk))
             for r in self._conn.execute(q).mappings():
                 working.leaders[r["leader_id"]] = LeaderBudgetRow(**r)
-        s = latest_snapshots.c
-        for key_chunk in _chunks(sorted(set(snapshot_keys))):
-            for r in self._conn.execute(
-                select(latest_snapshots).where(tuple_(s.scope, s.leader_id).in_(key_chunk))
-            ).mappings():
-                row = SnapshotRow(**r)
-                working.snapshots[row.key] = row
+        for r in self._by_key(latest_snapshots, ("scope", "leader_id"), snapshot_keys):
+            row = SnapshotRow(**r)
+            working.snapshots[row.key] = row
+        for r in self._by_key(orders, ("attempt_id", "leader_id"), order_keys):
+            order = OrderRow(**r)
+            working.orders[order.key] = order
         return working
+
+    def _by_key(self, table: Table, key: Sequence[str], values: Iterable[tuple[Any, ...]]) -> Iterator[Any]:
+        """The stored rows of `table` whose `key` columns are one of `values`."""
+        columns = tuple_(*(table.c[name] for name in key))
+        for chunk in _chunks(sorted(set(values))):
+            yield from self._conn.execute(select(table).where(columns.in_(chunk))).mappings()
 
     # --- writes -------------------------------------------------------------------------------
 
@@ -301,6 +368,7 @@ class BatchTransaction:
             ["source_partition", "source_offset"],
             [_fields(r) for r in changes.config_history],
         )
+        self._write_book_events(changes)
         if changes.config is not None:
             value = json.dumps(changes.config.to_json(), sort_keys=True, separators=(",", ":"))
             self._upsert(projection_state, ["name"], [{"name": CONFIG_STATE, "value": value}])
@@ -309,6 +377,19 @@ class BatchTransaction:
             ["topic", "partition"],
             [{"topic": t, "partition": p, "next_offset": o} for (t, p), o in sorted(offsets.items())],
         )
+
+    def _write_book_events(self, changes: RowChanges) -> None:
+        """Books, positions (a leader's newest book replaces its rows), settlements and orders."""
+        self._upsert(leader_books, ["source_partition", "source_offset"], changes.books)
+        for chunk in _chunks(sorted(changes.positions)):
+            self._conn.execute(delete(positions).where(positions.c.leader_id.in_(chunk)))
+        rows = [row for leader in sorted(changes.positions) for row in changes.positions[leader]]
+        if rows:
+            self._conn.execute(positions.insert(), rows)
+        if changes.settlements:  # a settlement happens once: a redelivered one keeps where it was first read
+            stmt = self._insert(settlements).on_conflict_do_nothing(index_elements=["settlement_id"])
+            self._conn.execute(stmt, list(changes.settlements.values()))
+        self._upsert(orders, ["attempt_id", "leader_id"], [_fields(r) for r in changes.orders.values()])
 
     def _upsert(self, table: Table, key: list[str], rows: list[dict[str, Any]]) -> None:
         if not rows:

@@ -9,12 +9,14 @@ the JSON API, and show each error next to its field.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from html import escape
 from typing import Any
 from urllib.parse import quote
 
-from models.units import MICROS, pct_points, usd, usd_amount
+from models.units import MICROS, pct, pct_points, usd, usd_amount
 
 STYLE = """
 body{font-family:system-ui,sans-serif;margin:0;color:#1d2733;background:#f6f7f9}
@@ -66,6 +68,7 @@ def summary_table(rows: list[dict[str, Any]]) -> str:
         "<table id='summary'><thead><tr><th class='l'>Leader</th><th class='l'>Sizing mode</th>"
         "<th>Budget B_u</th><th class='l'>Enforcement</th><th>r_min</th><th>r_max</th>"
         "<th>Leader exposure E_u</th><th>Our exposure</th><th>r_u</th><th>Headroom</th><th>Utilization</th>"
+        "<th>Realized PnL</th><th>Unrealized PnL</th><th>Reserved</th><th>Open orders</th>"
         "<th>Executed / skipped</th></tr></thead><tbody>"
     )
     body = []
@@ -83,7 +86,12 @@ def summary_table(rows: list[dict[str, Any]]) -> str:
             f"<td class='r-min'>{pct_points(r['rMin'])}</td><td class='r-max'>{pct_points(r['rMax'])}</td>"
             f"<td>{e(exposure)}</td><td>{usd_amount(r['execExposureUsdc'])}</td>"
             f"<td class='r-u'>{pct_points(r['rU'], 4)}</td><td>{usd_amount(r['budgetHeadroomUsdc'])}</td>"
-            f"<td>{pct_points(r['utilizationPct'], 1)}</td><td>{r['executed']:,} / {r['skipped']:,}</td></tr>"
+            f"<td>{pct_points(r['utilizationPct'], 1)}</td>"
+            f"<td class='realized-pnl'>{usd_amount(r['realizedPnlUsdc'])}</td>"
+            f"<td class='unrealized-pnl'>{usd_amount(r['unrealizedPnlUsdc'])}</td>"
+            f"<td class='reserved'>{usd_amount(r['reservedUsdc'])}</td>"
+            f"<td class='open-orders'>{r['openOrders']:,}</td>"
+            f"<td>{r['executed']:,} / {r['skipped']:,}</td></tr>"
         )
     return head + "".join(body) + "</tbody></table>"
 
@@ -336,52 +344,116 @@ def _tile(key: str, value: str, tile_id: str) -> str:
     )
 
 
-def exposure_chart(history: list[dict[str, Any]], width: int = 760, height: int = 240) -> str:
-    """Inline SVG: our exposure (line) against the budget in force (dashed), over decision time."""
-    if not history:
-        return "<p class='note'>No attempts yet.</p>"
-    pad_l, pad_r, pad_t, pad_b = 64, 12, 10, 28
-    t0, t1 = history[0]["t"], history[-1]["t"]
-    top = (
-        max(max(p["execExposureUsdc"] for p in history), max(p["budgetUsdc"] or 0 for p in history), 1e-9)
-        * 1.1
-    )
-    span = max(t1 - t0, 1)
+@dataclass(frozen=True, slots=True)
+class ChartScale:
+    """Maps decision time and USD to the chart's pixels."""
 
-    def x(t: int) -> float:
-        return float(pad_l + (t - t0) / span * (width - pad_l - pad_r))
+    t0: int
+    t1: int
+    low: float
+    high: float
+    width: int = 760
+    height: int = 260
+    pad: tuple[int, int, int, int] = (64, 12, 10, 28)  # left, right, top, bottom
 
-    def y(v: float) -> float:
-        return float(pad_t + (1 - v / top) * (height - pad_t - pad_b))
+    def x(self, t: int) -> float:
+        left, right = self.pad[0], self.width - self.pad[1]
+        return float(left + (t - self.t0) / max(self.t1 - self.t0, 1) * (right - left))
 
-    ours = " ".join(f"{x(p['t']):.1f},{y(p['execExposureUsdc']):.1f}" for p in history)
-    budget = []
-    for i, p in enumerate(history):  # a step line: the budget holds until the next decision
+    def y(self, v: float) -> float:
+        top, bottom = self.pad[2], self.height - self.pad[3]
+        return float(top + (self.high - v) / (self.high - self.low) * (bottom - top))
+
+
+def _scale(history: list[dict[str, Any]], pnl: list[dict[str, Any]]) -> ChartScale:
+    times = [p["t"] for p in history] + [p["t"] for p in pnl]
+    values = [p["execExposureUsdc"] for p in history] + [p["budgetUsdc"] or 0 for p in history]
+    values += [p["pnlUsdc"] for p in pnl]
+    high = max(max(values), 1e-9) * 1.1
+    low = min(min(values), 0) * 1.1
+    return ChartScale(min(times), max(times), low, high)
+
+
+def _steps(sc: ChartScale, points: list[dict[str, Any]], key: str) -> str:
+    """A step line: each value holds until the next point."""
+    out = []
+    for i, p in enumerate(points):
         if i:
-            budget.append(f"{x(p['t']):.1f},{y(history[i - 1]['budgetUsdc'] or 0):.1f}")
-        budget.append(f"{x(p['t']):.1f},{y(p['budgetUsdc'] or 0):.1f}")
+            out.append(f"{sc.x(p['t']):.1f},{sc.y(points[i - 1][key] or 0):.1f}")
+        out.append(f"{sc.x(p['t']):.1f},{sc.y(p[key] or 0):.1f}")
+    return " ".join(out)
+
+
+def _mode_label(m: dict[str, Any]) -> str:
+    if m["killSwitch"]:
+        state = "kill switch " + ("on" if m["budgetedDynamicEnabled"] else "off")
+    else:
+        state = m["sizingMode"] + ("" if m["budgetedDynamicActive"] else " (off)")
+    return f"{state}, {m['budgetEnforcement'].upper()} ({m['configVersion'] or 'defaults'})"
+
+
+def _mode_marks(sc: ChartScale, marks: list[dict[str, Any]]) -> str:
+    out = []
+    for m in marks:
+        x, label = sc.x(m["t"]), _mode_label(m)
+        out.append(
+            f"<g class='mode-change' data-t='{m['t']}'><title>{e(when(m['t']))}: {e(label)}</title>"
+            f"<line x1='{x:.1f}' y1='{sc.pad[2]}' x2='{x:.1f}' y2='{sc.y(sc.low):.1f}' stroke='#8e44ad' "
+            "stroke-dasharray='2,3'/>"
+            f"<text x='{x + 3:.1f}' y='{sc.pad[2] + 22}' font-size='10' fill='#8e44ad'>{e(label)}</text></g>"
+        )
+    return "".join(out)
+
+
+def exposure_chart(
+    history: list[dict[str, Any]],
+    pnl: list[dict[str, Any]] | None = None,
+    marks: list[dict[str, Any]] | None = None,
+) -> str:
+    """Inline SVG over decision time: our exposure (line) against the budget in force (dashed), PnL
+    (realized + unrealized, from the leaderBooks), and a mark where the kill switch or the mode changed."""
+    pnl, marks = pnl or [], marks or []
+    if not history and not pnl:
+        return "<p class='note'>No attempts yet.</p>"
+    sc = _scale(history, pnl)
+    ours = " ".join(f"{sc.x(p['t']):.1f},{sc.y(p['execExposureUsdc']):.1f}" for p in history)
+    w, h, left = sc.width, sc.height, sc.pad[0]
     return (
-        f"<svg id='exposure-chart' width='{width}' height='{height}' viewBox='0 0 {width} {height}' "
-        "role='img' aria-label='our exposure against the budget' "
+        f"<svg id='exposure-chart' width='{w}' height='{h}' viewBox='0 0 {w} {h}' "
+        "role='img' aria-label='our exposure against the budget, and PnL' "
         "style='background:#fff;border:1px solid #dde2e8'>"
-        f"<line x1='{pad_l}' y1='{y(0):.1f}' x2='{width - pad_r}' y2='{y(0):.1f}' stroke='#aab'/>"
-        f"<line x1='{pad_l}' y1='{pad_t}' x2='{pad_l}' y2='{y(0):.1f}' stroke='#aab'/>"
-        f"<text x='{pad_l - 4}' y='{pad_t + 10}' text-anchor='end' font-size='11'>{e(usd_amount(top))}</text>"
-        f"<text x='{pad_l - 4}' y='{y(0):.1f}' text-anchor='end' font-size='11'>$0</text>"
-        f"<text x='{pad_l}' y='{height - 8}' font-size='11'>{e(when(t0))}</text>"
-        f"<text x='{width - pad_r}' y='{height - 8}' text-anchor='end' font-size='11'>{e(when(t1))}</text>"
-        f"<polyline points='{' '.join(budget)}' fill='none' stroke='#c0392b' stroke-dasharray='5,4'/>"
-        f"<polyline points='{ours}' fill='none' stroke='#2463eb' stroke-width='1.6'/>"
-        f"<text x='{width - pad_r}' y='{pad_t + 10}' text-anchor='end' font-size='11'>"
+        f"<line x1='{left}' y1='{sc.y(0):.1f}' x2='{w - sc.pad[1]}' y2='{sc.y(0):.1f}' stroke='#aab'/>"
+        f"<line x1='{left}' y1='{sc.pad[2]}' x2='{left}' y2='{sc.y(sc.low):.1f}' stroke='#aab'/>"
+        f"<text x='{left - 4}' y='{sc.pad[2] + 10}' text-anchor='end' font-size='11'>"
+        f"{e(usd_amount(sc.high))}</text>"
+        f"<text x='{left - 4}' y='{sc.y(0):.1f}' text-anchor='end' font-size='11'>$0</text>"
+        f"<text x='{left}' y='{h - 8}' font-size='11'>{e(when(sc.t0))}</text>"
+        f"<text x='{w - sc.pad[1]}' y='{h - 8}' text-anchor='end' font-size='11'>{e(when(sc.t1))}</text>"
+        f"<polyline points='{_steps(sc, history, 'budgetUsdc')}' fill='none' stroke='#c0392b' "
+        "stroke-dasharray='5,4'/>"
+        f"<polyline id='exposure-line' points='{ours}' fill='none' stroke='#2463eb' stroke-width='1.6'/>"
+        f"<polyline id='pnl-line' points='{_steps(sc, pnl, 'pnlUsdc')}' fill='none' stroke='#0a8f3c' "
+        "stroke-width='1.4'/>"
+        + _mode_marks(sc, marks)
+        + f"<text x='{w - sc.pad[1]}' y='{sc.pad[2] + 10}' text-anchor='end' font-size='11'>"
         "<tspan fill='#2463eb'>— our exposure</tspan> "
-        "<tspan fill='#c0392b'>- - budget B_u</tspan></text></svg>"
+        "<tspan fill='#c0392b'>- - budget B_u</tspan> <tspan fill='#0a8f3c'>— PnL</tspan> "
+        "<tspan fill='#8e44ad'>┊ mode change</tspan></text></svg>"
     )
 
 
-def user_page(detail: dict[str, Any]) -> str:
-    """``/users/{id}``: tiles E_u, B_u, r_u (+ headroom, utilization when HARD), chart, attempts, reasons."""
-    s = detail["summary"]
-    hard = s["budgetedDynamicActive"] and s["budgetEnforcement"] == "hard"
+HARD_NOTE = (
+    "Why utilization can exceed 100 % under HARD: the budget is enforced when a group is decided "
+    "(our exposure + open BUY reservations + the target ≤ B_u), against the marks of that moment. "
+    "But marks move after fills: every held position is revalued at the latest price of its asset, "
+    "so a market that moves up pushes our exposure past B_u without any purchase; the next BUYs are "
+    "then skipped (BUDGET_HARD_CAP_EXCEEDED) until marks fall, positions are sold or a market "
+    "resolves. While Budgeted Dynamic is off (the kill switch, or fixedRate: the mode changes on "
+    "the chart) nothing caps what is bought, and what was bought then still counts once it is on."
+)
+
+
+def _tiles(s: dict[str, Any], hard: bool) -> list[str]:
     exposure = usd_amount(s["leaderExposureUsdc"])
     if s["leaderExposureStatus"] not in (None, "fresh"):
         exposure += f" ({s['leaderExposureStatus']})"
@@ -396,44 +468,139 @@ def user_page(detail: dict[str, Any]) -> str:
             _tile("Budget headroom", usd_amount(s["budgetHeadroomUsdc"]), "headroom"),
             _tile("Utilization", pct_points(s["utilizationPct"], 1), "utilization"),
         ]
+    return [
+        *tiles,
+        _tile("Realized PnL", usd_amount(s["realizedPnlUsdc"]), "realized-pnl"),
+        _tile("Unrealized PnL", usd_amount(s["unrealizedPnlUsdc"]), "unrealized-pnl"),
+        _tile("Reserved (open orders)", usd_amount(s["reservedUsdc"]), "reserved"),
+        _tile("Open orders", f"{s['openOrders']:,}", "open-orders"),
+    ]
+
+
+def _table(table_id: str, head: list[str], rows: list[list[str]], empty: str) -> str:
+    """A table whose first column is left-aligned text; cells are HTML already."""
+    cols = "".join(f"<th{' class=l' if i == 0 else ''}>{e(h)}</th>" for i, h in enumerate(head))
+    body = (
+        "".join(
+            "<tr>" + "".join(f"<td{' class=l' if i == 0 else ''}>{c}</td>" for i, c in enumerate(r)) + "</tr>"
+            for r in rows
+        )
+        or f"<tr><td class='l' colspan='{len(head)}'>{e(empty)}</td></tr>"
+    )
+    return f"<table id='{table_id}'><thead><tr>{cols}</tr></thead><tbody>{body}</tbody></table>"
+
+
+CELL_FORMATS: dict[str, Callable[[Any], str]] = {
+    "text": lambda v: e("—" if v is None else v),
+    "usd": usd,
+    "price": lambda v: "—" if v is None else f"{v / MICROS:.4f}",
+    "shares": lambda v: f"{v / MICROS:,.2f}",
+    "time": when,
+    "ratio": pct,
+    "rate": lambda v: pct_points(v * 100, 4),
+    "bps": lambda v: "—" if v is None else f"{v:+.0f} bps",
+    "codes": lambda v: e(", ".join(v) or "—"),
+    "int": lambda v: f"{v:,}",
+}
+"""How a cell of a column kind is shown (see :func:`columns`)."""
+
+
+def columns(spec: str) -> list[tuple[str, str, str]]:
+    """(header, field path, format) of each ``Header=field.path:format`` of a comma-separated `spec`."""
+    out = []
+    for part in spec.split(","):
+        header, _, rest = part.strip().partition("=")
+        path, _, kind = rest.partition(":")
+        out.append((header, path, kind))
+    return out
+
+
+def _cell(item: dict[str, Any], path: str, kind: str) -> str:
+    value: Any = item
+    for name in path.split("."):
+        value = value.get(name) if isinstance(value, dict) else None
+    return CELL_FORMATS[kind](value)
+
+
+def item_table(table_id: str, spec: str, items: list[dict[str, Any]], empty: str) -> str:
+    """A table with one row per item and the columns of `spec` (:func:`columns`)."""
+    cols = columns(spec)
+    rows = [[_cell(item, path, kind) for _, path, kind in cols] for item in items]
+    return _table(table_id, [header for header, _, _ in cols], rows, empty)
+
+
+POSITIONS = (
+    "Asset=assetId:text, Market=marketId:text, Shares=shareMicros:shares, Mark=markPriceMicros:price, "
+    "Cost basis=costBasisMicros:usd, Value=valueMicros:usd, Unrealized=unrealizedPnlMicros:usd"
+)
+ORDERS = (
+    "Asset=assetId:text, Side=side:text, Status=status:text, Opened=openedAtMs:time, "
+    "Target=targetNotionalMicros:usd, Filled=filledNotionalMicros:usd, Fill ratio=fillRatio:ratio, "
+    "Avg fill price=averageFillPriceMicros:price, Reference=referencePriceMicros:price, "
+    "vs reference=priceVsReferenceBps:bps"
+)
+SETTLEMENTS = (
+    "Asset=assetId:text, Market=marketId:text, Settled=settledAtMs:time, Shares=shareMicros:shares, "
+    "Payout=payoutMicros:price, Proceeds=proceedsMicros:usd, Cost basis=costBasisMicros:usd, "
+    "Realized PnL=realizedPnlMicros:usd"
+)
+ATTEMPTS = (
+    "Decided=decidedAtMs:time, Decision=decision:text, Reasons=reasonCodes:codes, Side=side:text, "
+    "Asset=assetId:text, Trades=bufferedTradeCount:int, Their notional=theirNotionalMicros:usd, "
+    "Target=targetNotionalMicros:usd, r_u=sizing.rU:rate, "
+    "Our exposure before=budget.currentExposureMicros:usd, Reserved before=budget.reservedMicros:usd"
+)
+
+
+def _venue_tables(detail: dict[str, Any]) -> str:
+    return (
+        "<h2>Positions</h2>"
+        + item_table("positions", POSITIONS, detail["positions"], "no position held")
+        + "<h2>Orders</h2><p class='note'>EXECUTEs decided under fillModel “reports”, newest first: fill "
+        "ratio and average fill price against the attempt's reference price.</p>"
+        + item_table("orders", ORDERS, detail["orders"], "no order")
+        + "<h2>Settlements</h2>"
+        + item_table("settlements", SETTLEMENTS, detail["settlements"], "no resolved market held")
+    )
+
+
+def _attempts_table(detail: dict[str, Any]) -> str:
+    return item_table("recent-attempts", ATTEMPTS, detail["recentAttempts"], "no attempt")
+
+
+def _counts_table(table_id: str, name: str, counts: dict[str, int]) -> str:
+    return _table(table_id, [name, "Count"], [[e(k), f"{n:,}"] for k, n in counts.items()], "none")
+
+
+def user_page(detail: dict[str, Any]) -> str:
+    """``/users/{id}``: tiles (E_u, B_u, r_u, headroom and utilization when HARD, PnL, reserved, open
+    orders), the exposure and PnL chart with mode changes, positions, orders, settlements, reasons."""
+    s = detail["summary"]
+    hard = s["budgetedDynamicActive"] and s["budgetEnforcement"] == "hard"
     mode = f"{s['sizingMode']}, {s['budgetEnforcement'].upper()}" + (
         "" if s["budgetedDynamicActive"] else " — Budgeted Dynamic not active (fixed rate)"
     )
-    attempts = [
-        "<table id='recent-attempts'><thead><tr><th class='l'>Decided</th><th class='l'>Decision</th>"
-        "<th class='l'>Reasons</th><th class='l'>Side</th><th class='l'>Asset</th><th>Trades</th>"
-        "<th>Their notional</th><th>Target</th><th>r_u</th><th>Our exposure before</th></tr></thead><tbody>"
-    ]
-    for a in detail["recentAttempts"]:
-        attempts.append(
-            f"<tr><td class='l'>{when(a['decidedAtMs'])}</td><td class='l'>{e(a['decision'])}</td>"
-            f"<td class='l'>{e(', '.join(a['reasonCodes']) or '—')}</td><td class='l'>{e(a['side'])}</td>"
-            f"<td class='l'>{e(a['assetId'])}</td><td>{a['bufferedTradeCount']}</td>"
-            f"<td>{usd(a['theirNotionalMicros'])}</td><td>{usd(a['targetNotionalMicros'])}</td>"
-            f"<td>{pct_points(a['sizing']['rU'] * 100, 4)}</td>"
-            f"<td>{usd(a['budget']['currentExposureMicros'])}</td></tr>"
-        )
-    attempts.append("</tbody></table>")
-    reasons = (
-        "".join(f"<tr><td class='l'>{e(k)}</td><td>{n:,}</td></tr>" for k, n in detail["skipReasons"].items())
-        or "<tr><td class='l' colspan='2'>none</td></tr>"
+    over = hard and (s["utilizationPct"] or 0) > 100
+    note = (
+        f"<p class='{'banner' if over else 'note'}' id='hard-note'>{e(HARD_NOTE)}</p>"
+        if hard or detail["modeChanges"]
+        else ""
     )
-    clamps = "".join(
-        f"<tr><td class='l'>{e(k)}</td><td>{n:,}</td></tr>" for k, n in detail["clamps"].items()
-    ) or ("<tr><td class='l' colspan='2'>none</td></tr>")
     body = (
         f"<p class='note'>{e(mode)} · r_min {pct_points(s['rMin'])}, r_max {pct_points(s['rMax'])} · "
         f"{s['executed']:,} executed, {s['skipped']:,} skipped, {s['trades']:,} trades · "
         f"<a href='/config?leader={quote(s['id'], safe='')}'>edit override</a></p>"
-        f"<div class='tiles'>{''.join(tiles)}</div>"
-        "<h2>Our exposure against the budget</h2>"
-        + exposure_chart(detail["exposureHistory"])
-        + "<h2>Skip reasons</h2><table id='skip-reasons'><thead><tr><th class='l'>Reason</th>"
-        "<th>Count</th></tr>"
-        f"</thead><tbody>{reasons}</tbody></table>"
-        "<h2>Clamps</h2><table id='clamps'><thead><tr><th class='l'>Clamp</th><th>Count</th></tr>"
-        f"</thead><tbody>{clamps}</tbody></table>"
-        f"<h2>Recent attempts</h2>{''.join(attempts)}"
+        f"<div class='tiles'>{''.join(_tiles(s, hard))}</div>"
+        "<h2>Our exposure against the budget, and PnL</h2>"
+        + exposure_chart(detail["exposureHistory"], detail["pnlHistory"], detail["modeChanges"])
+        + note
+        + _venue_tables(detail)
+        + "<h2>Skip reasons</h2>"
+        + _counts_table("skip-reasons", "Reason", detail["skipReasons"])
+        + "<h2>Clamps</h2>"
+        + _counts_table("clamps", "Clamp", detail["clamps"])
+        + "<h2>Recent attempts</h2>"
+        + _attempts_table(detail)
     )
     title = s["label"] if s["label"] == s["id"] else f"{s['label']} ({s['id']})"
     return layout(f"Leader {title}", body)

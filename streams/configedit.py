@@ -162,7 +162,7 @@ def build_change(
         if a.unset:
             doc.pop(a.key, None)
         else:
-            doc[a.key] = a.value
+            doc[a.key] = _encodable(a)
     wire: dict[str, Any] = {
         "kind": "configChange",
         "changeId": change_id,
@@ -175,6 +175,17 @@ def build_change(
     event = decode_event(raw)  # the same strict decode the worker applies
     assert isinstance(event, ConfigChange)
     return raw, event
+
+
+def _encodable(a: Assignment) -> Any:
+    """`a`'s value, or :class:`AssignmentError` when it cannot go on the wire (orjson: 64-bit integers)."""
+    try:
+        orjson.dumps(a.value)
+    except orjson.JSONEncodeError as exc:
+        raise AssignmentError(
+            f"{a.name}: {a.value!r} cannot be sent ({exc}; integers must fit in 64 bits)"
+        ) from None
+    return a.value
 
 
 def _source(store: ConfigStore, leader: str | None, section: str, key: str) -> tuple[Any, str]:

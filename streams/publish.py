@@ -1,16 +1,17 @@
 """``copybot publish FILE.jsonl``: send a tape of input events to the live system.
 
 Each line is decoded strictly (as the worker will) and routed by its kind (see :mod:`streams.kafka.client`):
-trades and ticks to leader-trades, snapshots to portfolio-snapshots, config changes to config-changes.
+trades and ticks to leader-trades, snapshots to portfolio-snapshots, config changes to config-changes,
+resolutions to market-events, execution reports to executions.
 Invalid lines are skipped and reported on stderr with their line number and reason.
 
-Ordering. Within one topic partition Kafka keeps the publish order, but the worker copies snapshots and
-config changes into leader-trades (its decision log) only when it reads them, so without help a snapshot
-can land after trades that followed it in the file. ``--ordered`` makes the worker see the file's order:
-before each snapshot or config change it waits until everything before it is acknowledged, publishes it,
-then waits until the worker's copy (header ``copybot-source`` = topic:partition:offset of the published
-message) is in every leader-trades partition it must reach, before publishing anything else. Trades and
-ticks in between are batched.
+Ordering. Within one topic partition Kafka keeps the publish order, but the worker copies snapshots,
+config changes, market resolutions and execution reports into leader-trades (its decision log) only when it
+reads them, so without help a snapshot can land after trades that followed it in the file. ``--ordered``
+makes the worker see the file's order: before each of those it waits until everything before it is
+acknowledged, publishes it, then waits until the worker's copy (header ``copybot-source`` =
+topic:partition:offset of the published message) is in every leader-trades partition it must reach, before
+publishing anything else. Trades and ticks in between are batched.
 
 ``--finish`` then ends the input the way ``copybot replay`` does: it runs each partition's share of the
 file through the decision core (``models.engine.process``, routed as the worker will see it) and
@@ -38,6 +39,8 @@ from streams.topology import SOURCE_HEADER, TRADES, copy_targets, log_partitions
 __all__ = ["DEFAULT_WAIT_TIMEOUT_S", "CopyWatcher", "NoWorker", "PublishSummary", "publish_lines"]
 
 DEFAULT_WAIT_TIMEOUT_S = 30.0
+COPIED_KINDS = frozenset({"portfolioSnapshot", "configChange", "marketResolved", "executionReport"})
+"""Kinds the worker copies into leader-trades (from their own topics): ``--ordered`` waits for each copy."""
 
 
 @dataclass
@@ -152,7 +155,7 @@ async def publish_lines(
                 if ahead > 0:
                     await asyncio.sleep(ahead)  # pacing (--rate), not synchronisation
             sent += 1
-            if watcher is not None and event.kind in ("portfolioSnapshot", "configChange"):
+            if watcher is not None and event.kind in COPIED_KINDS:
                 summary.waited_s += await _publish_and_wait(
                     client, watcher, event, raw, line_no, wait_timeout_s
                 )

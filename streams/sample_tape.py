@@ -8,6 +8,14 @@ SHADOW_USER snapshots (E_u) and EXEC_GLOBAL equity snapshots every minute, redel
 ticks every second, and config changes: the initial setup, buffering switched on, a whale min-trade
 filter, a rejected change, and the kill switch off and on again. The same seed and size always give
 the same bytes.
+
+With ``resolutions`` (the default) one market of each small leader resolves during the tape (alice's
+biggest position wins, bob's loses, carol's loses), each while that leader's HARD budget is active: the
+settlement takes the position off our books, so alice (who is HARD-capped by then) gets headroom back and
+her later trades are copied again. After a resolution the leader holds none of the resolved token and
+trades a fresh market in its place. Without ``resolutions`` the tape is exactly the one the generator made
+before resolutions existed (same seed, same bytes). ``fill_model="reports"`` sets ``system.fillModel`` in
+the initial GLOBAL change (the ``copybot demo --scenario reports`` tape; SPEC 13.3).
 """
 
 from __future__ import annotations
@@ -16,7 +24,7 @@ import heapq
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, BinaryIO
 
 import orjson
 
@@ -39,6 +47,17 @@ class LeaderProfile:
     burst_every_ms: int = 0
     big_trade_chance: float = 0.0
     holdings: dict[str, int] = field(default_factory=dict)
+    markets: list[int] = field(default_factory=list)
+    """The market number traded in each of the leader's ``assets`` slots (a resolved one is replaced)."""
+
+    def asset(self, slot: int) -> str:
+        number = self.markets[slot] if self.markets else slot
+        return f"{self.leader_id[:1]}-asset-{number}"
+
+
+RESOLUTIONS = (("alice", 0.50, MICROS), ("bob", 0.40, 0), ("carol", 0.35, 0))
+"""(leader, fraction of the tape's duration, payout): the market of the leader's biggest position resolves
+then (alice's is won, bob's and carol's lost), all while Budgeted Dynamic is on with HARD enforcement."""
 
 
 def _profiles() -> list[LeaderProfile]:
@@ -52,7 +71,7 @@ def _profiles() -> list[LeaderProfile]:
     ]
 
 
-def _config_changes() -> list[tuple[float, dict[str, Any]]]:
+def _config_changes(fill_model: str = "paper") -> list[tuple[float, dict[str, Any]]]:
     """(fraction of the tape's duration, change) — the operator's actions during the session."""
     setup_sizing: dict[str, Any] = {
         "budgetedDynamicEnabled": True,
@@ -72,6 +91,8 @@ def _config_changes() -> list[tuple[float, dict[str, Any]]]:
         "guardrails": {"maxExposurePerUserBps": 3_500, "maxBuyCostPerShareMicros": 970_000},
         "system": {"initialBankrollMicros": 200_000_000},
     }
+    if fill_model != "paper":
+        setup_global["system"]["fillModel"] = fill_model
     budgets = {"alice": 60, "bob": 60, "carol": 50, "whale": 30}
     changes: list[tuple[float, dict[str, Any]]] = [(0.0, setup_global)]
     for leader_id, usd in budgets.items():
@@ -119,9 +140,37 @@ def _config_changes() -> list[tuple[float, dict[str, Any]]]:
     return changes
 
 
-def generate(trades: int = 3_000, seed: int = 7) -> Iterator[bytes]:
-    """Yield the tape's JSON lines (without newlines): about `trades` leader trades plus the rest."""
-    return _Tape(trades, seed).lines()
+def generate(
+    trades: int = 3_000, seed: int = 7, *, resolutions: bool = True, fill_model: str = "paper"
+) -> Iterator[bytes]:
+    """Yield the tape's JSON lines (without newlines): about `trades` leader trades plus the rest.
+
+    `resolutions` false gives the tape without market resolutions (byte for byte the pre-resolution
+    generator's); `fill_model` is written into the initial GLOBAL change's ``system`` section unless "paper".
+    """
+    return _Tape(trades, seed, resolutions=resolutions, fill_model=fill_model).lines()
+
+
+def _market_id(asset: str) -> str:
+    return f"market-{asset.rsplit('-', 1)[1]}-{asset[0]}"
+
+
+WRITE_EVERY = 4096
+"""Lines joined into one write."""
+
+
+def write(
+    out: BinaryIO, trades: int = 3_000, seed: int = 7, *, resolutions: bool = True, fill_model: str = "paper"
+) -> None:
+    """Write the tape of :func:`generate` to `out`, one JSON line each."""
+    batch: list[bytes] = []
+    for line in generate(trades=trades, seed=seed, resolutions=resolutions, fill_model=fill_model):
+        batch.append(line)
+        if len(batch) >= WRITE_EVERY:
+            out.write(b"\n".join(batch) + b"\n")
+            batch.clear()
+    if batch:
+        out.write(b"\n".join(batch) + b"\n")
 
 
 class _Tape:
@@ -130,7 +179,7 @@ class _Tape:
     Every random draw happens in the order the lines are produced, so a seed always gives the same bytes.
     """
 
-    def __init__(self, trades: int, seed: int) -> None:
+    def __init__(self, trades: int, seed: int, *, resolutions: bool, fill_model: str) -> None:
         self.rng = rng = random.Random(seed)
         self.profiles = _profiles()
         self.by_id = {p.leader_id: p for p in self.profiles}
@@ -145,7 +194,8 @@ class _Tape:
         self.order = 0
         self.trade_seq = 0
         self.recent: list[bytes] = []
-        self.changes = _config_changes()
+        self.changes = _config_changes(fill_model)
+        self.resolutions = RESOLUTIONS if resolutions else ()
 
     def schedule(self, at_ms: int, kind: str, who: str = "") -> None:
         self.order += 1
@@ -160,12 +210,15 @@ class _Tape:
         self.schedule(START_MS, "snapshots")
         for n, (fraction, _) in enumerate(self.changes):
             self.schedule(START_MS + int(fraction * self.duration_ms), "config", str(n))
+        for leader_id, fraction, _ in self.resolutions:
+            self.schedule(START_MS + int(fraction * self.duration_ms), "resolve", leader_id)
         handlers = {
             "trade": self.trade,
             "burst": self.burst,
             "tick": self.tick,
             "snapshots": self.snapshots,
             "config": self.config,
+            "resolve": self.resolve,
         }
         while self.queue:
             at_ms, _, kind, who = heapq.heappop(self.queue)
@@ -178,7 +231,7 @@ class _Tape:
         rng = self.rng
         holdings = [a for a, s in p.holdings.items() if s > 0]
         sell = bool(holdings) and rng.random() < 0.3
-        asset = rng.choice(holdings) if sell else f"{p.leader_id[:1]}-asset-{rng.randrange(p.assets)}"
+        asset = rng.choice(holdings) if sell else p.asset(rng.randrange(p.assets))
         price = self.prices.get(asset) or rng.randrange(80_000, 920_000)
         price = min(990_000, max(10_000, price + rng.randrange(-15_000, 15_001)))
         self.prices[asset] = price
@@ -201,7 +254,7 @@ class _Tape:
                         "tradeId": f"{p.leader_id}-{self.trade_seq:08d}",
                         "followedUserId": p.leader_id,
                         "assetId": asset,
-                        "marketId": f"market-{asset.rsplit('-', 1)[1]}-{asset[0]}",
+                        "marketId": _market_id(asset),
                         "side": "SELL" if sell else "BUY",
                         "priceMicros": fill_price,
                         "shareMicros": shares,
@@ -268,6 +321,30 @@ class _Tape:
             }
         )
         self.schedule(at_ms + 60_000, "snapshots")
+
+    def resolve(self, at_ms: int, who: str) -> Iterator[bytes]:
+        """The market of `who`'s biggest position (shares × last price) resolves; the leader redeems it and
+        trades a fresh market in that slot from now on. Draws nothing from the RNG."""
+        p = self.by_id[who]
+        held = [(s * self.prices[a], a) for a, s in p.holdings.items() if s > 0]
+        if not held:
+            return
+        _, asset = max(held)
+        payout = next(pay for leader_id, _, pay in self.resolutions if leader_id == who)
+        yield orjson.dumps(
+            {
+                "kind": "marketResolved",
+                "assetId": asset,
+                "marketId": _market_id(asset),
+                "payoutMicros": payout,
+                "resolvedAtMs": at_ms,
+            }
+        )
+        del p.holdings[asset]
+        if not p.markets:
+            p.markets = list(range(p.assets))
+        number = int(asset.rsplit("-", 1)[1])
+        p.markets[p.markets.index(number)] = max(p.markets) + 1
 
     def config(self, at_ms: int, who: str) -> Iterator[bytes]:
         n = int(who)

@@ -14,7 +14,7 @@ COPYBOT_TICK_INTERVAL_MS              100                 wall-clock tick period
 COPYBOT_WORKER_DIR                    .cache/worker       Faust data dir (table stores)
 COPYBOT_GUARANTEE                     at_least_once       exactly_once is refused (README, Delivery)
 COPYBOT_WORKER_WEB_PORT               6066                the worker's web port (health, metrics)
-COPYBOT_SESSION_TIMEOUT_MS            6000                a dead worker's partitions move after this
+COPYBOT_SESSION_TIMEOUT_MS            3000                a dead worker's partitions move after this
 COPYBOT_SEND_TIMEOUT_MS               30000               a send not acknowledged by then stops the worker
 COPYBOT_WATCHDOG_MS                   60000               no progress with input waiting → the worker exits
 COPYBOT_INSTANCE_ID                   (none)              static group membership (group.instance.id)
@@ -100,9 +100,11 @@ class Settings:
     worker_dir: Path = ROOT / ".cache" / "worker"
     guarantee: Literal["at_least_once", "exactly_once"] = "at_least_once"
     worker_web_port: int = 6066
-    session_timeout_s: float = 6.0
-    """Kafka's smallest allowed (group.min.session.timeout.ms); heartbeats run every second in the
-    consumer's own thread, so a busy event loop does not miss them."""
+    session_timeout_s: float = 3.0
+    """A SIGKILLed worker's partitions move after this (docs/failover.md). Heartbeats run every second
+    in the consumer's own thread, so a busy event loop does not miss them. Kafka refuses less than the
+    broker's group.min.session.timeout.ms (6000 by default; the embedded broker allows 1000): the
+    worker then uses that minimum."""
     send_timeout_s: float = 30.0
     watchdog_s: float = 60.0
     instance_id: str | None = None
@@ -131,7 +133,7 @@ class Settings:
             worker_dir=Path(e.get("COPYBOT_WORKER_DIR", str(ROOT / ".cache" / "worker"))),
             guarantee=guarantee,  # type: ignore[arg-type]
             worker_web_port=_int(e, "COPYBOT_WORKER_WEB_PORT", 6066, minimum=1),
-            session_timeout_s=_int(e, "COPYBOT_SESSION_TIMEOUT_MS", 6_000, minimum=1_000) / 1000,
+            session_timeout_s=_int(e, "COPYBOT_SESSION_TIMEOUT_MS", 3_000, minimum=1_000) / 1000,
             send_timeout_s=_int(e, "COPYBOT_SEND_TIMEOUT_MS", 30_000, minimum=1_000) / 1000,
             watchdog_s=_int(e, "COPYBOT_WATCHDOG_MS", 60_000, minimum=1_000) / 1000,
             instance_id=e.get("COPYBOT_INSTANCE_ID") or None,

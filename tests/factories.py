@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Callable, Iterable
+from typing import Any, ParamSpec, TypeVar
+
+from pydantic import BaseModel
 
 from models.engine import InputEvent, finish, process
 from models.events import (
@@ -21,12 +23,15 @@ from models.events import (
 )
 from models.state import PartitionState
 
+P = ParamSpec("P")
+M = TypeVar("M", bound=BaseModel)
+
 T0 = 1_000_000  # a round start time (ms); 1970-01-01T00:16:40.000Z
 USD = 1_000_000
 _ids = itertools.count(1)
 
 
-def trade(
+def trade_wire(
     leader: str = "u1",
     *,
     at: int = T0,
@@ -37,22 +42,33 @@ def trade(
     market: str | None = "m1",
     trade_id: str | None = None,
     shares: int | None = None,
-) -> LeaderTrade:
-    """A leader trade; shares default to notional / price so the VWAP equals `price`."""
-    return LeaderTrade.model_validate(
-        {
-            "kind": "leaderTrade",
-            "tradeId": trade_id or f"t{next(_ids)}",
-            "followedUserId": leader,
-            "assetId": asset,
-            "marketId": market,
-            "side": side,
-            "priceMicros": price,
-            "shareMicros": shares if shares is not None else max(1, notional * USD // price),
-            "notionalMicros": notional,
-            "detectTimeMs": at,
-        }
-    )
+) -> dict[str, Any]:
+    """A leader trade as its JSON object; shares default to notional / price so the VWAP equals `price`."""
+    return {
+        "kind": "leaderTrade",
+        "tradeId": trade_id or f"t{next(_ids)}",
+        "followedUserId": leader,
+        "assetId": asset,
+        "marketId": market,
+        "side": side,
+        "priceMicros": price,
+        "shareMicros": shares if shares is not None else max(1, notional * USD // price),
+        "notionalMicros": notional,
+        "detectTimeMs": at,
+    }
+
+
+def validated(model: type[M], wire: Callable[P, dict[str, Any]]) -> Callable[P, M]:
+    """A factory of `model` instances that takes the arguments of the wire-dict factory `wire`."""
+
+    def build(*args: P.args, **kwargs: P.kwargs) -> M:
+        return model.model_validate(wire(*args, **kwargs))
+
+    return build
+
+
+trade = validated(LeaderTrade, trade_wire)
+"""A leader trade (the arguments of :func:`trade_wire`)."""
 
 
 def shadow(leader: str = "u1", exposure: int = 100_000 * USD, at: int = T0) -> PortfolioSnapshot:

@@ -2,24 +2,16 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import orjson
 import pytest
 
 from models.events import CopyAttempt, DeadLetter
-from tests.factories import T0
+from tests.cli import ROOT, copybot
+from tests.factories import T0, trade_wire
 
-ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "examples" / "sample-tape.jsonl"
-
-
-def copybot(*args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
-    return subprocess.run(
-        [sys.executable, "-m", "streams.cli", *args], input=stdin, capture_output=True, cwd=ROOT, check=False
-    )
 
 
 def lines(data: bytes) -> list[dict[str, object]]:
@@ -51,20 +43,7 @@ def test_committed_sample_tape_matches_the_generator() -> None:
 
 
 def test_replay_reads_stdin_and_reports_bad_lines_as_dead_letters() -> None:
-    good = orjson.dumps(
-        {
-            "kind": "leaderTrade",
-            "tradeId": "t1",
-            "followedUserId": "u1",
-            "assetId": "a1",
-            "marketId": None,
-            "side": "BUY",
-            "priceMicros": 500_000,
-            "shareMicros": 200_000_000,
-            "notionalMicros": 100_000_000,
-            "detectTimeMs": T0,
-        }
-    )
+    good = orjson.dumps(trade_wire("u1", at=T0, trade_id="t1", market=None))
     bad_price = good.replace(b'"priceMicros":500000', b'"priceMicros":0')
     tape = b"\n".join([good, b"", b"{not json", bad_price, b'{"kind":"mystery"}', b"[1,2]"]) + b"\n"
     result = copybot("replay", "-", stdin=tape)

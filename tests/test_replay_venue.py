@@ -7,8 +7,9 @@ import orjson
 from pydantic import BaseModel
 
 from models.events import CopyAttempt, LeaderBook, OrderExpired, PositionSettled
+from tests.cli import copybot
 from tests.factories import T0, USD, global_change, report, resolution, tick, trade
-from tests.test_replay_cli import copybot, lines
+from tests.test_replay_cli import lines
 
 
 def tape(*events: BaseModel) -> bytes:

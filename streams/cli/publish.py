@@ -41,7 +41,8 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "--ordered",
         action="store_true",
         help=(
-            "make the worker see the events in file order: after each snapshot or config change, wait until "
+            "make the worker see the events in file order: after each snapshot, config change, resolution or "
+            "execution report, wait until "
             "the worker has copied it into leader-trades before publishing the next event (needs a worker)"
         ),
     )

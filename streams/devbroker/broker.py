@@ -25,6 +25,8 @@ and ``tests/test_compose_file.py`` keeps the two in step):
 - ``auto.create.topics.enable`` is left on (Kafka's default): Faust creates its internal topics through the
   admin API anyway, and ad-hoc tools that produce to a new topic just work.
 - ``log.retention.ms=-1``: a development event store keeps its events (Kafka's default deletes after 7 days).
+- ``group.min.session.timeout.ms=1000`` (Kafka's default 6000): lets the worker's 3 s session timeout
+  through, so a killed worker's partitions move in seconds (docs/failover.md has the trade-off).
 - Static quorum (``controller.quorum.voters=1@127.0.0.1:<controller port>``), formatted once with a fixed
   cluster id, the same way the official ``apache/kafka`` image does it.
 """
@@ -175,6 +177,15 @@ def free_ports(count: int) -> list[int]:
         return [int(sock.getsockname()[1]) for sock in sockets]
 
 
+def on_free_ports(data_dir: Path) -> BrokerSettings:
+    """The environment's broker settings on two free ports, its data in `data_dir`: a broker of a test
+    run's or benchmark's own, beside any other."""
+    port, controller_port = free_ports(2)
+    return dataclasses.replace(
+        BrokerSettings.from_env(), port=port, controller_port=controller_port, data_dir=data_dir
+    )
+
+
 def bootstrap(settings: BrokerSettings) -> str:
     """The ``bootstrap_servers`` string for clients, e.g. ``"127.0.0.1:9092"``."""
     return f"{settings.host}:{settings.port}"
@@ -203,6 +214,7 @@ def server_properties(settings: BrokerSettings) -> dict[str, str]:
         "share.coordinator.state.topic.replication.factor": "1",
         "share.coordinator.state.topic.min.isr": "1",
         "group.initial.rebalance.delay.ms": "0",
+        "group.min.session.timeout.ms": "1000",
         "log.retention.ms": "-1",
     }
 

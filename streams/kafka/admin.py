@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from aiokafka.admin import NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from streams.errors import TopicError
 from streams.kafka.connect import make_admin, partition_counts
@@ -34,7 +35,14 @@ from streams.kafka.errors import kafka_errors
 from streams.settings import Settings
 from streams.topology import ALL_TOPICS, CONFIG_CHANGES, INGEST_CHECKPOINTS, LEADER_KEYED, MARKET_EVENTS
 
-__all__ = ["TopicError", "TopicStatus", "all_topics", "create_topics", "ensure_topics"]
+__all__ = [
+    "TopicError",
+    "TopicStatus",
+    "all_topics",
+    "create_topics",
+    "ensure_topics",
+    "group_min_session_timeout_ms",
+]
 
 TOPIC_ALREADY_EXISTS = 36
 """Kafka error code of CreateTopics for a topic that exists (a concurrent create won the race)."""
@@ -42,15 +50,15 @@ TOPIC_ALREADY_EXISTS = 36
 METADATA_WAIT_S = 30.0
 """How long to wait for newly created topics to show up in the cluster metadata."""
 
+UNREACHABLE_HINT = " (is the broker running? `copybot kafka start`)"
+"""Appended to the error when :func:`ensure_topics` cannot reach the broker (callers may pass their own)."""
+
 TOPIC_CONFIGS: dict[str, dict[str, str]] = {
     CONFIG_CHANGES: {"retention.ms": "-1"},
     MARKET_EVENTS: {"retention.ms": "-1"},  # a resolution is read once per partition, whenever
     INGEST_CHECKPOINTS: {"cleanup.policy": "compact"},  # newest record per wallet
 }
 """Per-topic settings for topics created here (existing topics are left as they are)."""
-
-
-UNREACHABLE_HINT = " (is the broker running? `copybot kafka start`)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,3 +166,31 @@ async def _wait_for_metadata(admin: Any, names: set[str]) -> dict[str, int]:
                 f"cluster metadata within {METADATA_WAIT_S:.0f} s"
             )
         await asyncio.sleep(0.1)  # polling the broker for a condition, with a deadline
+
+
+MIN_SESSION_TIMEOUT = "group.min.session.timeout.ms"
+
+
+async def group_min_session_timeout_ms(settings: Settings) -> int | None:
+    """The smallest session timeout the brokers accept from a consumer group member (the largest
+    ``group.min.session.timeout.ms`` of any broker), or None when it cannot be read."""
+    admin = make_admin(settings, "copybot-config")
+    await admin.start()
+    try:
+        brokers = (await admin.describe_cluster())["brokers"]
+        resources = [
+            ConfigResource(ConfigResourceType.BROKER, str(b["node_id"]), configs={MIN_SESSION_TIMEOUT: None})
+            for b in brokers
+        ]
+        found = [
+            int(entry["config_value"])
+            for response in await admin.describe_configs(resources)
+            for resource in response.to_object()["resources"]
+            for entry in resource["config_entries"]
+            if entry["config_names"] == MIN_SESSION_TIMEOUT and entry["config_value"]
+        ]
+        return max(found, default=None)
+    except Exception:  # an old or locked-down broker: the caller keeps its setting
+        return None
+    finally:
+        await admin.close()

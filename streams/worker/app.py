@@ -25,6 +25,7 @@ stops the worker (exit 75) when it has lag but makes no progress. Agents run wit
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 import sys
@@ -218,14 +219,22 @@ def _raw_table(app: faust.App, name: str, partitions: int) -> Any:
     )
     # Writes go straight to the changelog partition of the log partition they belong to (Runtime.save);
     # Faust restores the tables from those changelogs on start and on rebalance. Small segments let
-    # compaction keep recovery short (Kafka never compacts the active segment).
+    # compaction keep recovery short (Kafka never compacts the active segment), and tombstones go after
+    # a minute, not Kafka's 24 h: every batch writes and later deletes its own delta key, so a day of
+    # tombstones was what a fresh worker's recovery read, one event at a time (docs/failover.md). A
+    # reader that misses a tombstone keeps a stale key, which restore ignores (the commit record names
+    # the live ones).
     return app.Table(
         name,
         partitions=partitions,
         key_type=bytes,
         value_type=bytes,
         schema=raw,
-        extra_topic_configs={"segment.ms": "60000", "min.cleanable.dirty.ratio": "0.1"},
+        extra_topic_configs={
+            "segment.ms": "60000",
+            "min.cleanable.dirty.ratio": "0.1",
+            "delete.retention.ms": "60000",
+        },
     )
 
 
@@ -477,6 +486,22 @@ def _stalled(app: faust.App, rt: Runtime, trades_name: str) -> str | None:
     return f"no batch decided for {now - rt.last_progress:.0f} s: {'; '.join(waiting)}"
 
 
+def _session_timeout_allowed(settings: Settings) -> Settings:
+    """`settings` with the session timeout raised to the broker's minimum when it is below it (a broker
+    refuses a member whose session timeout is under ``group.min.session.timeout.ms``)."""
+    from streams.kafka.admin import group_min_session_timeout_ms
+
+    floor_ms = asyncio.run(group_min_session_timeout_ms(settings))
+    if floor_ms is None or floor_ms <= settings.session_timeout_s * 1000:
+        return settings
+    print(
+        f"copybot worker: session timeout {settings.session_timeout_s * 1000:.0f} ms is below the broker's "
+        f"group.min.session.timeout.ms; using {floor_ms} ms (a dead worker's partitions move after it)",
+        file=sys.stderr,
+    )
+    return dataclasses.replace(settings, session_timeout_s=floor_ms / 1000)
+
+
 def run_worker(loglevel: str = "info") -> int:
     """Create the topics if needed and run a Faust worker until it is stopped."""
     from streams.kafka.admin import create_topics
@@ -486,7 +511,7 @@ def run_worker(loglevel: str = "info") -> int:
         print(EXACTLY_ONCE_REFUSED, file=sys.stderr)
         return 2
     asyncio.run(create_topics(settings))
-    app = create_app(settings)
+    app = create_app(_session_timeout_allowed(settings))
     worker = faust.Worker(app, loglevel=loglevel, quiet=True)
     worker.execute_from_commandline()
     return 0

@@ -11,7 +11,9 @@ slow commit cannot stop fetching.
 
 Private Faust hooks used here (pinned faust-streaming==0.15.3, tested in
 tests/unit/test_worker_hooks.py): ``Consumer._drain_messages`` (overridden), ``getmany``,
-``_read_offset``, ``_add_gap``, ``suspend_flow``, ``Transport.Consumer``, ``App._transport``.
+``_read_offset``, ``_add_gap``, ``suspend_flow``, ``Transport.Consumer``, ``App._transport``,
+``Consumer._new_consumer_thread``, ``AIOKafkaConsumerThread._create_worker_consumer`` and aiokafka's
+``AIOKafkaConsumer._fetch_max_wait_ms``.
 """
 
 from __future__ import annotations
@@ -64,6 +66,21 @@ class LogSink:
         return dropped
 
 
+FETCH_MAX_WAIT_MS = 100
+"""How long the broker may hold a fetch when there is no data. Faust hardcodes 1500 ms
+(``faust/transport/drivers/aiokafka.py:615``); a partition resumed after a rebalance is fetched only
+once the fetch in flight returns, so that wait was added to every failover (docs/failover.md)."""
+
+
+class QuickFetchConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
+    """Faust's consumer thread, its aiokafka consumer with a short fetch wait."""
+
+    def _create_worker_consumer(self, transport: Any) -> Any:
+        consumer = super()._create_worker_consumer(transport)
+        consumer._fetch_max_wait_ms = FETCH_MAX_WAIT_MS  # read when it starts (aiokafka consumer.py:391)
+        return consumer
+
+
 class BatchDrainConsumer(faust_aiokafka.Consumer):
     """The aiokafka-backed Faust consumer with a direct delivery path."""
 
@@ -72,6 +89,9 @@ class BatchDrainConsumer(faust_aiokafka.Consumer):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.sinks = _SINKS.get(id(self.app), {})
+
+    def _new_consumer_thread(self) -> QuickFetchConsumerThread:
+        return QuickFetchConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
     async def _drain_messages(self, fetcher: Any) -> None:
         callback = self.callback

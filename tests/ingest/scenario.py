@@ -96,36 +96,14 @@ A6 = Fill(
     ALICE, T0 + 30, TX[4], "1002", MARKET_1, "BUY", "2", "0.000001", "0.000002", False, (1, 2_000_000, 2)
 )
 # round 2: one more row in the boundary second, one later
-A7 = Fill(
-    ALICE,
-    T0 + 30,
-    TX[5],
-    "1002",
-    MARKET_1,
-    "SELL",
-    "1.5",
-    "0.45",
-    "0.675",
-    False,
-    (450_000, 1_500_000, 675_000),
-)
+A7 = Fill(ALICE, T0 + 30, TX[5], "1002", MARKET_1, "SELL", "1.5", "0.45", "0.675", False,
+          (450_000, 1_500_000, 675_000))  # fmt: skip
 A8 = Fill(
     ALICE, T0 + 40, TX[6], "1001", MARKET_1, "BUY", "4", "0.6", "2.4", True, (600_000, 4_000_000, 2_400_000)
 )
 
-B1 = Fill(
-    BOB,
-    T0 + 15,
-    TX[8],
-    "2001",
-    MARKET_2,
-    "BUY",
-    "100",
-    "0.25",
-    "25",
-    False,
-    (250_000, 100_000_000, 25_000_000),
-)
+B1 = Fill(BOB, T0 + 15, TX[8], "2001", MARKET_2, "BUY", "100", "0.25", "25", False,
+          (250_000, 100_000_000, 25_000_000))  # fmt: skip
 BOB_MALFORMED = (
     f'{{"proxyWallet": "{BOB}", "timestamp": {T0 + 16}, "conditionId": "{MARKET_2}", "type": "TRADE", '
     f'"size": "lots", "usdcSize": 1, "transactionHash": "{TX[9]}", "price": 0.5, "asset": "2002", '

@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import dataclasses
 import os
 import random
 import signal
@@ -70,6 +69,8 @@ class ChaosPlan:
     max_restart_delay_s: float = 5.0
     whole_deadline_s: float = 20.0
     """Before a kill, how long to wait for every worker to be ready (5 s restart + 10 s failover + slack)."""
+    after_outage_deadline_s: float = 90.0
+    """After the broker restart, how long to wait for every partition to decide again before the next kill."""
     gap_limit_s: float = 15.0
     cover_deadline_s: float = 120.0
     """After publishing, how long the attempts may take to cover every trade (the rest count as lost)."""
@@ -244,7 +245,7 @@ class ChaosRun:
             await asyncio.sleep(rng.uniform(1.0, 4.0))  # the chaos schedule
             if n == plan.kills // 2:
                 await self.restart_broker()
-                await self.wait_whole()
+                await self.wait_deciding()
             victim = rng.choice(self.workers)
             restart_in = rng.uniform(0, plan.max_restart_delay_s)
             self._down.add(victim.name)
@@ -260,6 +261,23 @@ class ChaosRun:
             await wait_for(self.all_ready, self.plan.whole_deadline_s, "every worker to be ready")
         except TimeoutError:
             self.timeline.not_whole += 1
+
+    async def wait_deciding(self) -> None:
+        """After the broker restart: wait until every partition has published an attempt again (a
+        worker whose send was pending through the outage exits and is restarted first), so the next
+        kill is not piled on the outage's aftermath — at most `after_outage_deadline_s`."""
+        topic = self.settings.topic(COPY_ATTEMPTS)
+        before = await end_offsets(self.bootstrap, topic)
+
+        async def advanced() -> bool:
+            now = await end_offsets(self.bootstrap, topic)
+            return all(now[tp] > offset for tp, offset in before.items())
+
+        try:
+            await wait_for(advanced, self.plan.after_outage_deadline_s, "every partition to decide again")
+        except TimeoutError:
+            self.timeline.not_whole += 1
+        await self.wait_whole()
 
     def all_ready(self) -> bool:
         """Every worker is running (not waiting for its restart) and has logged that it is ready."""
@@ -423,6 +441,20 @@ async def tail(bootstrap: str, topic: str) -> Any:
         await consumer.stop()
 
 
+async def end_offsets(bootstrap: str, topic: str) -> dict[TopicPartition, int]:
+    """Every partition's end offset of `topic`."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        partitions = await wait_value(lambda: partitions_of(consumer, topic), 60, f"{topic}'s partitions")
+        ends: dict[TopicPartition, int] = await consumer.end_offsets(
+            [TopicPartition(topic, p) for p in sorted(partitions)]
+        )
+        return ends
+    finally:
+        await consumer.stop()
+
+
 async def partitions_of(consumer: AIOKafkaConsumer, topic: str) -> set[int] | None:
     found = consumer.partitions_for_topic(topic)
     if not found:
@@ -544,13 +576,7 @@ def main() -> int:
         ticks=not args.no_ticks,
     )
     workdir = Path(tempfile.mkdtemp(prefix="copybot-chaos-"))
-    port, controller_port = free_ports(2)
-    settings = dataclasses.replace(
-        broker.BrokerSettings.from_env(),
-        port=port,
-        controller_port=controller_port,
-        data_dir=workdir / "kafka",
-    )
+    settings = broker.on_free_ports(workdir / "kafka")
     try:
         with contextlib.redirect_stdout(sys.stderr):
             broker.start(settings)

@@ -10,7 +10,6 @@ import asyncio
 import io
 import os
 import subprocess
-import sys
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -31,6 +30,7 @@ from streams.devbroker.harness import (
 from streams.kafka.client import CopybotClient as ShippedClient
 from streams.replay import replay
 from streams.settings import COPY_ATTEMPTS, Settings
+from tests.cli import copybot
 
 __all__ = [
     "CopybotClient",
@@ -96,15 +96,7 @@ class LiveSystem:
         return worker
 
     def copybot(self, *args: str, timeout_s: float = 300.0) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "streams.cli", *args],
-            env=self.env,
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=timeout_s,
-            check=False,
-        )
+        return copybot(*args, env=self.env, text=True, timeout_s=timeout_s)
 
     def publish(self, tape: Path, *args: str) -> subprocess.CompletedProcess[str]:
         result = self.copybot("publish", str(tape), *args)

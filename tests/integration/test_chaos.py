@@ -23,6 +23,7 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from streams.devbroker import broker
 from streams.settings import COPY_ATTEMPTS, TRADES
+from tests.factories import trade_wire
 from tests.integration.chaos import ChaosPlan, run_chaos
 from tests.integration.chaos_check import AttemptRecord, ChaosRecords, judge, render, replay_log
 from tests.integration.conftest import start_or_fail
@@ -59,20 +60,7 @@ T0 = 1_800_000_000_000
 
 
 def _trade(trade_id: str, at: int, leader: str = "u1") -> bytes:
-    return orjson.dumps(
-        {
-            "kind": "leaderTrade",
-            "tradeId": trade_id,
-            "followedUserId": leader,
-            "assetId": "a1",
-            "marketId": None,
-            "side": "BUY",
-            "priceMicros": 500_000,
-            "shareMicros": 200_000_000,
-            "notionalMicros": 100_000_000,
-            "detectTimeMs": at,
-        }
-    )
+    return orjson.dumps(trade_wire(leader, at=at, trade_id=trade_id, market=None))
 
 
 def _records(

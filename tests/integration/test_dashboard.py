@@ -26,6 +26,7 @@ from streams.devbroker import broker
 from streams.kafka.admin import ensure_topics
 from streams.kafka.client import CopybotClient
 from streams.settings import CONFIG_CHANGES, Settings
+from tests.factories import trade_wire
 from tests.integration.conftest import free_ports, start_or_fail
 from tests.integration.live import (
     SAMPLE_TAPE,
@@ -87,18 +88,7 @@ def _publish_trade(settings: Settings, n: int) -> str:
     async def send() -> None:
         async with CopybotClient(settings, client_id="dashboard-test") as client:
             await client.publish(
-                {
-                    "kind": "leaderTrade",
-                    "tradeId": trade_id,
-                    "followedUserId": LEADER,
-                    "assetId": "dash-asset",
-                    "marketId": None,
-                    "side": "BUY",
-                    "priceMicros": 500_000,
-                    "shareMicros": 200_000_000,
-                    "notionalMicros": 100_000_000,
-                    "detectTimeMs": at,
-                }
+                trade_wire(LEADER, at=at, trade_id=trade_id, asset="dash-asset", market=None)
             )
             await client.publish_tick(at + 10_000)
             await client.flush()

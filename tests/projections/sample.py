@@ -11,14 +11,16 @@ from typing import Any
 import orjson
 
 from models.config import ConfigStore, Scope, apply_change
+from models.events import BOOK_EVENT_KINDS
 from models.state import PartitionState
 from models.summary import LeaderSummary, summarize
-from projections.consumer import Decoded, decode_attempt, project_batch
+from projections.consumer import Decoded, decode_attempt, decode_book_event, project_batch
 from projections.store import ProjectionStore
 from streams.configedit import Assignment, SetResult, build_change
 from streams.replay import ReplayResult, replay
 from streams.serde import decode_event, peek
 from streams.settings import CONFIG_CHANGES, COPY_ATTEMPTS, SNAPSHOTS
+from streams.topology import BOOK_EVENTS
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE_TAPE = ROOT / "examples" / "sample-tape.jsonl"
@@ -56,6 +58,9 @@ class Sample:
             x for x in out.getvalue().splitlines() if x.startswith(b'{"kind":"copyAttempt"')
         ]
         self.attempts = [orjson.loads(line) for line in self.attempt_lines]
+        self.book_lines = [
+            x for x in out.getvalue().splitlines() if (peek(x) or {}).get("kind") in BOOK_EVENT_KINDS
+        ]
         kinds = [(peek(line) or {}).get("kind") for line in lines]
         self.snapshots = [line for line, k in zip(lines, kinds, strict=True) if k == "portfolioSnapshot"]
         self.changes = [line for line, k in zip(lines, kinds, strict=True) if k == "configChange"]
@@ -64,7 +69,8 @@ class Sample:
         }
 
     def project_into(self, db: str) -> None:
-        """Project as the consumer does: config changes, then snapshots, then attempts, in batches."""
+        """Project as the consumer does: config changes, then snapshots, then attempts in batches, then the
+        book events (leaderBook, positionSettled, orderExpired)."""
         store = ProjectionStore(db)
         store.create_schema()
         try:
@@ -80,5 +86,10 @@ class Sample:
                     for i, line in enumerate(chunk)
                 ]
                 project_batch(store, decoded, {(COPY_ATTEMPTS, 0): start + len(chunk)})
+            books: list[Decoded] = [
+                (BOOK_EVENTS, 0, i, decode_book_event(line), line.decode())
+                for i, line in enumerate(self.book_lines)
+            ]
+            project_batch(store, books, {(BOOK_EVENTS, 0): len(books)})
         finally:
             store.close()

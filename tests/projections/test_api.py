@@ -81,14 +81,17 @@ def test_summary_equals_the_replay_of_the_sample_tape(client: TestClient, sample
             None if s.leader_exposure_micros is None else s.leader_exposure_micros / 1e6
         )
         assert (r["executed"], r["skipped"], r["trades"]) == (s.executed, s.skipped, s.trades)
-        # r_u and our exposure as of the leader's last decision (the projection's contract)
+        # r_u as of the leader's last decision; our exposure (with what open orders reserve) and PnL from
+        # its final leaderBook, which is the replay's end state exactly
         a = last[leader]
         assert r["rU"] == pytest.approx(a["sizing"]["rU"] * 100)
-        ours = a["budget"]["currentExposureMicros"]
-        if a["decision"] == "EXECUTE":
-            t = a["targetNotionalMicros"]
-            ours = max(0, ours - t) if a["budget"]["reducing"] else ours + t
+        ours = s.our_exposure_micros + s.reserved_micros
         assert r["execExposureUsdc"] == ours / 1e6
+        assert (r["realizedPnlUsdc"], r["unrealizedPnlUsdc"]) == (
+            s.realized_pnl_micros / 1e6,
+            s.unrealized_pnl_micros / 1e6,
+        )
+        assert (r["reservedUsdc"], r["openOrders"]) == (s.reserved_micros / 1e6, s.open_orders)
         if s.headroom_micros is None:
             assert r["budgetHeadroomUsdc"] is None
         else:
@@ -123,7 +126,10 @@ def test_user_detail(client: TestClient, sample: Sample) -> None:
     history = detail["exposureHistory"]
     assert 0 < len(history) <= api.HISTORY_POINTS
     assert [p["t"] for p in history] == sorted(p["t"] for p in history)
-    assert history[-1]["execExposureUsdc"] == detail["summary"]["execExposureUsdc"]
+    assert history[-1]["t"] == recent[0]["decidedAtMs"]
+    books = detail["pnlHistory"]
+    assert books
+    assert books[-1]["realizedPnlUsdc"] == detail["summary"]["realizedPnlUsdc"]
 
 
 def test_unknown_user_is_404(client: TestClient) -> None:
@@ -239,6 +245,7 @@ def test_post_returns_warnings(client: TestClient, gateway: MemoryGateway) -> No
         ({"sizing": 5}, "sizing: expected an object"),
         ({}, "nothing to change"),
         ([1, 2], "body: expected a JSON object"),
+        ({"sizing": {"budgetUsdcMicros": 2**64}}, "body: cannot be published as JSON"),
     ],
 )
 def test_invalid_global_config_is_422_with_per_key_errors(

@@ -52,6 +52,8 @@ ROW_SOURCES: dict[str, tuple[str, ...]] = {
     "headroom_micros": ("budget", "headroomMicros"),
     "capped": ("budget", "capped"),
     "reducing": ("budget", "reducing"),
+    "reserved_micros": ("budget", "reservedMicros"),
+    "budgeted_dynamic_enabled": ("sizing", "budgetedDynamicEnabled"),
     "config_version": ("configVersion",),
 }
 """Each ``copy_attempts`` column copied from the attempt, and the wire field it is copied from."""
@@ -65,11 +67,6 @@ NOT_COLUMNS = {
     ("kind",): "always copyAttempt",
     ("tradeIds",): "in attempt_json",
     ("reasonCodes",): "its first code is the reason column",
-    ("sizing", "budgetedDynamicEnabled"): "the kill switch: budgeted_dynamic_active is what applied",
-    (
-        "budget",
-        "reservedMicros",
-    ): "new in SPEC 13.3 (issue 8 core); the projections of issue 8 give it a column",
 }
 """Wire fields that are deliberately not a column of their own."""
 

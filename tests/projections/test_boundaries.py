@@ -34,7 +34,7 @@ def test_rows_is_pure_and_imports_only_the_domain() -> None:
             else []
         )
     }
-    assert imported <= {"__future__", "collections", "dataclasses", "json", "models"}
+    assert imported <= {"__future__", "collections", "dataclasses", "json", "typing", "models"}
 
 
 ALLOWED_STREAMS = {"settings", "serde", "topology", "kafka", "configedit", "errors"}

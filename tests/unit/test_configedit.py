@@ -137,6 +137,12 @@ def test_an_invalid_edit_is_rejected_with_the_key_named() -> None:
     assert any(e.startswith("sizing.budgetUsdcMicros:") for e in outcome.errors)
 
 
+def test_an_integer_past_64_bits_is_a_clear_error_not_a_crash() -> None:
+    huge = Assignment("sizing", "budgetUsdcMicros", 2**64)  # as the API gets it from a JSON body
+    with pytest.raises(AssignmentError, match=r"^sizing.budgetUsdcMicros: .*64 bits"):
+        build_change(fold([]).store, "GLOBAL", None, [huge], "c1", 1)
+
+
 def test_nothing_to_change_is_an_error() -> None:
     with pytest.raises(AssignmentError, match="nothing to change"):
         build_change(fold([]).store, "GLOBAL", None, [], "c1", 1)

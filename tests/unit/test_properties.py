@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import io
-from collections import Counter
 from typing import Any
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from models.engine import InputEvent, finish, process
-from models.events import CopyAttempt, LeaderTrade
+from models.events import LeaderTrade
 from models.state import PartitionState
-from models.units import MICROS, notional
+from models.units import notional
 from streams.replay import replay
 from streams.serde import encode
 from tests.factories import (
@@ -22,25 +21,17 @@ from tests.factories import (
     restarted_run_changes_nothing,
     shadow,
     tick,
-    trade,
     user_change,
 )
+from tests.unit import strategies
 
-LEADERS = ("u1", "u2", "u3")
 ASSETS = ("a1", "a2", "a3")
 
-sizing_changes = st.fixed_dictionaries(
-    {},
-    optional={
-        "budgetedDynamicEnabled": st.booleans(),
-        "sizingMode": st.sampled_from(["fixedRate", "budgetedDynamic"]),
-        "budgetUsdcMicros": st.integers(1, 200 * USD),
-        "budgetEnforcement": st.sampled_from(["hard", "soft"]),
-        "budgetRMaxBps": st.integers(100, 20_000),
-        "minTradeNotionalMicros": st.integers(0, 5 * USD),
-        "minLeaderTradeNotionalMicros": st.integers(0, 20 * USD),
-        "copyPctNotionalBps": st.integers(0, 20_000),
-    },
+sizing_changes = strategies.sizing_keys(
+    budget_max=200 * USD,
+    enforcement=["hard", "soft"],
+    minLeaderTradeNotionalMicros=st.integers(0, 20 * USD),
+    copyPctNotionalBps=st.integers(0, 20_000),
 )
 buffering_changes = st.fixed_dictionaries(
     {},
@@ -74,18 +65,7 @@ def tapes(draw: st.DrawFn) -> list[InputEvent]:
         what = draw(st.sampled_from(["trade"] * 6 + ["dup", "tick", "shadow", "global", "user"]))
         if what == "trade" or (what == "dup" and not sent):
             clock += draw(st.integers(0, 400))
-            price = draw(st.integers(1, MICROS))
-            shares = draw(st.integers(1, 2_000 * USD))
-            late = draw(st.integers(0, 600)) if draw(st.booleans()) else 0
-            t = trade(
-                draw(st.sampled_from(LEADERS)),
-                at=max(0, clock - late),
-                side=draw(st.sampled_from(["BUY", "BUY", "SELL"])),
-                price=price,
-                shares=shares,
-                notional=notional(shares, price),
-                asset=draw(st.sampled_from(ASSETS)),
-            )
+            t = strategies.draw_trade(draw, clock, ASSETS)
             sent.append(t)
             events.append(t)
         elif what == "dup":
@@ -94,7 +74,9 @@ def tapes(draw: st.DrawFn) -> list[InputEvent]:
             clock += draw(st.integers(0, 3_000))
             events.append(tick(clock))
         elif what == "shadow":
-            events.append(shadow(draw(st.sampled_from(LEADERS)), draw(st.integers(0, 500 * USD)), at=clock))
+            events.append(
+                shadow(draw(st.sampled_from(strategies.LEADERS)), draw(st.integers(0, 500 * USD)), at=clock)
+            )
         elif what == "global":
             sections: dict[str, Any] = {"sizing": draw(sizing_changes)}
             if draw(st.booleans()):
@@ -103,7 +85,7 @@ def tapes(draw: st.DrawFn) -> list[InputEvent]:
                 sections["system"] = draw(system_changes)
             events.append(global_change(**sections))
         else:
-            events.append(user_change(draw(st.sampled_from(LEADERS)), sizing=draw(sizing_changes)))
+            events.append(user_change(draw(st.sampled_from(strategies.LEADERS)), sizing=draw(sizing_changes)))
     return events
 
 
@@ -122,31 +104,22 @@ def _run_checking_holdings(events: list[InputEvent]) -> tuple[PartitionState, li
     return state, attempts
 
 
-PROPERTY_SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-
-
-@PROPERTY_SETTINGS
+@strategies.PROPERTY_SETTINGS
 @given(tapes())
 def test_every_accepted_trade_is_in_exactly_one_attempt(events: list[InputEvent]) -> None:
     _, attempts = _run_checking_holdings(events)
-    accepted = {(e.followed_user_id, e.trade_id) for e in events if isinstance(e, LeaderTrade)}
-    counted = Counter((a["followedUserId"], tid) for a in attempts for tid in a["tradeIds"])
-    assert set(counted) == accepted
-    assert all(n == 1 for n in counted.values())
-    assert len({a["attemptId"] for a in attempts}) == len(attempts)
+    strategies.assert_conservation(events, attempts)
     for a in attempts:
-        CopyAttempt.model_validate(a)
         assert a["bufferedTradeCount"] == len(a["tradeIds"])
         assert (a["decision"] == "EXECUTE") == (a["reasonCodes"] == [])
 
 
-@PROPERTY_SETTINGS
+@strategies.PROPERTY_SETTINGS
 @given(tapes())
 def test_hard_budget_is_never_overshot(events: list[InputEvent]) -> None:
     state, attempts = _run_checking_holdings(events)
     for a in attempts:
-        hard = a["sizing"]["budgetedDynamicActive"] and a["sizing"]["budgetEnforcement"] == "hard"
-        if a["decision"] == "EXECUTE" and hard and not a["budget"]["reducing"]:
+        if strategies.hard_budget_binds(a):
             budget = a["sizing"]["budgetUsdcMicros"]
             assert a["budget"]["currentExposureMicros"] + a["targetNotionalMicros"] <= budget
             assert a["budget"]["headroomMicros"] == budget - a["budget"]["currentExposureMicros"]
@@ -159,7 +132,7 @@ def test_hard_budget_is_never_overshot(events: list[InputEvent]) -> None:
         assert leader.exposure_micros == expected
 
 
-@PROPERTY_SETTINGS
+@strategies.PROPERTY_SETTINGS
 @given(tapes())
 def test_replay_is_deterministic_and_holdings_never_go_negative(events: list[InputEvent]) -> None:
     lines = [encode(e) for e in events]
@@ -172,7 +145,7 @@ def test_replay_is_deterministic_and_holdings_never_go_negative(events: list[Inp
     _run_checking_holdings(events)
 
 
-@PROPERTY_SETTINGS
+@strategies.PROPERTY_SETTINGS
 @given(tapes(), st.integers(0, 60))
 def test_a_restored_partition_decides_exactly_as_an_uninterrupted_one(
     events: list[InputEvent], cut: int

@@ -9,11 +9,11 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from models.engine import InputEvent, finish, process
-from models.events import CopyAttempt, LeaderTrade, Output, PositionSettled
+from models.events import LeaderTrade, Output, PositionSettled
 from models.state import PartitionState
 from models.units import MICROS, notional
 from tests.factories import (
@@ -26,11 +26,10 @@ from tests.factories import (
     restarted_run_changes_nothing,
     shadow,
     tick,
-    trade,
     user_change,
 )
+from tests.unit import strategies
 
-LEADERS = ("u1", "u2", "u3")
 ASSETS = ("a1", "a2", "a3", "a4", "a5", "a6")
 
 system_keys = st.fixed_dictionaries(
@@ -43,17 +42,10 @@ system_keys = st.fixed_dictionaries(
         "initialBankrollMicros": st.integers(0, 10_000 * USD),
     },
 )
-sizing_keys = st.fixed_dictionaries(
-    {},
-    optional={
-        "budgetedDynamicEnabled": st.booleans(),
-        "sizingMode": st.sampled_from(["fixedRate", "budgetedDynamic"]),
-        "budgetUsdcMicros": st.integers(1, 100 * USD),
-        "budgetEnforcement": st.sampled_from(["hard", "hard", "soft"]),
-        "budgetRMaxBps": st.integers(100, 20_000),
-        "minTradeNotionalMicros": st.integers(0, 5 * USD),
-        "leaderExposureSource": st.sampled_from(["snapshot", "shadowBook", "snapshotElseShadowBook"]),
-    },
+sizing_changes = strategies.sizing_keys(
+    budget_max=100 * USD,
+    enforcement=["hard", "hard", "soft"],
+    leaderExposureSource=st.sampled_from(["snapshot", "shadowBook", "snapshotElseShadowBook"]),
 )
 buffering_keys = st.fixed_dictionaries(
     {"enabled": st.booleans()},
@@ -80,22 +72,12 @@ def venue_tapes(draw: st.DrawFn) -> list[InputEvent]:
         events.append(event)
         attempts.extend(dict(o) for o in process(scratch, event) if isinstance(o, dict))
 
-    feed(global_change(sizing=draw(sizing_keys), system=draw(system_keys)))
+    feed(global_change(sizing=draw(sizing_changes), system=draw(system_keys)))
     for _ in range(draw(st.integers(1, 70))):
         what = draw(st.sampled_from(STEPS))
         if what == "trade" or (what == "dup" and not sent):
             clock += draw(st.integers(0, 600))
-            price = draw(st.integers(1, MICROS))
-            shares = draw(st.integers(1, 2_000 * USD))
-            t = trade(
-                draw(st.sampled_from(LEADERS)),
-                at=max(0, clock - (draw(st.integers(0, 600)) if draw(st.booleans()) else 0)),
-                side=draw(st.sampled_from(["BUY", "BUY", "SELL"])),
-                price=price,
-                shares=shares,
-                notional=notional(shares, price),
-                asset=draw(st.sampled_from(ASSETS)),
-            )
+            t = strategies.draw_trade(draw, clock, ASSETS)
             sent.append(t)
             feed(t)
         elif what == "dup":
@@ -104,9 +86,9 @@ def venue_tapes(draw: st.DrawFn) -> list[InputEvent]:
             clock += draw(st.integers(0, 3_000))
             feed(tick(clock))
         elif what == "shadow":
-            feed(shadow(draw(st.sampled_from(LEADERS)), draw(st.integers(0, 500 * USD)), at=clock))
+            feed(shadow(draw(st.sampled_from(strategies.LEADERS)), draw(st.integers(0, 500 * USD)), at=clock))
         elif what == "global":
-            sections: dict[str, Any] = {"sizing": {**draw(sizing_keys)}}
+            sections: dict[str, Any] = {"sizing": {**draw(sizing_changes)}}
             if draw(st.booleans()):
                 sections["system"] = draw(system_keys)
             if draw(st.booleans()):
@@ -115,7 +97,7 @@ def venue_tapes(draw: st.DrawFn) -> list[InputEvent]:
                 sections["sizing"].update(BUDGETED)
             feed(global_change(**sections))
         elif what == "user":
-            feed(user_change(draw(st.sampled_from(LEADERS)), sizing=draw(sizing_keys)))
+            feed(user_change(draw(st.sampled_from(strategies.LEADERS)), sizing=draw(sizing_changes)))
         elif what == "resolve":
             feed(resolution(draw(st.sampled_from(ASSETS)), draw(st.sampled_from([0, MICROS, 370_000]))))
         else:
@@ -127,7 +109,7 @@ def _draw_report(
     draw: st.DrawFn, attempts: list[dict[str, Any]], reported: dict[str, tuple[int, int]]
 ) -> InputEvent:
     if not attempts or draw(st.integers(0, 9)) == 0:
-        return report(f"unknown-{draw(st.integers(0, 3))}", leader=draw(st.sampled_from(LEADERS)))
+        return report(f"unknown-{draw(st.integers(0, 3))}", leader=draw(st.sampled_from(strategies.LEADERS)))
     executed = [a for a in attempts[-30:] if a["decision"] == "EXECUTE"]
     prefer_executed = bool(executed) and draw(st.integers(0, 4)) > 0
     a = draw(st.sampled_from(executed if prefer_executed else attempts[-12:]))
@@ -144,7 +126,7 @@ def _draw_report(
         shares += a["targetShareMicros"] + draw(st.integers(0, 5 * USD))
         paid += draw(st.integers(0, 10 * USD))
     reported[aid] = (max(shares, reported.get(aid, (0, 0))[0]), max(paid, reported.get(aid, (0, 0))[1]))
-    leader = a["followedUserId"] if draw(st.integers(0, 9)) else draw(st.sampled_from(LEADERS))
+    leader = a["followedUserId"] if draw(st.integers(0, 9)) else draw(st.sampled_from(strategies.LEADERS))
     return report(
         aid,
         draw(st.sampled_from(["PARTIAL", "PARTIAL", "FILLED", "REJECTED", "CANCELLED"])),
@@ -225,37 +207,26 @@ def run_checked(events: list[InputEvent]) -> tuple[PartitionState, list[Output]]
     return state, outputs
 
 
-VENUE_SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-
-
-@VENUE_SETTINGS
+@strategies.PROPERTY_SETTINGS
 @given(venue_tapes())
 def test_conservation_holds_with_resolutions_and_reports(events: list[InputEvent]) -> None:
     _, outputs = run_checked(events)
-    attempts = [o for o in outputs if isinstance(o, dict)]
-    accepted = {(e.followed_user_id, e.trade_id) for e in events if isinstance(e, LeaderTrade)}
-    counted = Counter((a["followedUserId"], tid) for a in attempts for tid in a["tradeIds"])
-    assert set(counted) == accepted
-    assert all(n == 1 for n in counted.values())
-    assert len({a["attemptId"] for a in attempts}) == len(attempts)
-    for a in attempts:
-        CopyAttempt.model_validate(a)
+    strategies.assert_conservation(events, [o for o in outputs if isinstance(o, dict)])
 
 
-@VENUE_SETTINGS
+@strategies.PROPERTY_SETTINGS
 @given(venue_tapes())
 def test_hard_with_reservations_is_never_overshot(events: list[InputEvent]) -> None:
     _, outputs = run_checked(events)
     for a in (o for o in outputs if isinstance(o, dict)):
         sizing, budget = a["sizing"], a["budget"]
         assert 0 <= budget["reservedMicros"] <= budget["currentExposureMicros"]
-        hard = sizing["budgetedDynamicActive"] and sizing["budgetEnforcement"] == "hard"
-        if a["decision"] == "EXECUTE" and hard and not budget["reducing"]:
+        if strategies.hard_budget_binds(a):
             # currentExposure already includes the reservations: exposure + reserved + target ≤ B_u
             assert budget["currentExposureMicros"] + a["targetNotionalMicros"] <= sizing["budgetUsdcMicros"]
 
 
-@VENUE_SETTINGS
+@strategies.PROPERTY_SETTINGS
 @given(venue_tapes())
 def test_holdings_never_go_negative_and_the_pnl_identity_holds_after_every_event(
     events: list[InputEvent],
@@ -263,7 +234,7 @@ def test_holdings_never_go_negative_and_the_pnl_identity_holds_after_every_event
     run_checked(events)  # checks after every event
 
 
-@VENUE_SETTINGS
+@strategies.PROPERTY_SETTINGS
 @given(venue_tapes(), st.integers(0, 80))
 def test_a_restored_partition_continues_exactly_as_an_uninterrupted_one(
     events: list[InputEvent], cut: int

@@ -15,7 +15,13 @@ from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types.tuples import ConsumerMessage, Message
 
 from streams.settings import Settings
-from streams.worker.consumer import BatchDrainConsumer, LogSink, install
+from streams.worker.consumer import (
+    FETCH_MAX_WAIT_MS,
+    BatchDrainConsumer,
+    LogSink,
+    QuickFetchConsumerThread,
+    install,
+)
 
 
 def test_faust_is_the_pinned_version() -> None:
@@ -66,3 +72,19 @@ async def test_a_log_sink_hands_over_batches_in_order_and_applies_backpressure()
     await sink.take(1)
     assert sink.room.is_set()
     assert len(sink.drop_all()) == limit - 1
+
+
+async def test_the_worker_consumer_fetches_with_a_short_wait_not_fausts_hardcoded_one() -> None:
+    # Faust builds its aiokafka consumer with fetch_max_wait_ms=1500, which delays the first fetch of
+    # a partition resumed after a rebalance; the worker's consumer thread shortens it
+    assert "fetch_max_wait_ms=1500" in inspect.getsource(
+        faust_aiokafka.AIOKafkaConsumerThread._create_worker_consumer
+    )
+    app = faust.App("hooks-fetch", broker="kafka://127.0.0.1:1", store="memory://")
+    install(app, ["hooks.topic"])
+    consumer = app.consumer
+    assert isinstance(consumer, BatchDrainConsumer)
+    thread = consumer._new_consumer_thread()
+    assert isinstance(thread, QuickFetchConsumerThread)
+    client = thread._create_worker_consumer(app.transport)
+    assert client._fetch_max_wait_ms == FETCH_MAX_WAIT_MS <= 200
