@@ -9,13 +9,14 @@ other load). The tape comes from ``copybot sample-tape`` (cached under .cache/).
 By default the venue loop's features are on (SPEC 13): the tape starts with fillModel "reports",
 leaderExposureSource "snapshotElseShadowBook" and leaderBooks every second; every EXECUTE is answered
 by execution reports (most filled, some partial, some rejected, some never: they expire), and one asset
-in ten resolves halfway through. ``--plain`` replays the sample tape as generated (default config:
-paper fills, leaderBooks every second, no reports).
+in ten resolves halfway through. ``--plain`` replays the sample tape as generated (its own market
+resolutions, default config: paper fills, leaderBooks every second, no reports).
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import io
 import statistics
 import sys
@@ -28,6 +29,7 @@ import orjson
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from streams import sample_tape  # noqa: E402
 from streams.replay import replay  # noqa: E402
 from streams.sample_tape import generate  # noqa: E402
 
@@ -47,7 +49,9 @@ class Sink(io.RawIOBase):
 
 
 def tape_path(trades: int, seed: int) -> Path:
-    path = ROOT / ".cache" / "bench" / f"sample-tape-{trades}-{seed}.jsonl"
+    """The cached tape; its name carries a digest of the generator, so a changed generator makes a new one."""
+    version = hashlib.sha1(Path(sample_tape.__file__).read_bytes()).hexdigest()[:8]
+    path = ROOT / ".cache" / "bench" / f"sample-tape-{trades}-{seed}-{version}.jsonl"
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         print(f"generating a tape of ~{trades:,} trades -> {path.relative_to(ROOT)}", file=sys.stderr)
