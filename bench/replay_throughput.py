@@ -1,6 +1,6 @@
 """Throughput of the replay core, as a ratio to a plain orjson read-and-write of the same tape.
 
-    python bench/replay_throughput.py [--trades 500000] [--rounds 3] [--plain]
+    python bench/replay_throughput.py [--trades 500000] [--rounds 3] [--plain] [--tape FILE]
 
 The machine is shared and noisy, so both are measured in the same run, interleaved, and the median
 ratio over the rounds is reported, by wall time and by CPU time (the process's: less sensitive to
@@ -175,9 +175,10 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--plain", action="store_true", help="the sample tape as generated (no reports)")
     parser.add_argument("--venue", action="store_true", help=argparse.SUPPRESS)  # the default now
+    parser.add_argument("--tape", type=Path, help="replay this tape instead of the generated one")
     args = parser.parse_args()
 
-    lines = tape_path(args.trades, args.seed).read_bytes().splitlines()
+    lines = (args.tape or tape_path(args.trades, args.seed)).read_bytes().splitlines()
     if not args.plain:
         lines = venue_tape(lines)
     trades = sum(1 for line in lines if line.startswith(b'{"kind":"leaderTrade"'))
