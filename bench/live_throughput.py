@@ -541,9 +541,10 @@ async def latency_run(args: argparse.Namespace, bootstrap: str, tmp: Path) -> st
             tps = [TopicPartition(settings.topic(COPY_ATTEMPTS), p) for p in range(n)]
             consumer.assign(tps)
             await consumer.seek_to_end(*tps)
-            sent: dict[str, float] = {}
+            sent: dict[str, tuple[float, float]] = {}
             latencies: list[float] = []
-            reader = asyncio.create_task(read_latencies(consumer, sent, latencies))
+            produced: list[float] = []
+            reader = asyncio.create_task(read_latencies(consumer, sent, latencies, produced))
             await offer(client, sent, args.rate, args.seconds)
             deadline = time.monotonic() + args.timeout
             while len(latencies) < len(sent) and time.monotonic() < deadline:
@@ -553,20 +554,23 @@ async def latency_run(args: argparse.Namespace, bootstrap: str, tmp: Path) -> st
         worker.stop()
         await consumer.stop()
     latencies.sort()
+    produced.sort()
     missing = len(sent) - len(latencies)
 
-    def pct(q: float) -> float:
-        return latencies[min(len(latencies) - 1, int(q * len(latencies)))] * 1000
+    def pct(values: list[float], q: float) -> float:
+        return values[min(len(values) - 1, int(q * len(values)))] * 1000
 
     return (
         f"latency, {len(sent):,} trades offered at {args.rate:,}/s over {args.seconds}s "
-        f"(window 0, wall-clock ticks, {n} partitions): p50 {pct(0.5):.1f} ms, "
-        f"p99 {pct(0.99):.1f} ms, max {latencies[-1] * 1000:.1f} ms"
+        f"(window 0, wall-clock ticks, {n} partitions): p50 {pct(latencies, 0.5):.1f} ms, "
+        f"p99 {pct(latencies, 0.99):.1f} ms, max {latencies[-1] * 1000:.1f} ms; of which until the "
+        f"worker produced the attempt (its record timestamp): p50 {pct(produced, 0.5):.1f} ms, "
+        f"p99 {pct(produced, 0.99):.1f} ms, max {produced[-1] * 1000:.1f} ms"
         + (f"; {missing} trades never seen" if missing else "")
     )
 
 
-async def offer(client: CopybotClient, sent: dict[str, float], rate: int, seconds: int) -> None:
+async def offer(client: CopybotClient, sent: dict[str, tuple[float, float]], rate: int, seconds: int) -> None:
     """Trades at `rate` per second (in 10 ms steps), detect time = now, for `seconds`."""
     leaders = [f"lat-{i}" for i in range(16)]
     per_step = max(1, rate // 100)
@@ -590,7 +594,7 @@ async def offer(client: CopybotClient, sent: dict[str, float], rate: int, second
                     "detectTimeMs": now,
                 }
             )
-            sent[trade_id] = time.perf_counter()
+            sent[trade_id] = (time.perf_counter(), time.time())
             await client.publish(raw)
         delay = began + (step + 1) * 0.01 - time.monotonic()
         if delay > 0:
@@ -598,14 +602,20 @@ async def offer(client: CopybotClient, sent: dict[str, float], rate: int, second
     await client.flush()
 
 
-async def read_latencies(consumer: Any, sent: dict[str, float], latencies: list[float]) -> None:
+async def read_latencies(
+    consumer: Any, sent: dict[str, tuple[float, float]], latencies: list[float], produced: list[float]
+) -> None:
+    """Each attempted trade's latency until this consumer saw its attempt, and until the worker
+    produced it (the attempt record's CreateTime, set by the worker's producer when it batched it)."""
     while True:
         for records in (await consumer.getmany(timeout_ms=50, max_records=10_000)).values():
             now = time.perf_counter()
             for r in records:
                 for trade_id in orjson.loads(r.value)["tradeIds"]:
                     if trade_id in sent:
-                        latencies.append(now - sent[trade_id])
+                        at, wall = sent[trade_id]
+                        latencies.append(now - at)
+                        produced.append(r.timestamp / 1000 - wall)
 
 
 # --- memory ----------------------------------------------------------------------------------------------

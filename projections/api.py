@@ -398,7 +398,11 @@ def venue_routes(router: FastAPI, ctx: Context) -> None:
 def _leader_links(expression: str) -> dict[str, Any]:
     return {
         name: {"operationId": operation, "parameters": {"leader_id": expression}}
-        for name, operation in (("user", "getUser"), ("userConfig", "getUserConfig"))
+        for name, operation in (
+            ("user", "getUser"),
+            ("userConfig", "getUserConfig"),
+            ("books", "getUserBooks"),
+        )
     }
 
 

@@ -229,7 +229,9 @@ class UserDetail(ApiModel):
     clamps: dict[str, int] = Field(description="rMin, rMax, min, max, bankroll, hardCap → count")
     exposureHistory: list[ExposurePoint] = Field(description="oldest first, at most 400 points")
     modeChanges: list[ModeChange] = Field(description="oldest first")
-    pnlHistory: list[PnlPoint] = Field(description="oldest first, at most 400 points")
+    pnlHistory: list[PnlPoint] = Field(
+        description="oldest first, about 400 books evenly spaced, the newest kept"
+    )
     positions: list[Position]
     orders: list[Order] = Field(description="the 25 newest")
     settlements: list[PositionSettled] = Field(description="newest first, as emitted")

@@ -381,14 +381,21 @@ def book_history(conn: Connection, leader: str, limit: int = HISTORY_POINTS) -> 
 
 
 def pnl_history(conn: Connection, leader: str, points: int = HISTORY_POINTS) -> list[dict[str, Any]]:
-    """Realized and unrealized PnL of each leaderBook of the leader (oldest first, thinned to `points`)."""
+    """Realized and unrealized PnL of the leader's leaderBooks (oldest first), thinned in SQL to about
+    `points` evenly spaced books and the newest: a book is output every bookIntervalMs while the book
+    changes, so a long run has many."""
     b = leader_books.c
-    rows = conn.execute(
-        select(b.as_of_ms, b.realized_pnl_micros, b.unrealized_pnl_micros)
+    total = conn.execute(select(func.count()).where(b.leader_id == leader)).scalar_one()
+    step = max(1, -(-total // points))
+    n = func.row_number().over(order_by=(b.as_of_ms, b.source_partition, b.source_offset)).label("n")
+    numbered = (
+        select(b.as_of_ms, b.realized_pnl_micros, b.unrealized_pnl_micros, n)
         .where(b.leader_id == leader)
-        .order_by(b.as_of_ms, b.source_partition, b.source_offset)
-    ).all()
-    history = [
+        .subquery()
+    )
+    k = numbered.c
+    rows = conn.execute(select(numbered).where(or_((k.n - 1) % step == 0, k.n == total)).order_by(k.n)).all()
+    return [
         {
             "t": r.as_of_ms,
             "realizedPnlUsdc": r.realized_pnl_micros / MICROS,
@@ -397,7 +404,6 @@ def pnl_history(conn: Connection, leader: str, points: int = HISTORY_POINTS) -> 
         }
         for r in rows
     ]
-    return _thinned(history, points)
 
 
 # --- copy attempts ------------------------------------------------------------------------------------
@@ -496,6 +502,21 @@ _GAUGES: tuple[tuple[str, str, str], ...] = (
     ),
     ("copybot_leader_exposure_usdc", "E_u, the leader's own exposure, USDC.", "leader_exposure_micros"),
     ("copybot_leader_copy_rate", "r_u of the leader's last attempt (fraction).", "r_u"),
+    (
+        "copybot_leader_realized_pnl_usdc",
+        "Realized PnL of what we copied (latest leaderBook), USDC.",
+        "realized_pnl_micros",
+    ),
+    (
+        "copybot_leader_unrealized_pnl_usdc",
+        "Our exposure − cost basis (latest leaderBook), USDC.",
+        "unrealized_pnl_micros",
+    ),
+    (
+        "copybot_leader_reserved_usdc",
+        "Σ BUY reservations of open orders (latest leaderBook), USDC.",
+        "reserved_micros",
+    ),
 )
 
 

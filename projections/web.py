@@ -394,13 +394,14 @@ def _mode_label(m: dict[str, Any]) -> str:
 
 def _mode_marks(sc: ChartScale, marks: list[dict[str, Any]]) -> str:
     out = []
-    for m in marks:
+    for i, m in enumerate(marks):
         x, label = sc.x(m["t"]), _mode_label(m)
+        row = sc.pad[2] + 26 + 12 * (i % 4)  # staggered: changes close in time do not overprint
         out.append(
             f"<g class='mode-change' data-t='{m['t']}'><title>{e(when(m['t']))}: {e(label)}</title>"
             f"<line x1='{x:.1f}' y1='{sc.pad[2]}' x2='{x:.1f}' y2='{sc.y(sc.low):.1f}' stroke='#8e44ad' "
             "stroke-dasharray='2,3'/>"
-            f"<text x='{x + 3:.1f}' y='{sc.pad[2] + 22}' font-size='10' fill='#8e44ad'>{e(label)}</text></g>"
+            f"<text x='{x + 3:.1f}' y='{row}' font-size='10' fill='#8e44ad'>{e(label)}</text></g>"
         )
     return "".join(out)
 

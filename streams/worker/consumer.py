@@ -1,67 +1,105 @@
 """Faust's Kafka consumer with a leaner fetch loop (the worker's hot path).
 
-Faust 0.15.3 hands every fetched message to the conductor through ``Service.wait_first`` (four tasks
-created and three cancelled per message, ``faust/transport/consumer.py:1220``), so that a rebalance
-can interrupt a delivery blocked on a full stream buffer. That costs more than deciding the message.
-This loop hands the messages of the decision log straight to a :class:`LogSink` that the decide
-agent empties in whole batches, calls the conductor directly for other topics while the flow is not
-suspended (nothing can then block it but a full buffer), and keeps Faust's waiting path for the rare
-case that it is. It never commits: Faust's commit timer does (``broker_commit_interval``), so a
-slow commit cannot stop fetching.
+Faust 0.15.3 turns every fetched record into a ``ConsumerMessage`` and hands it to the conductor
+through ``Service.wait_first`` (four tasks created and three cancelled per message,
+``faust/transport/consumer.py:1220``), then a stream's iterator acks it one by one. That costs more
+than deciding the message. This loop takes each fetch (``_wait_next_records``, the first half of
+Faust's ``getmany``) and hands every partition's records of an input topic, as aiokafka returned them,
+to that topic's :class:`LogSink` as one :class:`Chunk`; the agent empties the sink in whole batches
+and acks a chunk at once (:meth:`BatchDrainConsumer.ack_chunk`: the offsets Faust's commit needs).
+Other topics (table changelogs) keep Faust's per-message path. It never commits: Faust's commit
+timer does (``broker_commit_interval``), so a slow commit cannot stop fetching.
 
 Private Faust hooks used here (pinned faust-streaming==0.15.3, tested in
-tests/unit/test_worker_hooks.py): ``Consumer._drain_messages`` (overridden), ``getmany``,
-``_read_offset``, ``_add_gap``, ``suspend_flow``, ``Transport.Consumer``, ``App._transport``,
-``Consumer._new_consumer_thread``, ``AIOKafkaConsumerThread._create_worker_consumer`` and aiokafka's
-``AIOKafkaConsumer._fetch_max_wait_ms``.
+tests/unit/test_worker_hooks.py): ``Consumer._drain_messages`` (overridden), ``_wait_next_records``,
+``perform_seek``, ``flow_active``, ``_buffered_partitions``, ``_read_offset``, ``_add_gap``,
+``_to_message``, ``_unacked_messages``, ``_committed_offset``, ``_acked``, ``_acked_index``,
+``_n_acked``, ``_waiting_for_ack``, ``faust.types.tuples.ack_lock``, ``suspend_flow``,
+``Transport.Consumer``, ``App._transport``, ``Consumer._new_consumer_thread``,
+``AIOKafkaConsumerThread._create_worker_consumer`` and aiokafka's ``AIOKafkaConsumer._fetch_max_wait_ms``.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from typing import Any
 
 import faust
 from faust.transport.drivers import aiokafka as faust_aiokafka
+from faust.types.tuples import ack_lock
+from mode.utils.futures import notify
 
-YIELD_EVERY = 500
-"""Messages delivered between two returns to the event loop (heartbeats, timers, the agents)."""
 SINK_LIMIT = 40_000
-"""Messages a sink holds before the fetch loop waits for its agent (backpressure)."""
+"""Records a sink holds before the fetch loop waits for its agent (backpressure)."""
+
+
+class Chunk:
+    """One partition's records from one fetch, as aiokafka returned them (``ConsumerRecord``: topic,
+    partition, offset, key, value, headers), with the consumer generation they were fetched in.
+
+    Tracked by the consumer as one unacknowledged "message" (Faust's ``wait_empty`` waits for its
+    ``acked``, faust/transport/consumer.py:867-896) until :meth:`BatchDrainConsumer.ack_chunk`."""
+
+    __slots__ = ("__weakref__", "acked", "generation_id", "records", "tp")
+    refcount = 0
+    """Read by Faust's ``wait_empty`` when it logs what it waits for (consumer.py:874)."""
+
+    def __init__(self, tp: Any, records: list[Any], generation_id: int) -> None:
+        self.tp = tp
+        self.records = records
+        self.generation_id = generation_id
+        self.acked = False
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __repr__(self) -> str:
+        return f"<Chunk {self.tp.topic}:{self.tp.partition} {len(self.records)} records>"
 
 
 class LogSink:
-    """Whole fetched batches of one topic, handed to its agent without Faust's per-message path.
-
-    The consumer tracks each message as unacknowledged (as Faust's stream would); the agent acks it
-    once its effect is saved (:meth:`faust.types.tuples.Message.ack`).
-    """
+    """Whole fetched chunks of one topic, handed to its agent without Faust's per-message path."""
 
     def __init__(self) -> None:
-        self.messages: list[Any] = []
+        self.chunks: deque[Chunk] = deque()
+        self.size = 0
         self.ready = asyncio.Event()
         self.room = asyncio.Event()
         self.room.set()
 
-    def put(self, message: Any) -> None:
-        self.messages.append(message)
-        if len(self.messages) >= SINK_LIMIT:
+    def put(self, chunk: Chunk) -> None:
+        self.chunks.append(chunk)
+        self.size += len(chunk)
+        if self.size >= SINK_LIMIT:
             self.room.clear()
 
-    async def take(self, limit: int) -> list[Any]:
-        """Wait for messages; take up to `limit` of them, oldest first."""
-        while not self.messages:
+    async def take(self, limit: int) -> list[Chunk]:
+        """Wait for chunks; take the oldest ones, as many as fit in `limit` records (at least one)."""
+        while not self.chunks:
             self.ready.clear()
             await self.ready.wait()
-        batch = self.messages[:limit]
-        del self.messages[:limit]
-        if len(self.messages) < SINK_LIMIT:
-            self.room.set()
-        return batch
+        return self.take_ready(limit)
 
-    def drop_all(self) -> list[Any]:
+    def take_ready(self, limit: int) -> list[Chunk]:
+        """The oldest chunks that fit in `limit` records (at least one, if any), without waiting."""
+        chunks = self.chunks
+        taken: list[Chunk] = []
+        size = 0
+        while chunks and (not taken or size + len(chunks[0]) <= limit):
+            chunk = chunks.popleft()
+            taken.append(chunk)
+            size += len(chunk)
+        self.size -= size
+        if self.size < SINK_LIMIT:
+            self.room.set()
+        return taken
+
+    def drop_all(self) -> list[Chunk]:
         """Everything queued (fetched before a rebalance: it is fetched again after the seek)."""
-        dropped, self.messages = self.messages, []
+        dropped = list(self.chunks)
+        self.chunks.clear()
+        self.size = 0
         self.room.set()
         return dropped
 
@@ -94,52 +132,107 @@ class BatchDrainConsumer(faust_aiokafka.Consumer):
         return QuickFetchConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
     async def _drain_messages(self, fetcher: Any) -> None:
-        callback = self.callback
-        sinks = self.sinks
-        add_unacked = self._unacked_messages.add
-        read_offset = self._read_offset
-        suspended = self.suspend_flow.is_set
-        acks_enabled_for = self.app.topics.acks_enabled_for
         stopped, fetcher_stopped = self._stopped.is_set, fetcher._stopped.is_set
         try:
             while not (stopped() or fetcher_stopped()):
                 await asyncio.sleep(0)
                 if self.should_stop:
                     break
-                delivered = 0
-                async for tp, message in self.getmany(timeout=1.0):
-                    last = read_offset[tp]
-                    offset = message.offset
-                    if last is not None and offset < last:
-                        continue  # delivered before (a seek back); the stream saw it
-                    if last and offset - last > 1 and acks_enabled_for(message.topic):
-                        await self._add_gap(tp, last + 1, offset)
-                    sink = sinks.get(tp.topic)
-                    if sink is not None:
-                        if not sink.room.is_set():
-                            await self.wait_first(sink.room.wait(), self.suspend_flow.wait())
-                        message.tracked = True
-                        add_unacked(message)
-                        sink.put(message)
-                    elif suspended():
-                        await self.wait_first(callback(message), self.suspend_flow.wait())
-                    else:
-                        await callback(message)
-                    read_offset[tp] = offset
-                    delivered += 1
-                    if delivered % YIELD_EVERY == 0:
-                        _wake(sinks)
-                        await asyncio.sleep(0)
-                _wake(sinks)
+                await self._fetch_and_deliver()
         except self.consumer_stopped_errors:
             if self.transport.app.should_stop:
                 return
             raise
 
+    async def _fetch_and_deliver(self) -> None:
+        """One fetch, delivered partition by partition; the guards of Faust's ``getmany``
+        (faust/transport/consumer.py:739-772): nothing while the flow is stopped (then seek back to
+        the committed offsets), stop when the generation changes, only active partitions."""
+        records, active = await self._wait_next_records(1.0)
+        if records is None or self.should_stop:
+            return
+        if not self.flow_active:
+            try:
+                await self.perform_seek()
+            except Exception as exc:  # as Faust's getmany: logged, the next fetch retries
+                self.log.warning(f"exception performing seek when flow not active {exc}")
+            return
+        app = self.app
+        generation = app.consumer_generation_id
+        buffered = self._buffered_partitions
+        for tp, batch in records.items():
+            if not self.flow_active or app.consumer_generation_id != generation:
+                break
+            if active is None or tp in active or tp in buffered:
+                await self._deliver(tp, batch, generation)
+        _wake(self.sinks)
+
+    async def _deliver(self, tp: Any, batch: list[Any], generation: int) -> None:
+        last = self._read_offset[tp]
+        if last is not None and batch and batch[0].offset < last:
+            batch = [r for r in batch if r.offset >= last]  # delivered before (a seek back)
+        if not batch:
+            return
+        if self.app.topics.acks_enabled_for(tp.topic):
+            await self._add_gaps(tp, last, batch)
+        sink = self.sinks.get(tp.topic)
+        if sink is None:
+            await self._deliver_messages(tp, batch)
+            return
+        if not sink.room.is_set():
+            _wake(self.sinks)
+            await self.wait_first(sink.room.wait(), self.suspend_flow.wait())
+        chunk = Chunk(tp, batch, generation)
+        self._unacked_messages.add(chunk)  # type: ignore[arg-type]
+        sink.put(chunk)
+        self._read_offset[tp] = batch[-1].offset
+
+    async def _add_gaps(self, tp: Any, last: int | None, batch: list[Any]) -> None:
+        """Register skipped offsets as Faust's drain loop does per message (consumer.py:1210-1215)."""
+        previous = last
+        if batch[-1].offset - batch[0].offset + 1 == len(batch):
+            batch = batch[:1]  # contiguous: only the step from `last` can skip
+        for record in batch:
+            if previous and record.offset - previous > 1:
+                await self._add_gap(tp, previous + 1, record.offset)
+            previous = record.offset
+
+    async def _deliver_messages(self, tp: Any, batch: list[Any]) -> None:
+        """A topic without a sink (table changelogs): Faust's path, one message at a time."""
+        callback, to_message = self.callback, self._to_message
+        for record in batch:
+            message = to_message(tp, record)
+            if self.suspend_flow.is_set():
+                await self.wait_first(callback(message), self.suspend_flow.wait())
+            else:
+                await callback(message)
+            self._read_offset[tp] = record.offset
+
+    def ack_chunk(self, chunk: Chunk) -> None:
+        """Acknowledge every record of `chunk`: Faust commits past them (the bookkeeping of
+        ``Consumer.ack``, faust/transport/consumer.py:825-853, for a chunk at once)."""
+        with ack_lock:
+            if chunk.acked:
+                return
+            chunk.acked = True
+            self._unacked_messages.discard(chunk)  # type: ignore[arg-type]
+            tp = chunk.tp
+            if not self.app.topics.acks_enabled_for(tp.topic):
+                return
+            committed = self._committed_offset[tp]
+            offsets = [r.offset for r in chunk.records if committed is None or r.offset >= committed]
+            index = self._acked_index[tp]
+            if not index.isdisjoint(offsets):
+                offsets = [o for o in offsets if o not in index]
+            index.update(offsets)
+            self._acked[tp].extend(offsets)
+            self._n_acked += len(offsets)
+            notify(self._waiting_for_ack)
+
 
 def _wake(sinks: dict[str, LogSink]) -> None:
     for sink in sinks.values():
-        if sink.messages:
+        if sink.chunks:
             sink.ready.set()
 
 

@@ -69,8 +69,10 @@ class ChaosPlan:
     max_restart_delay_s: float = 5.0
     whole_deadline_s: float = 20.0
     """Before a kill, how long to wait for every worker to be ready (5 s restart + 10 s failover + slack)."""
-    after_outage_deadline_s: float = 90.0
-    """After the broker restart, how long to wait for every partition to decide again before the next kill."""
+    resume_limit_s: float = 60.0
+    """After the broker restart, how long every partition may take to decide again. Workers whose sends
+    were pending through the outage exit (by design) and start again, so this is a broker restart's
+    recovery, bounded on its own; the gap limit covers everything else (kills, rejoins)."""
     gap_limit_s: float = 15.0
     cover_deadline_s: float = 120.0
     """After publishing, how long the attempts may take to cover every trade (the rest count as lost)."""
@@ -89,11 +91,15 @@ class Timeline:
     kills: list[tuple[int, str]] = field(default_factory=list)
     unplanned_exits: list[tuple[int, str, int | None]] = field(default_factory=list)
     outages: list[tuple[int, int]] = field(default_factory=list)
+    """(broker stopped, every partition deciding again), wall-clock ms."""
+    resumes_s: list[float] = field(default_factory=list)
+    """Per broker restart, from the broker being back until every partition decided again (inf: never)."""
     publish_window: tuple[int, int] = (0, 0)
     covered_at_ms: int | None = None
     settle_at_ms: int = 0
     not_whole: int = 0
-    """Kills made before every worker was ready again (it took longer than whole_deadline_s)."""
+    """Kills made before every worker was ready and every partition deciding again (it took longer
+    than whole_deadline_s)."""
     settled: bool = True
     """Whether the group consumed every input to its end (and went quiet) before the deadline."""
     """When the workers were stopped to settle (progress is watched until then)."""
@@ -255,17 +261,34 @@ class ChaosRun:
             asyncio.get_running_loop().call_later(restart_in, self._restart, victim)
 
     async def wait_whole(self) -> None:
-        """Wait until every worker is ready — at most `whole_deadline_s` (failover is due within that
-        anyway); a worker that is not ready by then may be killed while it starts."""
+        """Wait until every worker is ready and then every partition decides — at most
+        `whole_deadline_s` each (failover is due within that anyway); a worker that is not ready by
+        then may be killed while it starts."""
         try:
             await wait_for(self.all_ready, self.plan.whole_deadline_s, "every worker to be ready")
         except TimeoutError:
             self.timeline.not_whole += 1
+            return
+        if not await self.every_partition_decides(self.plan.whole_deadline_s):
+            self.timeline.not_whole += 1
 
     async def wait_deciding(self) -> None:
         """After the broker restart: wait until every partition has published an attempt again (a
-        worker whose send was pending through the outage exits and is restarted first), so the next
-        kill is not piled on the outage's aftermath — at most `after_outage_deadline_s`."""
+        worker whose send was pending through the outage exits and is restarted first) and note when;
+        the outage counts until then. So the next kill is not piled on the outage's aftermath."""
+        began, back = self.timeline.outages[-1]
+        if not await self.every_partition_decides(2 * self.plan.resume_limit_s):
+            self.timeline.resumes_s.append(float("inf"))
+            return
+        self.timeline.outages[-1] = (began, now_ms())
+        self.timeline.resumes_s.append((now_ms() - back) / 1000)
+        say(f"every partition decides again {self.timeline.resumes_s[-1]:.1f}s after the broker is back")
+        await self.wait_whole()
+
+    async def every_partition_decides(self, timeout_s: float) -> bool:
+        """Wait until every partition has published an attempt from now on (a worker that has just
+        logged Ready may not have decided its new partitions yet: a kill then would pile a failover on
+        the rebalance); False after `timeout_s`."""
         topic = self.settings.topic(COPY_ATTEMPTS)
         before = await end_offsets(self.bootstrap, topic)
 
@@ -274,10 +297,10 @@ class ChaosRun:
             return all(now[tp] > offset for tp, offset in before.items())
 
         try:
-            await wait_for(advanced, self.plan.after_outage_deadline_s, "every partition to decide again")
+            await wait_for(advanced, timeout_s, "every partition to decide")
         except TimeoutError:
-            self.timeline.not_whole += 1
-        await self.wait_whole()
+            return False
+        return True
 
     def all_ready(self) -> bool:
         """Every worker is running (not waiting for its restart) and has logged that it is ready."""
@@ -408,6 +431,8 @@ class ChaosRun:
         say("settled; reading everything back")
         verdict = judge(await self.read_back(), plan.partitions, plan.gap_limit_s)
         verdict.kills, verdict.broker_restarts = len(self.timeline.kills), len(self.timeline.outages)
+        verdict.resume_s = max(self.timeline.resumes_s, default=0.0)
+        verdict.resume_limit_s = plan.resume_limit_s
         verdict.settled = self.timeline.settled
         verdict.notes += self.notes()
         return verdict
@@ -419,7 +444,8 @@ class ChaosRun:
             f"{(b - a) / 1000:.1f}s at {(a - t.publish_window[0]) / 1000:.0f}s" for a, b in t.outages
         )
         return [
-            f"seed {self.plan.seed}; {len(t.kills)} SIGKILLs ({kills}); broker outage {outages}; "
+            f"seed {self.plan.seed}; {len(t.kills)} SIGKILLs ({kills}); broker outage until every partition "
+            f"decided again {outages}; "
             f"unplanned worker exits {len(t.unplanned_exits)}; kills before the group was whole again "
             f"{t.not_whole}",
             f"worker logs: {self.workdir}",

@@ -76,6 +76,10 @@ class ChaosVerdict:
     broker_restarts: int = 0
     settled: bool = True
     """The worker group consumed every input partition to its end before the deadline."""
+    resume_s: float = 0.0
+    """The longest time from the broker being back until every partition decided again (the gaps do
+    not count that time: it is the broker restart's, judged against `resume_limit_s`)."""
+    resume_limit_s: float = float("inf")
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -86,6 +90,7 @@ class ChaosVerdict:
             and not (self.lost or self.doubled or self.open_in_replay or self.hard_overshoots)
             and not self.not_dead_lettered
             and self.max_gap_s <= self.gap_limit_s
+            and self.resume_s <= self.resume_limit_s
         )
 
 
@@ -246,7 +251,8 @@ def render(verdict: ChaosVerdict) -> str:
         f"  trades accepted {v.accepted:,}: lost {v.lost:,}, doubled {v.doubled:,}, "
         f"left open even by the replay {v.open_in_replay:,}; HARD overshoots {v.hard_overshoots:,}",
         f"  malformed {v.malformed:,}, not dead-lettered {v.not_dead_lettered:,}; "
-        f"longest progress gap {v.max_gap_s:.1f}s (limit {v.gap_limit_s:.0f}s)",
+        f"longest progress gap {v.max_gap_s:.1f}s (limit {v.gap_limit_s:.0f}s); after the broker "
+        f"restart every partition decided again in {v.resume_s:.1f}s (limit {v.resume_limit_s:.0f}s)",
     ]
     if v.differing_fields:
         top = ", ".join(f"{name} {n:,}" for name, n in v.differing_fields.most_common(6))

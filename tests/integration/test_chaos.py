@@ -119,6 +119,13 @@ def test_the_verdict_counts_lost_trades_missing_attempts_gaps_and_unreported_bad
     assert not verdict.ok
 
 
+def test_the_verdict_fails_when_partitions_take_too_long_to_decide_after_the_broker_restart() -> None:
+    verdict = judge(_records(_replayed()), partitions=1, gap_limit_s=15)
+    verdict.resume_s, verdict.resume_limit_s = 61.0, 60.0
+    assert not verdict.ok
+    assert "decided again in 61.0s (limit 60s)" in render(verdict)
+
+
 # --- a failing send stops the worker ---------------------------------------------------------------------
 
 

@@ -99,6 +99,43 @@ def _publish_trade(settings: Settings, n: int) -> str:
     return trade_id
 
 
+def _largest_holding(leader: str) -> str:
+    held = Sample().result.state.leaders[leader].held_share_micros
+    return max(held, key=lambda asset: held[asset])
+
+
+SETTLED_ASSET = _largest_holding(LEADER)
+"""The leader's largest holding at the end of the sample tape: its market resolves (won) in the test."""
+
+
+def _publish_resolution(settings: Settings, tick_ms: int | None) -> None:
+    """The leader's largest holding resolves (won); with `tick_ms`, only a tick (the next book boundary:
+    resolutions never move the clock)."""
+    resolution = {
+        "kind": "marketResolved",
+        "assetId": SETTLED_ASSET,
+        "marketId": None,
+        "payoutMicros": 1_000_000,
+        "resolvedAtMs": AFTER_TAPE_MS,
+    }
+
+    async def send() -> None:
+        async with CopybotClient(settings, client_id="dashboard-test") as client:
+            if tick_ms is None:
+                await client.publish(resolution)
+            else:
+                await client.publish_tick(tick_ms)
+            await client.flush()
+
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, send()).result(timeout=60)
+
+
+def _summary_of(base: str, leader: str) -> dict[str, Any]:
+    rows = httpx.get(f"{base}/api/budgeted-dynamic/summary", timeout=5).json()
+    return next(r for r in rows if r["id"] == leader)
+
+
 @pytest.fixture
 def live_api(kafka_bootstrap: str, tmp_path: Path) -> Iterator[tuple[str, LiveSystem]]:
     """The sample tape decided by a worker, projected continuously into SQLite and served by the API."""
@@ -211,13 +248,38 @@ def test_dashboard_sets_an_override_and_shows_the_new_rate(live_api: tuple[str, 
             assert page.locator(f"tr[data-leader='{LEADER}'] td.r-min").inner_text() == "0.37%"
             page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
 
-            # The leader's page shows the tiles and the chart
+            # The leader's page shows the tiles, the chart (exposure, budget, PnL), PnL and its positions
             page.goto(f"{base}/users/{LEADER}")
             assert page.inner_text("#tile-r-u .v") == NEW_RATE_PCT
             for tile in ("#tile-e-u", "#tile-b-u", "#tile-headroom", "#tile-utilization"):
                 assert page.locator(tile).count() == 1
-            assert page.locator("#exposure-chart polyline").count() == 2
+            for tile in ("#tile-realized-pnl", "#tile-unrealized-pnl", "#tile-reserved", "#tile-open-orders"):
+                assert page.inner_text(f"{tile} .v").startswith(("$", "-$", "0"))
+            assert page.locator("#exposure-chart polyline").count() == 3
+            assert page.locator("#pnl-line").count() == 1
+            assert "marks move after fills" in page.inner_text("#hard-note")
+            assert page.locator("#positions tbody tr").filter(has_text=SETTLED_ASSET).count() == 1
             page.screenshot(path=str(ARTIFACTS / "dashboard-user.png"), full_page=True)
+
+            # A resolution of a market the leader holds settles the position and frees its headroom
+            before = _summary_of(base, LEADER)
+            _publish_resolution(system.settings, None)
+            ticks = iter(range(AFTER_TAPE_MS + 10_000_000, AFTER_TAPE_MS + 20_000_000, 10_000))
+
+            def settled() -> bool:
+                page.reload()
+                shown = page.locator("#settlements tbody tr").filter(has_text=SETTLED_ASSET).count() == 1
+                if shown and _summary_of(base, LEADER)["bookAsOfMs"] != before["bookAsOfMs"]:
+                    return True
+                _publish_resolution(system.settings, next(ticks))  # a book follows the next boundary
+                return False
+
+            wait_until(settled, 120, f"the settlement of {SETTLED_ASSET} on the leader's page", poll_s=0.5)
+            after = _summary_of(base, LEADER)
+            assert after["budgetHeadroomUsdc"] > before["budgetHeadroomUsdc"]
+            assert after["realizedPnlUsdc"] != before["realizedPnlUsdc"]
+            assert page.locator("#positions tbody tr").filter(has_text=SETTLED_ASSET).count() == 0
+            page.screenshot(path=str(ARTIFACTS / "dashboard-settled.png"), full_page=True)
         finally:
             browser.close()
 
@@ -250,6 +312,10 @@ def test_with_the_broker_stopped_every_page_and_get_answers_and_a_write_is_503(
             f"/api/copy-attempts?leader={LEADER}&limit=5",
             "/api/config/global",
             f"/api/config/user/{LEADER}",
+            f"/api/orders?leader={LEADER}",
+            "/api/positions",
+            "/api/settlements",
+            f"/api/users/{LEADER}/books?limit=3",
             "/healthz",
             "/metrics",
             "/openapi.json",
@@ -259,7 +325,7 @@ def test_with_the_broker_stopped_every_page_and_get_answers_and_a_write_is_503(
             assert response.status_code == 200, (path, response.text[:300])
         assert client.get("/api/config/global").json()["configVersion"] is not None
         gets = [p for p, ops in client.get("/openapi.json").json()["paths"].items() if "get" in ops]
-        assert len(gets) == 7
+        assert len(gets) == 11
         # and a config write is a 503 in the API's error shape, with nothing published
         response = client.post("/api/config/user/bob", json={"sizing": {"budgetUsdcMicros": 45_000_000}})
         assert response.status_code == 503

@@ -39,6 +39,7 @@ from streams.replay import replay
 from streams.sample_tape import generate
 from streams.serde import peek
 from streams.settings import CONFIG_CHANGES, COPY_ATTEMPTS, SNAPSHOTS, Settings
+from streams.topology import BOOK_EVENTS, EXECUTIONS
 from tests.integration.live import (
     SAMPLE_TAPE,
     CopybotClient,  # with the test-only publish_raw
@@ -49,6 +50,7 @@ from tests.integration.live import (
 )
 from tests.projections.db import dump
 from tests.projections.sample import MemoryGateway, Sample
+from tests.projections.venue import VenueSample
 
 pytestmark = pytest.mark.integration
 
@@ -254,6 +256,74 @@ def test_redelivered_attempts_are_not_counted_twice(
     assert (result.attempts, result.duplicate_attempts) == (0, len(redelivered))
     assert tables(db, exclude_offsets=True) == before
     assert_counts_match(db, sample)
+
+
+# --- the venue loop: book events and execution reports ---------------------------------------------
+
+
+def publish_venue(settings: Settings, venue: VenueSample, only: tuple[str, ...] | None = None) -> None:
+    """Publish the venue tape's config changes and reports as a producer would, and the core's attempts and
+    book events as the worker would (keyed by leader); `only`: just these topics (a redelivery)."""
+
+    async def send() -> None:
+        async with CopybotClient(settings) as client:
+            for topic, lines in venue.messages().items():
+                if only is not None and topic not in only:
+                    continue
+                for line in lines:
+                    if topic in (CONFIG_CHANGES, EXECUTIONS):
+                        await client.publish(line)
+                    else:
+                        await client.publish_raw(topic, line, key=orjson.loads(line)["followedUserId"])
+            await client.publish_raw(BOOK_EVENTS, b'{"kind": "leaderBook"}', partition=0)
+
+    asyncio.run(send())
+
+
+def assert_venue_figures(db: str, venue: VenueSample) -> None:
+    """The API over `db` shows the replay's PnL, reserved budget, open orders, positions and settlements."""
+    with TestClient(api.create_app(db, MemoryGateway(fold(venue.messages()[CONFIG_CHANGES]).store))) as c:
+        rows = {r["id"]: r for r in c.get("/api/budgeted-dynamic/summary").json()}
+        for leader, s in venue.summary.items():
+            r = rows[leader]
+            assert (r["realizedPnlUsdc"], r["unrealizedPnlUsdc"]) == (
+                s.realized_pnl_micros / 1e6,
+                s.unrealized_pnl_micros / 1e6,
+            )
+            assert (r["reservedUsdc"], r["openOrders"]) == (s.reserved_micros / 1e6, s.open_orders)
+            held = venue.result.state.leaders[leader].held_share_micros
+            positions = c.get("/api/positions", params={"leader": leader}).json()
+            assert {p["assetId"]: p["shareMicros"] for p in positions} == {a: n for a, n in held.items() if n}
+        statuses = Counter(o["status"] for o in c.get("/api/orders").json())
+        assert statuses == Counter({"OPEN": 2, "FILLED": 1, "REJECTED": 1, "EXPIRED": 1})
+        settled = {x["settlementId"] for x in c.get("/api/settlements").json()}
+        assert settled == {x["settlementId"] for x in venue.of_kind("positionSettled")}
+
+
+def test_book_events_and_reports_from_kafka_show_the_replays_pnl_positions_and_orders(
+    kafka_bootstrap: str, new_db: NewDb
+) -> None:
+    # Given the venue tape's config changes, attempts, book events and reports on their topics
+    venue = VenueSample()
+    settings = settings_for(kafka_bootstrap)
+    publish_venue(settings, venue)
+    db = new_db()
+    # When projected
+    first = run_projection(settings, db)
+    # Then every book event and report was read (the junk skipped) and the figures are the replay's
+    messages = venue.messages()
+    assert (first.book_events, first.reports) == (len(messages[BOOK_EVENTS]), len(messages[EXECUTIONS]))
+    assert first.undecodable == 1
+    assert_venue_figures(db, venue)
+    before = tables(db, exclude_offsets=True)
+    # And book events and reports delivered again change no figure
+    publish_venue(settings, venue, only=(BOOK_EVENTS, EXECUTIONS))
+    again = run_projection(settings, db)
+    assert again.book_events == len(messages[BOOK_EVENTS])
+    after = tables(db, exclude_offsets=True)
+    for name in ("positions", "settlements", "orders", "copy_attempts"):
+        assert after[name] == before[name], name
+    assert_venue_figures(db, venue)
 
 
 # --- crash safety --------------------------------------------------------------------------------

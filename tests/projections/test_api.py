@@ -313,6 +313,8 @@ def test_healthz_and_metrics(client: TestClient, sample: Sample) -> None:
     assert f'copybot_copy_attempts_total{{decision="EXECUTE"}} {executed}' in text
     assert f'copybot_copy_attempts_total{{decision="SKIP"}} {len(sample.attempts) - executed}' in text
     assert 'copybot_leader_utilization_ratio{leader="alice"}' in text
+    realized = sample.summary["alice"].realized_pnl_micros / 1e6
+    assert f'copybot_leader_realized_pnl_usdc{{leader="alice"}} {realized}' in text
     assert f'copybot_projection_next_offset{{topic="{COPY_ATTEMPTS}",partition="0"}}' in text
 
 

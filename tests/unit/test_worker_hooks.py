@@ -10,14 +10,18 @@ import inspect
 from importlib.metadata import version
 
 import faust
+from aiokafka import AIOKafkaProducer
+from aiokafka.structs import ConsumerRecord, TopicPartition
 from faust.transport import consumer as faust_consumer
 from faust.transport.drivers import aiokafka as faust_aiokafka
+from faust.types import tuples as faust_tuples
 from faust.types.tuples import ConsumerMessage, Message
 
 from streams.settings import Settings
 from streams.worker.consumer import (
     FETCH_MAX_WAIT_MS,
     BatchDrainConsumer,
+    Chunk,
     LogSink,
     QuickFetchConsumerThread,
     install,
@@ -56,22 +60,102 @@ def test_install_replaces_the_transport_before_it_is_created(tmp_path: object) -
     assert Settings().session_timeout_s <= 6
 
 
+def _chunk(partition: int, offsets: range, generation: int = 1) -> Chunk:
+    records = [ConsumerRecord("hooks.topic", partition, o, 0, 0, None, b"v", None, 0, 1, ()) for o in offsets]
+    return Chunk(TopicPartition("hooks.topic", partition), records, generation)
+
+
 async def test_a_log_sink_hands_over_batches_in_order_and_applies_backpressure() -> None:
     sink = LogSink()
-    for i in range(5):
-        sink.put(i)
+    chunks = [_chunk(0, range(i * 10, i * 10 + 10)) for i in range(5)]
+    for chunk in chunks:
+        sink.put(chunk)
     sink.ready.set()
-    assert await sink.take(3) == [0, 1, 2]
-    assert await sink.take(10) == [3, 4]
+    assert await sink.take(30) == chunks[:3]
+    assert await sink.take(5) == chunks[3:4]  # at least one chunk, never split
+    assert sink.take_ready(100) == chunks[4:]
+    assert sink.take_ready(100) == []
     import streams.worker.consumer as consumer_module
 
     limit = consumer_module.SINK_LIMIT
-    for i in range(limit):
-        sink.put(i)
+    for i in range(limit // 10):
+        sink.put(_chunk(1, range(i * 10, i * 10 + 10)))
     assert not sink.room.is_set()
     await sink.take(1)
     assert sink.room.is_set()
-    assert len(sink.drop_all()) == limit - 1
+    assert sum(len(c) for c in sink.drop_all()) == limit - 10
+    assert sink.size == 0
+
+
+def test_the_private_bookkeeping_a_chunk_ack_writes_exists() -> None:
+    """ack_chunk writes Consumer.ack's bookkeeping (faust/transport/consumer.py:825-853) for a whole chunk."""
+    source = inspect.getsource(faust_consumer.Consumer.ack)
+    for attribute in ("_committed_offset", "_acked_index", "_acked", "_n_acked", "_unacked_messages"):
+        assert f"self.{attribute}" in source, attribute
+    assert "notify(self._waiting_for_ack)" in source
+    assert "with ack_lock" in source
+    assert faust_tuples.ack_lock is not None
+    new_offset = inspect.getsource(faust_consumer.Consumer._new_offset)
+    assert "acked.sort()" in new_offset  # acked offsets need not arrive sorted
+    wait_empty = inspect.getsource(faust_consumer.Consumer.wait_empty)
+    assert "m.refcount" in wait_empty
+    assert "_clean_unacked_messages" in wait_empty
+    assert "message.acked" in inspect.getsource(faust_consumer.Consumer._clean_unacked_messages)
+
+
+def test_the_fetch_hooks_the_drain_loop_calls_exist() -> None:
+    base = faust_consumer.Consumer
+    assert inspect.iscoroutinefunction(base._wait_next_records)
+    assert list(inspect.signature(base._wait_next_records).parameters) == ["self", "timeout"]
+    getmany = inspect.getsource(base.getmany)
+    for guard in ("_wait_next_records(timeout)", "flow_active", "perform_seek", "_buffered_partitions"):
+        assert guard in getmany, guard
+    assert inspect.iscoroutinefunction(base.perform_seek)
+    assert "_buffered_partitions" in inspect.getsource(base._reset_state)
+    assert callable(faust_aiokafka.Consumer._to_message)
+    record_fields = inspect.signature(ConsumerRecord).parameters
+    for name in ("topic", "partition", "offset", "key", "value", "headers"):
+        assert name in record_fields, name
+
+
+async def test_a_chunk_ack_makes_its_offsets_committable() -> None:
+    app = faust.App("hooks-ack", broker="kafka://127.0.0.1:1", store="memory://")
+    install(app, ["hooks.topic"])
+    app.topics.acking_topics.add("hooks.topic")  # as the conductor does for a subscribed topic
+    consumer = app.consumer
+    assert isinstance(consumer, BatchDrainConsumer)
+    first, second = _chunk(0, range(100, 105)), _chunk(0, range(105, 109))
+    consumer._committed_offset[first.tp] = 100
+    consumer._unacked_messages.add(first)  # type: ignore[arg-type]
+    consumer._unacked_messages.add(second)  # type: ignore[arg-type]
+    consumer.ack_chunk(second)
+    consumer.ack_chunk(second)  # twice: counted once
+    assert consumer._new_offset(first.tp) is None  # offsets 100-104 not acked yet: nothing to commit
+    consumer.ack_chunk(first)
+    assert not consumer.unacked
+    assert first.acked
+    assert second.acked
+    assert consumer._n_acked == 9
+    assert consumer._new_offset(first.tp) == 109
+
+
+async def test_the_aiokafka_producer_hooks_the_batch_sender_calls_exist() -> None:
+    producer = AIOKafkaProducer(bootstrap_servers="127.0.0.1:1")
+    assert list(inspect.signature(producer._partition).parameters) == [
+        "topic",
+        "partition",
+        "key",
+        "value",
+        "serialized_key",
+        "serialized_value",
+    ]
+    assert inspect.iscoroutinefunction(producer.send_batch)
+    assert inspect.iscoroutinefunction(producer.partitions_for)
+    batch = producer.create_batch()
+    assert batch.append(key=b"k", value=b"v", timestamp=None, headers=None) is not None
+    assert batch.record_count() == 1
+    sender_source = inspect.getsource(faust_aiokafka.Producer.on_start)
+    assert "self._producer = self._new_producer()" in sender_source
 
 
 async def test_the_worker_consumer_fetches_with_a_short_wait_not_fausts_hardcoded_one() -> None:
@@ -88,3 +172,13 @@ async def test_the_worker_consumer_fetches_with_a_short_wait_not_fausts_hardcode
     assert isinstance(thread, QuickFetchConsumerThread)
     client = thread._create_worker_consumer(app.transport)
     assert client._fetch_max_wait_ms == FETCH_MAX_WAIT_MS <= 200
+
+
+def test_the_worker_can_fix_glibcs_mmap_threshold() -> None:
+    # glibc raises the threshold after large frees and the worker's RSS then creeps up; the worker
+    # fixes it at start (on a system without glibc the call reports False and changes nothing)
+    import platform
+
+    from streams.worker.app import fix_mmap_threshold
+
+    assert fix_mmap_threshold() is (platform.libc_ver()[0] == "glibc")
