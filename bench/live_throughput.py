@@ -36,9 +36,10 @@ attempt. Reports p50 / p99 / max.
 **Memory** (``--memory``): a backlog of ``--trades`` (default 1M, ~34 h of leader time) sample-tape trades,
 the worker started on it, its RSS (``/proc/<pid>/status`` VmRSS) sampled every second. Warm-up lasts until
 the trades of the first dedup horizon (the tape's ``dedupWindowMs``, 24 h by default; ``--dedup-window-ms``
-sets another) plus 5 minutes are decided: until then remembered trade ids and group keys legitimately
-accumulate (SPEC: they expire after the horizon). Reports min / max of the samples after warm-up and the
-spread as ± % around their midpoint, and RSS through the whole run.
+sets another) plus 5 minutes are decided, and at least 20 % of the trades: until then remembered trade ids
+and group keys legitimately accumulate (SPEC: they expire after the horizon) and buffers fill. Reports
+min / max of the samples after warm-up and the spread as ± % around their midpoint, and RSS through the
+whole run.
 """
 
 from __future__ import annotations
@@ -654,10 +655,12 @@ def with_dedup_window(tape: Tape, window_ms: int, partitions: int) -> None:
 
 
 def warm_up_trades(tape: Tape, horizon_ms: int) -> tuple[int, float]:
-    """(trades decided before the leader clock is past the dedup horizon (+ margin), the tape's leader
-    time in hours): until then the dedup memory grows by design (SPEC: remembered ids expire)."""
+    """(trades decided before the leader clock is past the dedup horizon (+ margin), and at least the
+    first 20 % (the worker's buffers and the allocator settle), the tape's leader time in hours): until
+    then the dedup memory grows by design (SPEC: remembered ids expire)."""
     times = sorted(e.detect_time_ms for e, _ in tape.body if isinstance(e, LeaderTrade))
-    return bisect.bisect_left(times, times[0] + horizon_ms + MEMORY_MARGIN_MS), (times[-1] - times[0]) / 3.6e6
+    past_horizon = bisect.bisect_left(times, times[0] + horizon_ms + MEMORY_MARGIN_MS)
+    return max(past_horizon, len(times) // 5), (times[-1] - times[0]) / 3.6e6
 
 
 async def sample_rss(worker: Worker, consumer: Any, tape: Tape, timeout_s: float) -> list[tuple[int, int]]:

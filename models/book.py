@@ -7,7 +7,7 @@ Everything is integer micros. Exposure sums are kept per asset so a new mark or 
 from __future__ import annotations
 
 from models.config import EffectiveConfig
-from models.events import LeaderBook
+from models.events import LeaderBookWire
 from models.sizing import LeaderExposure, leader_exposure
 from models.state import LeaderState, Order, PartitionState
 from models.units import MICROS, notional
@@ -131,40 +131,42 @@ def exposure_for_sizing(leader: LeaderState, clock_ms: int, cfg: EffectiveConfig
 # --- the leaderBook output (SPEC 13.5, 13.8.2) ---------------------------------------------------------
 
 
-def leader_book(state: PartitionState, leader: LeaderState) -> LeaderBook:
+def leader_book(state: PartitionState, leader: LeaderState) -> LeaderBookWire:
     """The leader's book as of the partition clock; marks it as the last book shown."""
     shown, _, status = exposure_for_sizing(leader, state.clock_ms, state.config.for_leader(leader.leader_id))
     leader.book_changed = False
     leader.last_book_exposure = (shown, status)
     cost = total_cost_basis(leader)
     marks, costs = leader.mark_price_micros, leader.cost_basis_micros
-    # Positions are plain wire dicts: a book is output every bookIntervalMs per changed leader, and
-    # validating a model per position cost a fifth of the replay (model_construct is slower still).
-    return LeaderBook(
-        followed_user_id=leader.leader_id,
-        as_of_ms=state.clock_ms,
-        exposure_micros=leader.exposure_micros,
-        reserved_micros=leader.reserved_buy_micros,
-        cost_basis_micros=cost,
-        realized_pnl_micros=leader.realized_pnl_micros,
-        unrealized_pnl_micros=leader.exposure_micros - cost,
-        leader_exposure_micros=shown,
-        leader_exposure_status=status,
-        positions=[
-            {
-                "assetId": asset,
-                "shareMicros": held,
-                "markPriceMicros": marks.get(asset, 0),
-                "costBasisMicros": costs.get(asset, 0),
-            }
-            for asset, held in sorted(leader.held_share_micros.items())
-            if held > 0
-        ],
-        config_version=state.config.version,
+    # The wire dict of `LeaderBook`, field for field in its order (the JSON keys follow it).
+    return LeaderBookWire(
+        {
+            "kind": "leaderBook",
+            "followedUserId": leader.leader_id,
+            "asOfMs": state.clock_ms,
+            "exposureMicros": leader.exposure_micros,
+            "reservedMicros": leader.reserved_buy_micros,
+            "costBasisMicros": cost,
+            "realizedPnlMicros": leader.realized_pnl_micros,
+            "unrealizedPnlMicros": leader.exposure_micros - cost,
+            "leaderExposureMicros": shown,
+            "leaderExposureStatus": status,
+            "positions": [
+                {
+                    "assetId": asset,
+                    "shareMicros": held,
+                    "markPriceMicros": marks.get(asset, 0),
+                    "costBasisMicros": costs.get(asset, 0),
+                }
+                for asset, held in sorted(leader.held_share_micros.items())
+                if held > 0
+            ],
+            "configVersion": state.config.version,
+        }
     )
 
 
-def changed_books(state: PartitionState) -> list[LeaderBook]:
+def changed_books(state: PartitionState) -> list[LeaderBookWire]:
     """A leaderBook for each leader whose book changed since its last one, in leader-id order."""
     books = []
     for leader_id in sorted(state.leaders):

@@ -39,7 +39,7 @@ ATTEMPT_NAMESPACE = uuid.NAMESPACE_URL
 """attemptId = uuid5(NAMESPACE_URL, "EXEC_GLOBAL|{followedUserId}|{groupKey}")."""
 
 
-_NAMESPACE_BYTES = ATTEMPT_NAMESPACE.bytes
+_NAME_PREFIX = ATTEMPT_NAMESPACE.bytes + b"EXEC_GLOBAL|"
 
 
 def attempt_id(leader_id: str, group_key: str) -> str:
@@ -47,12 +47,12 @@ def attempt_id(leader_id: str, group_key: str) -> str:
 
     Equal to ``str(uuid.uuid5(ATTEMPT_NAMESPACE, name))``, formatted straight from the SHA-1 hex digest.
     """
-    h = hashlib.sha1(_NAMESPACE_BYTES + f"EXEC_GLOBAL|{leader_id}|{group_key}".encode()).hexdigest()
+    h = hashlib.sha1(_NAME_PREFIX + f"{leader_id}|{group_key}".encode()).hexdigest()
     # version 5 in the 13th hex digit; the RFC 4122 variant (10xx) in the 17th
-    return f"{h[:8]}-{h[8:12]}-5{h[13:16]}-{_VARIANT[int(h[16], 16)]}{h[17:20]}-{h[20:32]}"
+    return f"{h[:8]}-{h[8:12]}-5{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:32]}"
 
 
-_VARIANT = "89ab89ab89ab89ab"
+_VARIANT = {digit: "89ab"[int(digit, 16) % 4] for digit in "0123456789abcdef"}
 
 
 class Group(NamedTuple):

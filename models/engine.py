@@ -37,7 +37,7 @@ from models.state import (
     Snapshot,
     Window,
 )
-from models.units import MICROS, shares_for
+from models.units import MICROS
 from models.venue import expire, on_report, on_resolution, order_deadline, reschedule_orders
 
 InputEvent = AnyInputEvent
@@ -226,23 +226,29 @@ def _on_config_change(state: PartitionState, change: ConfigChange, out: list[Out
 def _on_trade(state: PartitionState, trade: LeaderTrade, out: list[Output]) -> None:
     leader = state.leaders.get(trade.followed_user_id) or state.leader(trade.followed_user_id)
     cfg = state.config.for_leader(leader.leader_id)  # deciding due groups never changes the config
-    if trade.trade_id in leader.seen_trade_ids and _is_duplicate(
-        leader, trade.trade_id, state.clock_ms, cfg.dedup_window_ms
-    ):
+    trade_id = trade.trade_id
+    seen = leader.seen_trade_ids
+    if trade_id in seen and _is_duplicate(leader, trade_id, state.clock_ms, cfg.dedup_window_ms):
         return
     if trade.detect_time_ms > state.clock_ms:
         _advance(state, trade.detect_time_ms, out)
     clock = state.clock_ms
-    _forget_old_trade_ids(leader, clock, cfg.dedup_window_ms)
-    leader.seen_trade_ids[trade.trade_id] = clock
-    leader.seen_order.append((clock, trade.trade_id))
+    seen_order = leader.seen_order
+    if seen_order and clock - seen_order[0][0] > cfg.dedup_window_ms:
+        _forget_old_trade_ids(leader, clock, cfg.dedup_window_ms)
+    seen[trade_id] = clock
+    seen_order.append((clock, trade_id))
     if leader.journal is not None:
-        leader.journal.trade_ids.add(trade.trade_id)
+        leader.journal.trade_ids.add(trade_id)
     leader.has_book = True
-    if not state.resolved or trade.asset_id not in state.resolved:
+    asset = trade.asset_id
+    if not state.resolved or asset not in state.resolved:
         # Marks and the leader's shadow book move before the group is decided (a resolved asset's don't).
-        set_mark(leader, trade.asset_id, trade.price_micros)
-        shadow_trade(leader, trade.asset_id, trade.side, trade.share_micros)
+        if leader.held_share_micros.get(asset):
+            set_mark(leader, asset, trade.price_micros)
+        else:  # nothing held: only the mark moves (set_mark's cheap case, inline: this is per trade)
+            leader.mark_price_micros[asset] = trade.price_micros
+        shadow_trade(leader, asset, trade.side, trade.share_micros)
     if cfg.buffering_enabled:
         _buffer_trade(state, leader, cfg, trade, out)
     else:
@@ -271,35 +277,31 @@ def _forget_old_trade_ids(leader: LeaderState, clock_ms: int, window_ms: int) ->
 
 
 def _single_trade_group(trade: LeaderTrade, source: SourceType, key_time_ms: int) -> Group:
+    # Positional, in Group's field order: a keyword call costs more, and this is once per trade group.
     return Group(
-        source_type=source,
-        key_time_ms=key_time_ms,
-        asset_id=trade.asset_id,
-        market_id=trade.market_id,
-        side=trade.side,
-        trade_ids=[trade.trade_id],
-        their_notional_micros=trade.notional_micros,
-        reference_price_micros=trade.notional_micros * MICROS // trade.share_micros,
+        source,
+        key_time_ms,
+        trade.asset_id,
+        trade.market_id,
+        trade.side,
+        [trade.trade_id],
+        trade.notional_micros,
+        trade.notional_micros * MICROS // trade.share_micros,  # the reference price
     )
 
 
 def _aggregate_trade(
     state: PartitionState, leader: LeaderState, cfg: EffectiveConfig, trade: LeaderTrade, out: list[Output]
 ) -> None:
+    """Put the trade in its aggregation window (or decide it alone) under `cfg`, the config in force."""
     width = cfg.aggregation_window_ms
     if width == 0:
-        out.append(
-            _decide(
-                state,
-                leader,
-                _single_trade_group(trade, "AGGREGATOR", trade.detect_time_ms),
-            )
-        )
+        out.append(decide(state, leader, cfg, _single_trade_group(trade, "AGGREGATOR", trade.detect_time_ms)))
         return
     start = trade.detect_time_ms // width * width
     end = start + width
     if end <= state.clock_ms:  # its window already closed: the trade is a group of its own, decided now
-        out.append(_decide(state, leader, _single_trade_group(trade, "AGGREGATOR", start)))
+        out.append(decide(state, leader, cfg, _single_trade_group(trade, "AGGREGATOR", start)))
         return
     key = (trade.asset_id, trade.side, start, end)
     window = leader.windows.get(key)
@@ -344,7 +346,7 @@ def _buffer_trade(
         and trade.notional_micros < cfg.min_leader_trade_notional_micros
     ):
         # Filtered before buffering, so a whale's micro-trades cannot slip past the filter in a bucket.
-        out.append(_decide(state, leader, _single_trade_group(trade, "IMMEDIATE", trade.detect_time_ms)))
+        out.append(decide(state, leader, cfg, _single_trade_group(trade, "IMMEDIATE", trade.detect_time_ms)))
         return
     _, exposure_used, _ = exposure_for_sizing(leader, state.clock_ms, cfg)
     raw_copy = raw_target(cfg, trade.notional_micros, exposure_used)[0]
@@ -359,7 +361,7 @@ def _buffer_trade(
     if raw_copy >= cfg.notional_threshold_micros:
         if bucket is None:
             group = _single_trade_group(trade, "IMMEDIATE", trade.detect_time_ms)
-            out.append(_decide(state, leader, group))
+            out.append(decide(state, leader, cfg, group))
         else:  # a large trade joins the pending bucket and flushes it at once
             _append(bucket, trade, raw_copy, state.clock_ms)
             out.append(_flush(state, leader, key, bucket))
@@ -393,7 +395,9 @@ def _append(bucket: Bucket, trade: LeaderTrade, copy_micros: int, clock_ms: int)
         bucket.reference_price_micros = trade.price_micros
     sign = 1 if trade.side == "BUY" else -1
     bucket.net_copy_notional_micros += sign * copy_micros
-    bucket.net_copy_share_micros += sign * shares_for(copy_micros, trade.price_micros)
+    bucket.net_copy_share_micros += sign * (
+        copy_micros * MICROS // trade.price_micros
+    )  # shares_for: price ≥ 1
     bucket.leader_notional_micros += trade.notional_micros
     bucket.last_updated_ms = clock_ms
     bucket.trade_ids.append(trade.trade_id)

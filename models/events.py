@@ -7,7 +7,7 @@ no ``1.0``), ranges checked, unknown fields rejected. Fields typed "X or null" m
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, TypedDict
+from typing import Annotated, Any, Final, Literal, TypedDict
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
 from pydantic.alias_generators import to_camel
@@ -287,6 +287,33 @@ class LeaderBook(WireModel):
     config_version: str | None
 
 
+class LeaderBookWire:
+    """A leaderBook as the core emits it: ``wire`` is exactly the JSON object of :class:`LeaderBook`.
+
+    Books are output every bookIntervalMs per changed leader, so they are built like attempts, as plain
+    dicts (validating the model and serialising it cost ten times as much), but wrapped: a bare dict
+    among the outputs is an attempt. `LeaderBook` is the contract consumers validate ``wire`` against.
+    """
+
+    __slots__ = ("wire",)
+    kind: Final = "leaderBook"
+
+    def __init__(self, wire: dict[str, Any]) -> None:
+        self.wire = wire
+
+    @property
+    def followed_user_id(self) -> str:
+        return str(self.wire["followedUserId"])
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, LeaderBookWire) and other.wire == self.wire
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"LeaderBookWire({self.wire!r})"
+
+
 class ExecutionReportIgnored(WireModel):
     """A report that changed nothing, and why (a diagnostic, reported once per report)."""
 
@@ -372,10 +399,10 @@ Output = (
     | ConfigWarning
     | PositionSettled
     | OrderExpired
-    | LeaderBook
+    | LeaderBookWire
     | ExecutionReportIgnored
 )
-"""Everything the core emits. Attempts are wire dicts; the others are models."""
+"""Everything the core emits. Attempts are wire dicts, leaderBooks wrapped ones; the others are models."""
 
 BOOK_EVENT_KINDS = frozenset({"positionSettled", "orderExpired", "leaderBook"})
 """Output kinds that go with the attempts in replay's stdout (live: ``copybot.book-events``)."""

@@ -12,6 +12,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
+import orjson
+
 from models.engine import finish, process
 from models.events import BOOK_EVENT_KINDS, LeaderTrade, Output
 from models.state import PartitionState
@@ -20,7 +22,6 @@ from streams.serde import (
     DecodeError,
     dead_letter,
     decode_event,
-    dumps,
     encode,
     key_for_raw,
     topic_for_raw,
@@ -69,7 +70,7 @@ def replay(
         nonlocal executed
         for output in outputs:
             if isinstance(output, dict):
-                attempts.append(dumps(output))  # an attempt is a wire dict: straight to JSON
+                attempts.append(orjson.dumps(output))  # an attempt is a wire dict: straight to JSON
                 if output["decision"] == "EXECUTE":
                     executed += 1
                 if tally:

@@ -12,6 +12,7 @@ from models.events import (
     INPUT_EVENT,
     DeadLetter,
     InputEvent,
+    LeaderBookWire,
 )
 from streams.errors import DecodeError
 from streams.topology import REPLAY_PREFIX, TOPIC_OF_KIND
@@ -40,10 +41,13 @@ def describe_validation_error(exc: ValidationError) -> str:
     return "; ".join(parts)
 
 
-def encode(output: BaseModel | Mapping[str, Any]) -> bytes:
-    """The wire JSON of an output or event (camelCase, compact); attempts arrive as wire dicts."""
+def encode(output: BaseModel | LeaderBookWire | Mapping[str, Any]) -> bytes:
+    """The wire JSON of an output or event (camelCase, compact); attempts arrive as wire dicts,
+    leaderBooks as wrapped wire dicts."""
     if isinstance(output, BaseModel):
         return output.model_dump_json(by_alias=True).encode()
+    if isinstance(output, LeaderBookWire):
+        return orjson.dumps(output.wire)
     return orjson.dumps(output)
 
 

@@ -565,6 +565,27 @@ def _session_timeout_allowed(settings: Settings) -> Settings:
     return dataclasses.replace(settings, session_timeout_s=floor_ms / 1000)
 
 
+MMAP_THRESHOLD_BYTES = 128 * 1024
+"""Allocations at least this big get their own mapping, returned to the system when freed."""
+
+
+def fix_mmap_threshold() -> bool:
+    """Keep glibc's mmap threshold at 128 KiB (``mallopt(M_MMAP_THRESHOLD)``, as
+    MALLOC_MMAP_THRESHOLD_ does). glibc raises it each time a large block is freed, after which the
+    worker's big changelog chunks and fetch buffers come from the heap and stay there: RSS rose 25 %
+    over a 1M-trade run with a flat decision state, ±8.6 % with the threshold fixed (README, Memory).
+    False where there is no glibc."""
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name)
+        return bool(libc.mallopt(-3, MMAP_THRESHOLD_BYTES))  # -3: M_MMAP_THRESHOLD (malloc.h)
+    except (OSError, AttributeError):
+        return False
+
+
 def run_worker(loglevel: str = "info") -> int:
     """Create the topics if needed and run a Faust worker until it is stopped."""
     from streams.kafka.admin import create_topics
@@ -574,6 +595,7 @@ def run_worker(loglevel: str = "info") -> int:
         print(EXACTLY_ONCE_REFUSED, file=sys.stderr)
         return 2
     asyncio.run(create_topics(settings))
+    fix_mmap_threshold()
     app = create_app(_session_timeout_allowed(settings))
     worker = faust.Worker(app, loglevel=loglevel, quiet=True)
     worker.execute_from_commandline()

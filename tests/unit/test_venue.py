@@ -13,12 +13,14 @@ from models.events import (
     ConfigChange,
     ExecutionReportIgnored,
     LeaderBook,
+    LeaderBookWire,
     OrderExpired,
     Output,
     PortfolioSnapshot,
     PositionSettled,
 )
 from models.state import LeaderState
+from streams.serde import encode
 from tests.factories import (
     BUDGETED,
     T0,
@@ -542,7 +544,8 @@ def test_our_fill_prices_move_the_shadow_exposure() -> None:
 
 
 def books(outputs: list[Output]) -> list[LeaderBook]:
-    return [o for o in outputs if isinstance(o, LeaderBook)]
+    """The leaderBooks among `outputs`, checked against the wire contract."""
+    return [LeaderBook.model_validate(o.wire) for o in outputs if isinstance(o, LeaderBookWire)]
 
 
 def test_a_book_comes_after_the_due_decisions_and_before_the_event_that_crossed_the_boundary() -> None:
@@ -710,3 +713,19 @@ def test_the_core_record_leaves_the_attempt_memory_to_the_memory_records() -> No
     assert restored.attempt_memory == leader.attempt_memory
     assert restored.reserved_buy_micros == TARGET
     assert leader_to_json(restored) == full
+
+
+def test_a_core_leader_book_is_byte_for_byte_the_leader_book_models_json() -> None:
+    # The core builds books as wire dicts (LeaderBookWire): the JSON must be what the model writes,
+    # key order included, and a wrapped book must never pass for an attempt (a bare dict).
+    driver = Driver(global_change(sizing=BUDGETED), books=True)
+    driver.feed(trade(asset="b", at=T0), trade(asset="a", at=T0 + 10), tick(T0 + 1_000))
+    driver.finish()
+    wrapped = [o for o in driver.outputs if isinstance(o, LeaderBookWire)]
+    assert [[p["assetId"] for p in book.wire["positions"]] for book in wrapped] == [["a", "b"]]
+    assert all(o["kind"] == "copyAttempt" for o in driver.outputs if isinstance(o, dict))
+    for book in wrapped:
+        model = LeaderBook.model_validate(book.wire)
+        assert encode(book) == model.model_dump_json(by_alias=True).encode()
+        assert list(book.wire) == [field.alias for field in LeaderBook.model_fields.values()]
+        assert (book.kind, book.followed_user_id) == ("leaderBook", model.followed_user_id)

@@ -172,3 +172,13 @@ async def test_the_worker_consumer_fetches_with_a_short_wait_not_fausts_hardcode
     assert isinstance(thread, QuickFetchConsumerThread)
     client = thread._create_worker_consumer(app.transport)
     assert client._fetch_max_wait_ms == FETCH_MAX_WAIT_MS <= 200
+
+
+def test_the_worker_can_fix_glibcs_mmap_threshold() -> None:
+    # glibc raises the threshold after large frees and the worker's RSS then creeps up; the worker
+    # fixes it at start (on a system without glibc the call reports False and changes nothing)
+    import platform
+
+    from streams.worker.app import fix_mmap_threshold
+
+    assert fix_mmap_threshold() is (platform.libc_ver()[0] == "glibc")
