@@ -87,6 +87,9 @@ class SavedPartition:
     """minute -> leader -> [newest seenAt, newest key time] in that bucket (for expiry)."""
     to_delete: list[bytes] = field(default_factory=list)
     """Keys no longer named by the last acknowledged commit record: deleted with the next batch."""
+    buckets_json: bytes | None = field(default=None, repr=False, compare=False)
+    """``buckets`` and ``bucket_limits`` as the commit record's JSON members (they change only when a
+    minute is folded or a bucket expires; a whale's 24 h are 1,440 of them): None when stale."""
 
 
 def _memory_of_batch(state: PartitionState, dirty: set[str]) -> MemoryEntries:
@@ -234,6 +237,7 @@ def _fold_open_minute(partition: int, saved: SavedPartition) -> Iterator[Record]
         yield bucket_key(partition, minute, chunk), value
     saved.buckets.append([minute, len(chunks)])
     saved.bucket_limits[minute] = _limits(entries)
+    saved.buckets_json = None
     saved.to_delete += [delta_key(partition, b, c) for b, n in saved.deltas for c in range(n)]
     saved.deltas, saved.open_entries, saved.delta_minute = [], [], None
 
@@ -247,6 +251,7 @@ def _expire_buckets(partition: int, saved: SavedPartition) -> None:
         else:
             keep.append([minute, chunks])
     saved.buckets = keep
+    saved.buckets_json = None
 
 
 def batch_records(partition: int, saved: SavedPartition, dirty: set[str]) -> list[Record]:
@@ -276,15 +281,17 @@ def batch_records(partition: int, saved: SavedPartition, dirty: set[str]) -> lis
         if leader is None:
             continue
         records.append((leader_key(leader_id), _leader_value(saved, leader, batch)))
-    commit = {
-        "batch": batch,
-        "core": partition_to_json(state, saved.offset),
-        "deltas": saved.deltas,
-        "buckets": saved.buckets,
-        "limits": {str(m): lim for m, lim in saved.bucket_limits.items()},
-    }
-    records.append((partition_key(partition), orjson.dumps(commit)))
+    commit = {"batch": batch, "core": partition_to_json(state, saved.offset), "deltas": saved.deltas}
+    records.append((partition_key(partition), orjson.dumps(commit)[:-1] + b"," + _buckets_json(saved)))
     return records
+
+
+def _buckets_json(saved: SavedPartition) -> bytes:
+    """``"buckets":…,"limits":…}``: the commit record's bucket members and its closing brace (cached)."""
+    if saved.buckets_json is None:
+        limits = {str(m): lim for m, lim in saved.bucket_limits.items()}
+        saved.buckets_json = orjson.dumps({"buckets": saved.buckets, "limits": limits})[1:]
+    return saved.buckets_json
 
 
 def _leader_value(saved: SavedPartition, leader: LeaderState, batch: int) -> bytes:
