@@ -71,6 +71,7 @@ class LeaderSummary:
     leader_exposure_status: ExposureStatus
     r_u: float
     our_exposure_micros: int
+    """What the HARD check counts: our marked exposure plus the open BUY reservations (SPEC 13.3)."""
     headroom_micros: int | None
     """B_u − our exposure, when HARD enforcement applies."""
     utilization: float | None
@@ -97,6 +98,7 @@ def summarize(state: PartitionState, tallies: dict[str, LeaderTally], top: int =
         shown, used, status = exposure_for_sizing(leader, state.clock_ms, cfg)
         tally = tallies.get(leader_id, LeaderTally())
         budget = cfg.budget_usdc_micros
+        counted = leader.exposure_micros + leader.reserved_buy_micros  # what HARD counts (SPEC 13.3 point 2)
         rows.append(
             LeaderSummary(
                 leader_id=leader_id,
@@ -108,9 +110,9 @@ def summarize(state: PartitionState, tallies: dict[str, LeaderTally], top: int =
                 leader_exposure_micros=shown,
                 leader_exposure_status=status,
                 r_u=copy_rate(cfg, used),
-                our_exposure_micros=leader.exposure_micros,
-                headroom_micros=budget_headroom_micros(budget, leader.exposure_micros, cfg.hard_budget),
-                utilization=budget_utilization(leader.exposure_micros, budget),
+                our_exposure_micros=counted,
+                headroom_micros=budget_headroom_micros(budget, counted, cfg.hard_budget),
+                utilization=budget_utilization(counted, budget),
                 executed=tally.executed,
                 skipped=tally.skipped,
                 trades=tally.trades,

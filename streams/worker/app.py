@@ -15,10 +15,8 @@ Topology (N = settings.partitions; every leader-keyed topic has N partitions):
 
 Delivery (the log is the truth): per batch, the attempts and dead letters are sent and acknowledged,
 then the partition's state is saved atomically (:mod:`streams.worker.records`), then the batch's input
-messages are acknowledged to Faust, which commits their offsets. The decide agent works on the next
-batch while the previous one is being saved (its attempts are queued at once; its state records wait
-until the previous batch's are acknowledged, so a partition's records land in batch order). Outputs
-go out as one producer batch per partition (:mod:`streams.kafka.batches`); the consumer hands over
+messages are acknowledged to Faust, which commits their offsets; only then is the next batch taken.
+Outputs go out as one producer batch per partition (:mod:`streams.kafka.batches`); the consumer hands over
 whole fetched chunks (:mod:`streams.worker.consumer`). Any send failure or timeout stops the
 worker (exit 70) instead of carrying on with state that is ahead of Kafka; a restart replays the log
 from the saved state, emitting the same attempts again (same attemptIds, same contents). A watchdog
@@ -112,8 +110,6 @@ class Runtime:
         self.live: dict[int, SavedPartition] = {}
         self.last_progress = time.monotonic()
         self.applied: dict[int, int] = {}
-        self.saving: asyncio.Future[None] | None = None
-        """The decide agent's previous batch, being saved while the next one is decided."""
         self._sender: BatchSender | None = None
         self._sends: dict[int, float] = {}
         self._next_send = 0
@@ -319,8 +315,7 @@ def _decide_agent(app: faust.App, rt: Runtime) -> None:
     )
 
     async def decide_batches() -> None:
-        """Decide a batch, queue its attempts, then — once the previous batch is completely saved —
-        complete it (Runtime.complete) in the background while the next batch is decided."""
+        """Decide a batch, then complete it (Runtime.complete): attempts, state, acks."""
         sink = sink_for(app, trades_topic.get_topic_name())
         while True:
             fresh = _current(app, await sink.take(BATCH_MAX))
@@ -336,10 +331,10 @@ def _decide_agent(app: faust.App, rt: Runtime) -> None:
                 dirty = decide_batch(saved, batch, outgoing, rt.counters, topics)
                 touched.append((partition, saved, dirty))
             records = rt.records(table, touched)
-            attempts = await rt.queue(outgoing)  # on their way while the previous batch is saved
-            if rt.saving is not None:
-                await rt.saving
-            rt.saving = asyncio.ensure_future(rt.complete(table, attempts, records, fresh))
+            # Completed before the next batch is taken: with a batch completing in the background, a
+            # chaos run (broker restart, kills) once showed state diverging from the log, not yet
+            # explained; until it is, nothing of a partition is in flight when it is revoked.
+            await rt.complete(table, await rt.queue(outgoing), records, fresh)
 
     @app.agent(trades_topic, concurrency=1)
     async def decide(stream: Any) -> None:  # a faust Stream
