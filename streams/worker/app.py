@@ -62,7 +62,14 @@ from streams.settings import (
     Settings,
 )
 from streams.topology import BOOK_EVENTS, EXECUTIONS, MARKET_EVENTS, copy_targets
-from streams.worker.batch import Counters, Outgoing, OutputTopics, dead_letter_message, decide_batch
+from streams.worker.batch import (
+    Counters,
+    LogGap,
+    Outgoing,
+    OutputTopics,
+    dead_letter_message,
+    decide_batch,
+)
 from streams.worker.consumer import BatchDrainConsumer, Chunk, sink_for
 from streams.worker.consumer import install as install_consumer
 from streams.worker.records import SavedPartition, batch_records, partition_key, restore
@@ -71,6 +78,7 @@ log = logging.getLogger("copybot.worker")
 
 EXIT_SEND_FAILED = 70
 EXIT_RESTORE_FAILED = 71
+EXIT_LOG_GAP = 72
 EXIT_STALLED = 75
 
 EXACTLY_ONCE_REFUSED = (
@@ -170,6 +178,7 @@ class Runtime:
                 values = await latest_values(self.settings, changelog, missing, self.settings.send_timeout_s)
             except Exception as exc:  # the state cannot be known: deciding on would be wrong
                 fatal(EXIT_RESTORE_FAILED, f"reading partitions {missing} of {changelog} failed: {exc!r}")
+                raise  # not reached
             read_s = time.monotonic() - began
             for partition in missing:
                 self.live[partition] = self._restored(partition, values.pop(partition), read_s)
@@ -348,7 +357,11 @@ def _decide_agent(app: faust.App, rt: Runtime) -> None:
             touched = []
             for partition, batch in by_partition.items():
                 saved = loaded[partition]
-                dirty = decide_batch(saved, batch, outgoing, rt.counters, topics)
+                try:
+                    dirty = decide_batch(saved, batch, outgoing, rt.counters, topics)
+                except LogGap as gap:  # nothing of this batch is acked: a restart reads from the commit
+                    fatal(EXIT_LOG_GAP, str(gap))
+                    raise  # not reached
                 touched.append((partition, saved, dirty))
             records = rt.records(changelog, touched)
             # Completed before the next batch is taken: with a batch completing in the background, a
