@@ -13,6 +13,7 @@ from models.events import (
     DeadLetter,
     InputEvent,
     LeaderBookWire,
+    OrderUpdatedWire,
 )
 from streams.errors import DecodeError
 from streams.topology import REPLAY_PREFIX, TOPIC_OF_KIND
@@ -41,12 +42,12 @@ def describe_validation_error(exc: ValidationError) -> str:
     return "; ".join(parts)
 
 
-def encode(output: BaseModel | LeaderBookWire | Mapping[str, Any]) -> bytes:
+def encode(output: BaseModel | LeaderBookWire | OrderUpdatedWire | Mapping[str, Any]) -> bytes:
     """The wire JSON of an output or event (camelCase, compact); attempts arrive as wire dicts,
-    leaderBooks as wrapped wire dicts."""
+    leaderBooks and orderUpdates as wrapped wire dicts."""
     if isinstance(output, BaseModel):
         return output.model_dump_json(by_alias=True).encode()
-    if isinstance(output, LeaderBookWire):
+    if isinstance(output, (LeaderBookWire, OrderUpdatedWire)):
         return orjson.dumps(output.wire)
     return orjson.dumps(output)
 
