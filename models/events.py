@@ -321,8 +321,8 @@ CloseReason = Literal["REPORT", "TIMEOUT", "MARKET_RESOLVED"]
 
 
 class OrderUpdated(WireModel):
-    """An order's state after the core changed it (not in the SPEC; docs/decisions.md): opened by an EXECUTE
-    in reports mode, a report applied, expired. `revision` counts the changes (1 when opened)."""
+    """An order's state after the core changed it (not in the SPEC; docs/decisions.md 38): opened by an
+    EXECUTE in reports mode, a report applied, expired. `revision` counts the changes (1 when opened)."""
 
     kind: Literal["orderUpdated"] = "orderUpdated"
     followed_user_id: str

@@ -60,15 +60,14 @@ only floats. Times are epoch milliseconds (BIGINT). A leader id of ``''`` means 
 ``settlements`` — one row per positionSettled (PK settlement_id): leader_id, asset_id, market_id,
     share_micros, payout_micros, proceeds_micros, cost_basis_micros, realized_pnl_micros, settled_at_ms,
     config_version, source_partition, source_offset.
-``orders`` — attempt_id, leader_id (PK): what the venue did with an order, from execution reports
-    (copybot.executions, cumulative; a report filling less than already counted is stale and changes
-    nothing, SPEC 13.3.3) and orderExpired: status (OPEN; the first FILLED, REJECTED or CANCELLED; or
-    EXPIRED, which wins: an expiry is only ever output for an order still open), filled_share_micros,
-    filled_notional_micros, expired_at_ms, last_report_id, last_reported_at_ms. Which EXECUTEs are orders
-    is decided when reading: those decided under ``system.fillModel = "reports"`` (the attempt's
-    configVersion in ``config_history``) or expired; their target and reference price are the attempt's.
-    Reports the core ignores for a resolved market are still counted here (the projector does not read
-    resolutions).
+``orders`` — attempt_id, leader_id (PK): each order of the core (an EXECUTE decided under
+    ``system.fillModel = "reports"``, SPEC 13.3) as its newest orderUpdated output gives it, stored as is:
+    revision, asset_id, side, status (OPEN, FILLED, REJECTED, CANCELLED, EXPIRED), close_reason (REPORT,
+    TIMEOUT, MARKET_RESOLVED; null while open), target_share_micros, target_notional_micros,
+    reference_price_micros, filled_share_micros, filled_notional_micros, reserved_micros (USDC for a BUY,
+    shares for a SELL), last_report_id, opened_at_ms, updated_at_ms, closed_at_ms, config_version,
+    source_partition, source_offset. A higher revision replaces the row; an equal or lower one (a
+    redelivery) changes nothing. The projector applies no order rule: the core decided them.
 ``projection_offsets`` — topic, partition, next_offset: the next message to consume, committed with rows.
 ``projection_state`` — name, value: the projector's config store (JSON), committed with rows.
 """
@@ -77,7 +76,6 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -86,9 +84,9 @@ from models.config import ConfigStore, EffectiveConfig, apply_change
 from models.events import (
     ConfigChange,
     CopyAttempt,
-    ExecutionReport,
     LeaderBook,
     OrderExpired,
+    OrderUpdated,
     PortfolioSnapshot,
     PositionSettled,
     WireModel,
@@ -399,11 +397,10 @@ def with_snapshot(row: LeaderBudgetRow, snapshot: SnapshotRow) -> LeaderBudgetRo
 
 # --- the venue loop: books, positions, settlements, orders (SPEC 13.3, 13.5) ------------------------
 
-BookEvent = LeaderBook | PositionSettled | OrderExpired
+BookEvent = LeaderBook | PositionSettled | OrderExpired | OrderUpdated
 """What the worker outputs on ``copybot.book-events``."""
 OrderKey = tuple[str, str]
 """(attempt_id, leader_id) of an ``orders`` row."""
-OPEN, EXPIRED = "OPEN", "EXPIRED"
 
 
 def event_fields(event: WireModel, partition: int, offset: int) -> dict[str, Any]:
@@ -465,51 +462,6 @@ def with_book(row: LeaderBudgetRow, book: LeaderBook, partition: int, offset: in
             book_source_offset=offset,
         )
     )
-
-
-@dataclass(frozen=True, slots=True)
-class OrderRow:
-    """An ``orders`` row: the fills and the state of one attempt's order."""
-
-    attempt_id: str
-    leader_id: str
-    status: str = OPEN
-    filled_share_micros: int = 0
-    filled_notional_micros: int = 0
-    expired_at_ms: int | None = None
-    last_report_id: str | None = None
-    last_reported_at_ms: int | None = None
-
-    @property
-    def key(self) -> OrderKey:
-        return (self.attempt_id, self.leader_id)
-
-
-def _filled(row: OrderRow, shares: int, notional_micros: int) -> OrderRow | None:
-    """The row with cumulative fills `shares` and `notional_micros`; None when stale (less than counted)."""
-    if shares < row.filled_share_micros or notional_micros < row.filled_notional_micros:
-        return None
-    return replace(row, filled_share_micros=shares, filled_notional_micros=notional_micros)
-
-
-def with_report(row: OrderRow, report: ExecutionReport) -> OrderRow:
-    """The order after a report: its fills when not stale; the first closing status closes it."""
-    filled = _filled(row, report.filled_share_micros, report.filled_notional_micros)
-    if filled is None:
-        return row
-    closes = row.status == OPEN and report.status != "PARTIAL"
-    return replace(
-        filled,
-        status=report.status if closes else row.status,
-        last_report_id=report.report_id,
-        last_reported_at_ms=report.reported_at_ms,
-    )
-
-
-def with_expiry(row: OrderRow, expired: OrderExpired) -> OrderRow:
-    """The order after its orderExpired: EXPIRED, with the core's fills unless reports counted more."""
-    filled = _filled(row, expired.filled_share_micros, expired.filled_notional_micros) or row
-    return replace(filled, status=EXPIRED, expired_at_ms=expired.expired_at_ms)
 
 
 # --- config -------------------------------------------------------------------------------------
@@ -578,8 +530,8 @@ class WorkingSet:
     """The stored rows of the batch's snapshot keys."""
     all_leaders: bool = False
     """`leaders` holds every stored leader row (required for a batch with a config change)."""
-    orders: dict[OrderKey, OrderRow] = field(default_factory=dict)
-    """The stored rows of the orders the batch's reports and expiries name."""
+    order_revisions: dict[OrderKey, int] = field(default_factory=dict)
+    """The stored revision of each order the batch's orderUpdated events name."""
 
 
 @dataclass(slots=True)
@@ -599,7 +551,8 @@ class RowChanges:
     positions: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     """leader id -> every ``positions`` row of the leader (replacing the stored ones)."""
     settlements: dict[str, dict[str, Any]] = field(default_factory=dict)
-    orders: dict[OrderKey, OrderRow] = field(default_factory=dict)
+    orders: dict[OrderKey, dict[str, Any]] = field(default_factory=dict)
+    """The ``orders`` rows to upsert: the newest revision of each order the batch named."""
 
 
 class BatchProjection:
@@ -613,7 +566,7 @@ class BatchProjection:
         self._leaders = dict(working.leaders)
         self._touched: set[str] = set()
         self._snapshots = dict(working.snapshots)
-        self._orders = dict(working.orders)
+        self._order_revisions = dict(working.order_revisions)
         self._changes = RowChanges()
 
     def _leader(self, leader_id: str) -> LeaderBudgetRow:
@@ -648,27 +601,21 @@ class BatchProjection:
         return True
 
     def book_event(self, event: BookEvent, partition: int, offset: int) -> None:
-        """Project a leaderBook, positionSettled or orderExpired (a redelivery changes nothing)."""
+        """Project a leaderBook, positionSettled or orderUpdated (a redelivery changes nothing); an
+        orderExpired changes no row: the orderUpdated that follows it carries the expired order."""
         if isinstance(event, PositionSettled):
             self._changes.settlements[event.settlement_id] = event_fields(event, partition, offset)
-        elif isinstance(event, OrderExpired):
-            self._order(event.attempt_id, event.followed_user_id, lambda row: with_expiry(row, event))
-        else:
+        elif isinstance(event, OrderUpdated):
+            key = (event.attempt_id, event.followed_user_id)
+            if event.revision > self._order_revisions.get(key, 0):  # the core's newest state of the order
+                self._order_revisions[key] = event.revision
+                self._changes.orders[key] = event_fields(event, partition, offset)
+        elif isinstance(event, LeaderBook):
             self._changes.books.append(event_fields(event, partition, offset))
             leader = self._leader(event.followed_user_id)
             if book_supersedes(leader, event, partition, offset):
                 self._leaders[event.followed_user_id] = with_book(leader, event, partition, offset)
                 self._changes.positions[event.followed_user_id] = position_rows(event)
-
-    def report(self, report: ExecutionReport) -> None:
-        """Project an execution report into its order's fills and status."""
-        self._order(report.attempt_id, report.followed_user_id, lambda row: with_report(row, report))
-
-    def _order(self, attempt_id: str, leader_id: str, change: Callable[[OrderRow], OrderRow]) -> None:
-        key = (attempt_id, leader_id)
-        row = change(self._orders.get(key) or OrderRow(attempt_id, leader_id))
-        if row != self._orders.get(key):
-            self._orders[key] = self._changes.orders[key] = row
 
     def config_change(self, change: ConfigChange, change_json: str, partition: int, offset: int) -> str:
         """Project a config change; returns its status (accepted, rejected or duplicate)."""

@@ -40,13 +40,12 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 
 from models.config import ConfigStore
-from models.events import LeaderBook, PositionSettled, WireModel
+from models.events import LeaderBook, OrderUpdated, PositionSettled, WireModel
 from projections.rows import (
     AttemptRow,
     ConfigHistoryRow,
     LeaderBudgetRow,
     OrderKey,
-    OrderRow,
     RowChanges,
     SnapshotKey,
     SnapshotRow,
@@ -168,7 +167,7 @@ settlements = Table(
 orders = Table(
     "orders",
     metadata,
-    *row_columns(OrderRow, ["attempt_id", "leader_id"]),
+    *event_columns(OrderUpdated, ["attempt_id", "leader_id"]),
     Index("ix_orders_leader", "leader_id"),
 )
 
@@ -328,16 +327,20 @@ class BatchTransaction:
         for r in self._by_key(latest_snapshots, ("scope", "leader_id"), snapshot_keys):
             row = SnapshotRow(**r)
             working.snapshots[row.key] = row
-        for r in self._by_key(orders, ("attempt_id", "leader_id"), order_keys):
-            order = OrderRow(**r)
-            working.orders[order.key] = order
+        for r in self._by_key(orders, ("attempt_id", "leader_id"), order_keys, orders.c.revision):
+            working.order_revisions[r["attempt_id"], r["leader_id"]] = r["revision"]
         return working
 
-    def _by_key(self, table: Table, key: Sequence[str], values: Iterable[tuple[Any, ...]]) -> Iterator[Any]:
-        """The stored rows of `table` whose `key` columns are one of `values`."""
-        columns = tuple_(*(table.c[name] for name in key))
+    def _by_key(
+        self, table: Table, key: Sequence[str], values: Iterable[tuple[Any, ...]], *extra: Any
+    ) -> Iterator[Any]:
+        """The stored rows of `table` whose `key` columns are one of `values` (only the key and `extra`
+        columns when `extra` names some)."""
+        key_columns = [table.c[name] for name in key]
+        columns = tuple_(*key_columns)
+        query = select(*key_columns, *extra) if extra else select(table)
         for chunk in _chunks(sorted(set(values))):
-            yield from self._conn.execute(select(table).where(columns.in_(chunk))).mappings()
+            yield from self._conn.execute(query.where(columns.in_(chunk))).mappings()
 
     # --- writes -------------------------------------------------------------------------------
 
@@ -389,7 +392,7 @@ class BatchTransaction:
         if changes.settlements:  # a settlement happens once: a redelivered one keeps where it was first read
             stmt = self._insert(settlements).on_conflict_do_nothing(index_elements=["settlement_id"])
             self._conn.execute(stmt, list(changes.settlements.values()))
-        self._upsert(orders, ["attempt_id", "leader_id"], [_fields(r) for r in changes.orders.values()])
+        self._upsert(orders, ["attempt_id", "leader_id"], list(changes.orders.values()))
 
     def _upsert(self, table: Table, key: list[str], rows: list[dict[str, Any]]) -> None:
         if not rows:

@@ -310,9 +310,10 @@ def test_book_events_and_reports_from_kafka_show_the_replays_pnl_positions_and_o
     db = new_db()
     # When projected
     first = run_projection(settings, db)
-    # Then every book event and report was read (the junk skipped) and the figures are the replay's
+    # Then every book event was read (the junk skipped; the reports are the core's business: the
+    # projector stores the orderUpdated outputs) and the figures are the replay's
     messages = venue.messages()
-    assert (first.book_events, first.reports) == (len(messages[BOOK_EVENTS]), len(messages[EXECUTIONS]))
+    assert first.book_events == len(messages[BOOK_EVENTS])
     assert first.undecodable == 1
     assert_venue_figures(db, venue)
     before = tables(db, exclude_offsets=True)
