@@ -89,8 +89,17 @@ def order_update(state: PartitionState, leader: LeaderState, order: Order) -> Or
 
 def place_order_updates(state: PartitionState, out: list[Output]) -> None:
     """Put the orderUpdated of each order opened by this event right after the attempt that opened it."""
-    updates = {u.wire["attemptId"]: u for u in state.order_updates}
-    state.order_updates.clear()
+    pending = state.order_updates
+    if (
+        len(pending) == 1
+        and out
+        and type(out[-1]) is dict
+        and out[-1]["attemptId"] == pending[0].wire["attemptId"]
+    ):
+        out.append(pending.pop())  # the common case: one order, opened by the last output
+        return
+    updates = {u.wire["attemptId"]: u for u in pending}
+    pending.clear()
     placed: list[Output] = []
     for output in out:
         placed.append(output)

@@ -45,10 +45,10 @@ def describe_validation_error(exc: ValidationError) -> str:
 def encode(output: BaseModel | LeaderBookWire | OrderUpdatedWire | Mapping[str, Any]) -> bytes:
     """The wire JSON of an output or event (camelCase, compact); attempts arrive as wire dicts,
     leaderBooks and orderUpdates as wrapped wire dicts."""
+    if type(output) is LeaderBookWire or type(output) is OrderUpdatedWire:  # first: the many book events
+        return orjson.dumps(output.wire)
     if isinstance(output, BaseModel):
         return output.model_dump_json(by_alias=True).encode()
-    if isinstance(output, (LeaderBookWire, OrderUpdatedWire)):
-        return orjson.dumps(output.wire)
     return orjson.dumps(output)
 
 
