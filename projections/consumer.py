@@ -207,9 +207,10 @@ async def project(
     """
     store = ProjectionStore(db)
     try:
-        store.create_schema()
         if rebuild:
             store.reset()
+        else:
+            store.create_schema()
         stored = store.offsets()
         await ensure_topics(settings)  # never let a metadata request auto-create a topic with 1 partition
         base_of = {settings.topic(name): name for name in PROJECTED}

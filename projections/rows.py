@@ -50,10 +50,15 @@ only floats. Times are epoch milliseconds (BIGINT). A leader id of ``''`` means 
 ``latest_snapshots`` — scope, leader_id ('' for the whole EXEC_GLOBAL portfolio) (PK), bucket_time_ms,
     exposure_micros, equity_micros, cash_micros, source_partition, source_offset: the newest snapshot
     by bucketTimeMs; on equal times the later arrival wins.
-``leader_books`` — every leaderBook (SPEC 13.5) as received: source_partition, source_offset (PK),
-    leader_id, as_of_ms, exposure_micros, reserved_micros, cost_basis_micros, realized_pnl_micros,
-    unrealized_pnl_micros, leader_exposure_micros, leader_exposure_status, positions (JSON, as on the
-    wire), config_version.
+``leader_books`` — the leaderBook history (SPEC 13.5): leader_id, as_of_ms (PK), exposure_micros,
+    reserved_micros, cost_basis_micros, realized_pnl_micros, unrealized_pnl_micros,
+    leader_exposure_micros, leader_exposure_status, positions (JSON, as on the wire), config_version,
+    source_partition, source_offset. One book per leader and asOfMs: a redelivered book (the same
+    content) changes nothing; a different book with the same asOfMs (a replay's final book at the clock
+    of the last periodic one) replaces it when read later. Retention: every book from the start of the
+    :data:`BOOK_HISTORY_STEP_MS` (hour) that holds the time :data:`BOOK_HISTORY_FULL_MS` (24 h) before
+    the leader's newest book; before that, the last book of each hour of asOfMs. So a leader keeps at
+    most about 90,000 books at the default bookIntervalMs (one a second for 25 h), plus 24 a day.
 ``positions`` — leader_id, asset_id (PK): the held assets of the leader's latest leaderBook (a newer book
     replaces the leader's rows): share_micros, mark_price_micros, cost_basis_micros, value_micros
     (notional(shares, mark)), unrealized_pnl_micros (value − cost), as_of_ms.
@@ -401,6 +406,21 @@ BookEvent = LeaderBook | PositionSettled | OrderExpired | OrderUpdated
 """What the worker outputs on ``copybot.book-events``."""
 OrderKey = tuple[str, str]
 """(attempt_id, leader_id) of an ``orders`` row."""
+BookKey = tuple[str, int]
+"""(leader_id, as_of_ms) of a ``leader_books`` row."""
+BOOK_HISTORY_FULL_MS = 86_400_000
+"""``leader_books`` keeps every book this long before the leader's newest."""
+BOOK_HISTORY_STEP_MS = 3_600_000
+"""Older books are thinned to the last one of each step of asOfMs."""
+
+
+def book_thinning_cut(newest_ms: int) -> int | None:
+    """Books of a leader whose newest is at `newest_ms` are thinned below this asOfMs (None: none is old).
+
+    The thinning covers every older book, not only those aged since the last batch: a redelivered old book
+    is thinned away again, and the part already thinned is small (24 books a day)."""
+    cut = (newest_ms - BOOK_HISTORY_FULL_MS) // BOOK_HISTORY_STEP_MS * BOOK_HISTORY_STEP_MS  # a whole step
+    return cut if cut > 0 else None
 
 
 def event_fields(event: WireModel, partition: int, offset: int) -> dict[str, Any]:
@@ -547,7 +567,10 @@ class RowChanges:
     config: ConfigStore | None = None
     """The projector's config store after the batch, when a change was applied."""
     duplicate_attempts: int = 0
-    books: list[dict[str, Any]] = field(default_factory=list)
+    books: dict[BookKey, dict[str, Any]] = field(default_factory=dict)
+    """The ``leader_books`` rows to write (the last read of each key)."""
+    book_thinning: dict[str, int] = field(default_factory=dict)
+    """leader id -> thin its ``leader_books`` history below this asOfMs (:func:`book_thinning_cut`)."""
     positions: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     """leader id -> every ``positions`` row of the leader (replacing the stored ones)."""
     settlements: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -611,7 +634,9 @@ class BatchProjection:
                 self._order_revisions[key] = event.revision
                 self._changes.orders[key] = event_fields(event, partition, offset)
         elif isinstance(event, LeaderBook):
-            self._changes.books.append(event_fields(event, partition, offset))
+            self._changes.books[event.followed_user_id, event.as_of_ms] = event_fields(
+                event, partition, offset
+            )
             leader = self._leader(event.followed_user_id)
             if book_supersedes(leader, event, partition, offset):
                 self._leaders[event.followed_user_id] = with_book(leader, event, partition, offset)
@@ -639,4 +664,9 @@ class BatchProjection:
             row = with_config(self._leader(leader_id), self._config.for_leader(leader_id))
             if row != self._working.leaders.get(leader_id):
                 self._changes.leaders[leader_id] = row
+        for leader_id in sorted({leader for leader, _ in self._changes.books}):
+            newest = self._leaders[leader_id].book_as_of_ms
+            cut = None if newest is None else book_thinning_cut(newest)
+            if cut is not None:
+                self._changes.book_thinning[leader_id] = cut
         return self._changes

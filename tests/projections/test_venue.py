@@ -145,7 +145,11 @@ def test_the_books_of_a_leader_are_its_leaderBook_events_newest_first(
     client: TestClient, venue: VenueSample
 ) -> None:
     books = client.get("/api/users/u1/books").json()
-    expected = [b for b in venue.of_kind("leaderBook") if b["followedUserId"] == "u1"]
+    replayed = [b for b in venue.of_kind("leaderBook") if b["followedUserId"] == "u1"]
+    # one book per asOfMs: the replay's final book, at the clock of the last periodic one, replaces it
+    assert [b["asOfMs"] for b in replayed[-2:]] == [replayed[-1]["asOfMs"]] * 2
+    assert replayed[-2] != replayed[-1]
+    expected = [*replayed[:-2], replayed[-1]]
     assert books == expected[::-1]
     assert client.get("/api/users/u1/books", params={"limit": 1}).json() == expected[-1:]
     assert client.get("/api/users/nobody/books").status_code == 404
@@ -266,8 +270,8 @@ def test_redelivered_book_events_change_no_figure(venue: VenueSample, tmp_path: 
     once = tables(db)
     venue.project_into(db, redelivered=True)
     again = tables(db)
-    for table in ("positions", "settlements", "orders", "copy_attempts", "config_history"):
-        assert again[table] == once[table], table
+    for table in ("positions", "settlements", "orders", "copy_attempts", "config_history", "leader_books"):
+        assert again[table] == once[table], table  # leader_books: not appended again, not even moved
     figures = [(r[0], *r[-7:-3]) for r in once["leader_budget"]]  # reserved, cost, realized, unrealized
     assert [(r[0], *r[-7:-3]) for r in again["leader_budget"]] == figures
 
