@@ -15,3 +15,12 @@ if [ ! -f "$stamp" ]; then
     touch "$stamp"
 fi
 export PATH="$ROOT/.venv/bin:$PATH"
+# The compiled decision core (streams/native.py): rebuilt when its sources changed; COPYBOT_PURE=1 runs
+# the Python sources instead. A failed build warns and leaves the sources in force.
+if [ -z "${COPYBOT_NO_AUTOBUILD:-}" ]; then
+    if [ -n "${COPYBOT_PURE:-}" ]; then
+        [ "$(.venv/bin/python scripts/build_core.py --status)" = absent ] || .venv/bin/python scripts/build_core.py --clean
+    else
+        .venv/bin/python scripts/build_core.py --if-stale || true
+    fi
+fi

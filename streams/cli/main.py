@@ -14,6 +14,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from streams import native
 from streams.errors import AssignmentError, CopybotError, SettingsError, UsageError
 
 DESCRIPTION = """\
@@ -51,6 +52,10 @@ EXIT_CODES: tuple[tuple[type[CopybotError], int], ...] = (
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse the command line and run the chosen subcommand; returns the process exit code."""
+    stale = native.stale_message()  # before any command module loads the core
+    if stale is not None:
+        print(f"copybot: {stale}", file=sys.stderr)
+        return 2
     return dispatch(build_parser(), argv)
 
 
