@@ -1,9 +1,9 @@
 """``copybot replay``: run the decision core offline over a tape of input events (SPEC 10).
 
-Attempts and the book events (positionSettled, orderExpired, leaderBook) go to one stream as JSON lines
-in the order they are produced; dead letters, rejected config changes, config warnings and ignored
-execution reports go to another. Identical input gives byte-identical output. This is also the backtest
-tool: replay a recorded tape under another config to see what budgets would have done.
+Attempts and the book events (positionSettled, orderExpired, orderUpdated, leaderBook) go to one stream as
+JSON lines in the order they are produced; dead letters, rejected config changes, config warnings and
+ignored execution reports go to another. Identical input gives byte-identical output. This is also the
+backtest tool: replay a recorded tape under another config to see what budgets would have done.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import BinaryIO
 import orjson
 
 from models.engine import finish, process
-from models.events import BOOK_EVENT_KINDS, LeaderTrade, Output
+from models.events import BOOK_EVENT_KINDS, LeaderBookWire, LeaderTrade, OrderUpdatedWire, Output
 from models.state import PartitionState
 from models.summary import LeaderTally
 from streams.serde import (
@@ -44,7 +44,7 @@ class ReplayResult:
     config_rejected: int = 0
     config_warnings: int = 0
     book_events: int = 0
-    """positionSettled, orderExpired and leaderBook outputs (written with the attempts)."""
+    """positionSettled, orderExpired, orderUpdated and leaderBook outputs (written with the attempts)."""
     reports_ignored: int = 0
     tallies: dict[str, LeaderTally] = field(default_factory=dict)
 
@@ -79,6 +79,9 @@ def replay(
                     if counts is None:
                         counts = result.tallies[leader] = LeaderTally()
                     counts.observe(output)
+            elif type(output) is OrderUpdatedWire or type(output) is LeaderBookWire:  # the frequent ones
+                attempts.append(orjson.dumps(output.wire))
+                result.book_events += 1
             elif output.kind in BOOK_EVENT_KINDS:
                 attempts.append(encode(output))  # book events go with the attempts, in order
                 result.book_events += 1
