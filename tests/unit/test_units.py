@@ -7,8 +7,7 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import given
 from hypothesis import strategies as st
 
-from models.units import MAX_TIME_MS
-from models.units import iso_ms
+from models.units import MAX_TIME_MS, iso_ms
 
 
 @given(st.integers(0, MAX_TIME_MS))
