@@ -128,6 +128,12 @@ def _venue_to_json(leader: LeaderState) -> dict[str, Json]:
                 o.filled_share_micros,
                 o.filled_notional_micros,
                 o.open,
+                o.reference_price_micros,
+                o.status,
+                o.close_reason,
+                o.closed_at_ms,
+                o.last_report_id,
+                o.revision,
                 sorted(o.report_ids),
             ]
             for o in leader.orders.values()

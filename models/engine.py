@@ -11,6 +11,7 @@ from __future__ import annotations
 import heapq
 from dataclasses import dataclass
 
+from models import venue
 from models.book import changed_books, exposure_for_sizing, set_mark, shadow_trade
 from models.config import EffectiveConfig, apply_change
 from models.decision import Group, decide
@@ -68,6 +69,8 @@ def process(state: PartitionState, event: InputEvent) -> list[Output]:
         on_resolution(state, event, out)
     else:
         _on_config_change(state, event, out)
+    if state.order_updates:  # orders opened by this event (reports mode)
+        venue.place_order_updates(state, out)
     return out
 
 
@@ -100,6 +103,8 @@ def finish(state: PartitionState) -> list[Output]:
         out = process(state, Tick(kind="tick", now_ms=last))
     if state.pending_buckets:  # buffering is on and a deadline equals the clock: flush what is left
         _flush_all_buckets(state, out)
+        if state.order_updates:
+            venue.place_order_updates(state, out)
     if state.config.global_effective.book_interval_ms > 0:
         out.extend(changed_books(state))
     return out
@@ -157,7 +162,7 @@ def _order_due(
         return  # closed already, or superseded by an earlier entry
     actual = order_deadline(state, order)
     if actual <= state.clock_ms:
-        out.append(expire(state, leader, order))
+        out.extend(expire(state, leader, order))
     else:  # the timeout grew since it was queued
         order.scheduled_ms = actual
         heapq.heappush(state.deadlines, (actual, order.seq, ORDER, leader.leader_id, attempt_id))

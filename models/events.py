@@ -314,6 +314,63 @@ class LeaderBookWire:
         return f"LeaderBookWire({self.wire!r})"
 
 
+OrderStatus = Literal["OPEN", "FILLED", "REJECTED", "CANCELLED", "EXPIRED"]
+"""OPEN until closed; FILLED, REJECTED or CANCELLED by the first closing report; EXPIRED by a timeout or a
+resolution of its market (SPEC 13.3). A closed order keeps the status that closed it."""
+CloseReason = Literal["REPORT", "TIMEOUT", "MARKET_RESOLVED"]
+
+
+class OrderUpdated(WireModel):
+    """An order's state after the core changed it (not in the SPEC; docs/decisions.md 38): opened by an
+    EXECUTE in reports mode, a report applied, expired. `revision` counts the changes (1 when opened)."""
+
+    kind: Literal["orderUpdated"] = "orderUpdated"
+    followed_user_id: str
+    attempt_id: str
+    revision: int
+    asset_id: str
+    side: Side
+    status: OrderStatus
+    close_reason: CloseReason | None
+    target_share_micros: int
+    target_notional_micros: int
+    reference_price_micros: int
+    """The attempt's theirReferencePriceMicros."""
+    filled_share_micros: int
+    filled_notional_micros: int
+    reserved_micros: int
+    """What the order still reserves: USDC for a BUY, shares for a SELL (0 once closed)."""
+    last_report_id: str | None
+    """The last report applied to the order."""
+    opened_at_ms: int
+    updated_at_ms: int
+    closed_at_ms: int | None
+    config_version: str | None
+
+
+class OrderUpdatedWire:
+    """An orderUpdated as the core emits it: ``wire`` is exactly the JSON object of :class:`OrderUpdated`
+    (a wire dict, wrapped as leaderBooks are; see :class:`LeaderBookWire`)."""
+
+    __slots__ = ("wire",)
+    kind: Final = "orderUpdated"
+
+    def __init__(self, wire: dict[str, Any]) -> None:
+        self.wire = wire
+
+    @property
+    def followed_user_id(self) -> str:
+        return str(self.wire["followedUserId"])
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, OrderUpdatedWire) and other.wire == self.wire
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"OrderUpdatedWire({self.wire!r})"
+
+
 class ExecutionReportIgnored(WireModel):
     """A report that changed nothing, and why (a diagnostic, reported once per report)."""
 
@@ -400,9 +457,11 @@ Output = (
     | PositionSettled
     | OrderExpired
     | LeaderBookWire
+    | OrderUpdatedWire
     | ExecutionReportIgnored
 )
-"""Everything the core emits. Attempts are wire dicts, leaderBooks wrapped ones; the others are models."""
+"""Everything the core emits. Attempts are wire dicts, leaderBooks and orderUpdates wrapped ones; the others
+are models."""
 
-BOOK_EVENT_KINDS = frozenset({"positionSettled", "orderExpired", "leaderBook"})
+BOOK_EVENT_KINDS = frozenset({"positionSettled", "orderExpired", "leaderBook", "orderUpdated"})
 """Output kinds that go with the attempts in replay's stdout (live: ``copybot.book-events``)."""

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from models.config import ConfigStore
-from models.events import Side
+from models.events import OrderUpdatedWire, Side
 
 WindowKey = tuple[str, str, int, int]
 """(assetId, side, windowStartMs, windowEndMs) of an open aggregation window."""
@@ -100,6 +100,15 @@ class Order:
     filled_share_micros: int = 0
     filled_notional_micros: int = 0
     open: bool = True
+    reference_price_micros: int = 0
+    """The attempt's theirReferencePriceMicros (reported in orderUpdated only)."""
+    status: str = "OPEN"
+    """OPEN, or what closed it: FILLED, REJECTED, CANCELLED, EXPIRED (``models.events.OrderStatus``)."""
+    close_reason: str | None = None
+    closed_at_ms: int | None = None
+    last_report_id: str | None = None
+    revision: int = 1
+    """How many times the order's state changed (1 when opened): orderUpdated.revision."""
     report_ids: set[str] = field(default_factory=set)
     """reportIds already processed for this attempt (a repeat is silent)."""
     scheduled_ms: int | None = None
@@ -208,6 +217,10 @@ class PartitionState:
     stray_reports: dict[tuple[str, str], int] = field(default_factory=dict)
     """(attemptId, reportId) -> clock, for reports that matched no order (a repeat is silent)."""
     stray_order: deque[tuple[int, tuple[str, str]]] = field(default_factory=deque)
+    order_updates: list[OrderUpdatedWire] = field(default_factory=list)
+    """orderUpdated outputs of orders opened while processing the current event, placed by
+    ``models.venue.place_order_updates`` right after their attempts (transient: always empty between
+    events, never saved)."""
     journaling: bool = False
     """Give every leader a :class:`Journal` (the live worker persists memory changes from it), also
     those first seen after the partition was loaded."""

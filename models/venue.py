@@ -2,6 +2,10 @@
 
 Resolutions and reports never move the clock. Orders exist only for EXECUTEs decided in reports mode;
 once they exist they reserve, take reports and time out whatever the fill model in force.
+
+Every change of an order's state is output as an ``orderUpdated`` (its whole state after the change, with a
+revision), so readers store the order as the core decided it instead of re-deriving the rules (an opened
+order's update follows its attempt, an expiry's follows its ``orderExpired``).
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from models.events import (
     ExecutionReportIgnored,
     MarketResolved,
     OrderExpired,
+    OrderUpdatedWire,
     Output,
     PositionSettled,
 )
@@ -45,12 +50,72 @@ def open_order(state: PartitionState, leader: LeaderState, attempt: CopyAttemptW
         target_share_micros=attempt["targetShareMicros"],
         target_notional_micros=attempt["targetNotionalMicros"],
         opened_at_ms=state.clock_ms,
+        reference_price_micros=attempt["theirReferencePriceMicros"],
     )
     leader.orders[order.attempt_id] = order
     reserve(leader, order)
     leader.book_changed = True
     schedule_order(state, leader, order)
+    state.order_updates.append(order_update(state, leader, order))
     return order
+
+
+def order_update(state: PartitionState, leader: LeaderState, order: Order) -> OrderUpdatedWire:
+    """The order's state as of the clock: the wire dict of ``OrderUpdated``, field for field in its order."""
+    return OrderUpdatedWire(
+        {
+            "kind": "orderUpdated",
+            "followedUserId": leader.leader_id,
+            "attemptId": order.attempt_id,
+            "revision": order.revision,
+            "assetId": order.asset_id,
+            "side": order.side,
+            "status": order.status,
+            "closeReason": order.close_reason,
+            "targetShareMicros": order.target_share_micros,
+            "targetNotionalMicros": order.target_notional_micros,
+            "referencePriceMicros": order.reference_price_micros,
+            "filledShareMicros": order.filled_share_micros,
+            "filledNotionalMicros": order.filled_notional_micros,
+            "reservedMicros": order.reserved(),
+            "lastReportId": order.last_report_id,
+            "openedAtMs": order.opened_at_ms,
+            "updatedAtMs": state.clock_ms,
+            "closedAtMs": order.closed_at_ms,
+            "configVersion": state.config.version,
+        }
+    )
+
+
+def place_order_updates(state: PartitionState, out: list[Output]) -> None:
+    """Put the orderUpdated of each order opened by this event right after the attempt that opened it."""
+    pending = state.order_updates
+    if (
+        len(pending) == 1
+        and out
+        and type(out[-1]) is dict
+        and out[-1]["attemptId"] == pending[0].wire["attemptId"]
+    ):
+        out.append(pending.pop())  # the common case: one order, opened by the last output
+        return
+    updates = {u.wire["attemptId"]: u for u in pending}
+    pending.clear()
+    placed: list[Output] = []
+    for output in out:
+        placed.append(output)
+        if isinstance(output, dict):
+            update = updates.pop(output["attemptId"], None)
+            if update is not None:
+                placed.append(update)
+    placed.extend(updates.values())  # never lost, even if an attempt was emitted elsewhere
+    out[:] = placed
+
+
+def _close(state: PartitionState, order: Order, status: str, reason: str) -> None:
+    order.open = False
+    order.status = status
+    order.close_reason = reason
+    order.closed_at_ms = state.clock_ms
 
 
 def order_deadline(state: PartitionState, order: Order) -> int:
@@ -74,12 +139,15 @@ def reschedule_orders(state: PartitionState) -> None:
                 schedule_order(state, leader, order)
 
 
-def expire(state: PartitionState, leader: LeaderState, order: Order) -> OrderExpired:
-    """Close an open order as EXPIRED, releasing its reservation."""
+def expire(
+    state: PartitionState, leader: LeaderState, order: Order, reason: str = "TIMEOUT"
+) -> tuple[OrderExpired, OrderUpdatedWire]:
+    """Close an open order as EXPIRED, releasing its reservation: its orderExpired and orderUpdated."""
     release(leader, order)
-    order.open = False
+    _close(state, order, "EXPIRED", reason)
+    order.revision += 1
     leader.book_changed = True
-    return OrderExpired(
+    expired = OrderExpired(
         followed_user_id=leader.leader_id,
         attempt_id=order.attempt_id,
         asset_id=order.asset_id,
@@ -90,6 +158,7 @@ def expire(state: PartitionState, leader: LeaderState, order: Order) -> OrderExp
         expired_at_ms=state.clock_ms,
         config_version=state.config.version,
     )
+    return expired, order_update(state, leader, order)
 
 
 def _remembered(state: PartitionState, order: Order) -> bool:
@@ -142,7 +211,7 @@ def on_resolution(state: PartitionState, event: MarketResolved, out: list[Output
         if order.open and order.asset_id == asset
     )
     for _, leader, order in open_orders:
-        out.append(expire(state, leader, order))
+        out.extend(expire(state, leader, order, "MARKET_RESOLVED"))
 
 
 def _settle(state: PartitionState, leader: LeaderState, event: MarketResolved, held: int) -> PositionSettled:
@@ -198,10 +267,13 @@ def on_report(state: PartitionState, report: ExecutionReport, out: list[Output])
             buy_fill(leader, order.asset_id, d_shares, d_notional, price)
         else:
             sell_fill(leader, order.asset_id, d_shares, d_notional, price)
-    if report.status != "PARTIAL":
-        order.open = False  # FILLED, REJECTED, CANCELLED close it; a closed order stays closed
+    if report.status != "PARTIAL" and order.open:
+        _close(state, order, report.status, "REPORT")  # FILLED, REJECTED, CANCELLED; closed stays closed
+    order.last_report_id = report.report_id
+    order.revision += 1
     reserve(leader, order)
     leader.book_changed = True
+    out.append(order_update(state, leader, order))
 
 
 def _stray_reason(state: PartitionState, leader: LeaderState | None, report: ExecutionReport) -> str | None:

@@ -1,8 +1,8 @@
-"""``copybot project``: the projection consumer — copy attempts, config changes, snapshots, book events
-(leaderBook, positionSettled, orderExpired) and execution reports into SQL.
+"""``copybot project``: the projection consumer — copy attempts, config changes, snapshots and book events
+(leaderBook, positionSettled, orderExpired, orderUpdated) into SQL.
 
 A plain aiokafka consumer (no Faust, no consumer group): it is assigned every partition of copy-attempts,
-config-changes, portfolio-snapshots, book-events and executions, seeks each to the offset stored in the
+config-changes, portfolio-snapshots and book-events, seeks each to the offset stored in the
 database (or the beginning), and processes ``getmany`` batches. Each batch is decoded strictly, folded into
 row changes (:mod:`projections.rows`) and written with the offsets it consumed in **one transaction**
 (:mod:`projections.store`), so a crash at any point neither loses nor double-counts anything: the
@@ -26,7 +26,7 @@ from typing import Annotated, Any, get_args
 
 from pydantic import Field, TypeAdapter, ValidationError
 
-from models.events import ConfigChange, CopyAttempt, ExecutionReport, OrderExpired, PortfolioSnapshot
+from models.events import ConfigChange, CopyAttempt, OrderUpdated, PortfolioSnapshot
 from projections.rows import BatchProjection, BookEvent, OrderKey, SnapshotKey, snapshot_row
 from projections.store import DEFAULT_DB, Offsets, ProjectionStore
 from streams.kafka import (
@@ -37,10 +37,11 @@ from streams.kafka import (
 )
 from streams.serde import DecodeError, decode_event
 from streams.settings import CONFIG_CHANGES, COPY_ATTEMPTS, SNAPSHOTS, Settings
-from streams.topology import BOOK_EVENTS, EXECUTIONS
+from streams.topology import BOOK_EVENTS
 
-PROJECTED = (COPY_ATTEMPTS, CONFIG_CHANGES, SNAPSHOTS, BOOK_EVENTS, EXECUTIONS)
-"""The topics the projection consumes (base names)."""
+PROJECTED = (COPY_ATTEMPTS, CONFIG_CHANGES, SNAPSHOTS, BOOK_EVENTS)
+"""The topics the projection consumes (base names). Not the executions: the core outputs the state of every
+order it changed (orderUpdated on book-events), which is what the orders table stores."""
 MAX_RECORDS = 5_000
 """Messages per batch (per transaction) at most."""
 _ATTEMPT = TypeAdapter(CopyAttempt).validator.validate_json
@@ -50,7 +51,6 @@ WANTED: dict[str, tuple[type, ...]] = {
     CONFIG_CHANGES: (ConfigChange,),
     SNAPSHOTS: (PortfolioSnapshot,),
     BOOK_EVENTS: get_args(BookEvent),
-    EXECUTIONS: (ExecutionReport,),
 }
 """The event types each projected topic carries; anything else on it is skipped as the worker skips it."""
 
@@ -66,7 +66,6 @@ class ProjectionResult:
     snapshots: int = 0
     config_changes: int = 0
     book_events: int = 0
-    reports: int = 0
     undecodable: int = 0
     offsets: Offsets = field(default_factory=dict)
 
@@ -75,7 +74,7 @@ class ProjectionResult:
             f"{self.messages:,} messages in {self.batches:,} batches: {self.attempts:,} new copy attempts "
             f"({self.duplicate_attempts:,} redelivered), {self.snapshots:,} snapshots, "
             f"{self.config_changes:,} config changes, {self.book_events:,} book events, "
-            f"{self.reports:,} execution reports, {self.undecodable:,} undecodable (skipped)"
+            f"{self.undecodable:,} undecodable (skipped)"
         )
 
 
@@ -85,7 +84,8 @@ def decode_attempt(raw: bytes) -> CopyAttempt:
 
 
 def decode_book_event(raw: bytes) -> BookEvent:
-    """Strictly decode a leaderBook, positionSettled or orderExpired; raises ``ValidationError``."""
+    """Strictly decode a book event (leaderBook, positionSettled, orderExpired, orderUpdated); raises
+    ``ValidationError``."""
     return _BOOK_EVENT(raw, by_alias=True, by_name=False)  # type: ignore[no-any-return]
 
 
@@ -157,7 +157,7 @@ def batch_keys(decoded: list[Decoded]) -> BatchKeys:
             keys.leader(event.followed_user_id)
             if base == COPY_ATTEMPTS:
                 keys.attempt_ids.add(event.attempt_id)
-            elif isinstance(event, (ExecutionReport, OrderExpired)):
+            elif isinstance(event, OrderUpdated):
                 keys.orders.add((event.attempt_id, event.followed_user_id))
     return keys
 
@@ -172,12 +172,9 @@ def _fold(projection: BatchProjection, decoded: list[Decoded], counts: Projectio
         elif base == CONFIG_CHANGES:
             projection.config_change(event, text, partition, offset)
             counts.config_changes += 1
-        elif base == BOOK_EVENTS:
+        else:
             projection.book_event(event, partition, offset)
             counts.book_events += 1
-        else:
-            projection.report(event)
-            counts.reports += 1
 
 
 def project_batch(store: ProjectionStore, decoded: list[Decoded], offsets: Offsets) -> ProjectionResult:
@@ -210,9 +207,10 @@ async def project(
     """
     store = ProjectionStore(db)
     try:
-        store.create_schema()
         if rebuild:
             store.reset()
+        else:
+            store.create_schema()
         stored = store.offsets()
         await ensure_topics(settings)  # never let a metadata request auto-create a topic with 1 partition
         base_of = {settings.topic(name): name for name in PROJECTED}
@@ -260,7 +258,6 @@ async def _consume(
         result.snapshots += counts.snapshots
         result.config_changes += counts.config_changes
         result.book_events += counts.book_events
-        result.reports += counts.reports
         result.offsets.update(offsets)
         if on_batch is not None:
             on_batch(result)

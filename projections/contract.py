@@ -187,7 +187,8 @@ class ModeChange(ApiModel):
 
 
 class Order(ApiModel):
-    """An EXECUTE decided under ``fillModel: reports`` and what the venue did with it (SPEC 13.3)."""
+    """An EXECUTE decided under ``fillModel: reports`` and what the venue did with it (SPEC 13.3), as the
+    core's newest orderUpdated output gives it."""
 
     attemptId: str
     followedUserId: str
@@ -195,17 +196,24 @@ class Order(ApiModel):
     marketId: str | None
     side: Literal["BUY", "SELL"]
     status: Literal["OPEN", "FILLED", "REJECTED", "CANCELLED", "EXPIRED"]
+    closeReason: Literal["REPORT", "TIMEOUT", "MARKET_RESOLVED"] | None = Field(
+        description="what closed it: a report (status says which), its timeout, its market's resolution"
+    )
     openedAtMs: int = Field(description="decidedAtMs of the attempt")
-    expiredAtMs: int | None
+    updatedAtMs: int = Field(description="the partition clock at the order's last change")
+    closedAtMs: int | None
+    expiredAtMs: int | None = Field(description="closedAtMs when EXPIRED")
     targetShareMicros: int
     targetNotionalMicros: int
     filledShareMicros: int
     filledNotionalMicros: int
+    reservedMicros: int = Field(description="what it still reserves: USDC for a BUY, shares for a SELL")
     fillRatio: float | None = Field(description="filled / target shares; null when the target is 0")
     averageFillPriceMicros: int | None = Field(description="floor(filled notional × 10^6 / filled shares)")
     referencePriceMicros: int = Field(description="the attempt's theirReferencePriceMicros")
     priceVsReferenceBps: float | None = Field(description="(average fill − reference) / reference in bps")
-    lastReportId: str | None
+    lastReportId: str | None = Field(description="the last report the core applied")
+    revision: int = Field(description="how many times the core changed the order (1 when opened)")
 
 
 class Position(ApiModel):

@@ -251,44 +251,39 @@ RECENT_ORDERS = 25
 
 
 def _orders_query(leader: str | None, status: str | None) -> Any:
-    """The EXECUTEs that opened an order (decided under fillModel "reports", or expired), with their fills."""
-    a, o, h = copy_attempts.c, orders.c, config_history.c
-    state = func.coalesce(o.status, "OPEN")
-    query = (
-        select(copy_attempts, state.label("order_status"), o.filled_share_micros, o.filled_notional_micros)
-        .add_columns(o.expired_at_ms, o.last_report_id)
-        .select_from(
-            copy_attempts.outerjoin(
-                orders, and_(o.attempt_id == a.attempt_id, o.leader_id == a.leader_id)
-            ).outerjoin(config_history, and_(h.change_id == a.config_version, h.status == "accepted"))
-        )
-        .where(a.decision == "EXECUTE", or_(h.fill_model == "reports", o.status == "EXPIRED"))
-    )
+    """The core's orders (the newest orderUpdated of each), with their attempt's market."""
+    o, a = orders.c, copy_attempts.c
+    market = select(a.market_id).where(a.attempt_id == o.attempt_id).scalar_subquery()
+    query = select(orders, market.label("market_id"))
     if leader is not None:
-        query = query.where(a.leader_id == leader)
+        query = query.where(o.leader_id == leader)
     if status is not None:
-        query = query.where(state == status)
+        query = query.where(o.status == status)
     return query
 
 
 def order_item(r: Any) -> dict[str, Any]:
-    """An order in the API's shape: target and reference price from the attempt, fills from the venue."""
-    shares, paid = r.filled_share_micros or 0, r.filled_notional_micros or 0
+    """An order in the API's shape: as the core output it, with its fill ratio and price."""
+    shares, paid = r.filled_share_micros, r.filled_notional_micros
     price = paid * MICROS // shares if shares > 0 else None  # the fill price rule of SPEC 13.3.3
-    reference = r.their_reference_price_micros
+    reference = r.reference_price_micros
     return {
         "attemptId": r.attempt_id,
         "followedUserId": r.leader_id,
         "assetId": r.asset_id,
         "marketId": r.market_id,
         "side": r.side,
-        "status": r.order_status,
-        "openedAtMs": r.decided_at_ms,
-        "expiredAtMs": r.expired_at_ms,
+        "status": r.status,
+        "closeReason": r.close_reason,
+        "openedAtMs": r.opened_at_ms,
+        "updatedAtMs": r.updated_at_ms,
+        "closedAtMs": r.closed_at_ms,
+        "expiredAtMs": r.closed_at_ms if r.status == "EXPIRED" else None,
         "targetShareMicros": r.target_share_micros,
         "targetNotionalMicros": r.target_notional_micros,
         "filledShareMicros": shares,
         "filledNotionalMicros": paid,
+        "reservedMicros": r.reserved_micros,
         "fillRatio": shares / r.target_share_micros if r.target_share_micros > 0 else None,
         "averageFillPriceMicros": price,
         "referencePriceMicros": reference,
@@ -296,6 +291,7 @@ def order_item(r: Any) -> dict[str, Any]:
             None if price is None or reference <= 0 else (price - reference) * BPS / reference
         ),
         "lastReportId": r.last_report_id,
+        "revision": r.revision,
     }
 
 
@@ -303,15 +299,18 @@ def list_orders(
     conn: Connection, leader: str | None = None, status: str | None = None, limit: int = 100
 ) -> list[dict[str, Any]]:
     """Orders, newest first (openedAtMs, then attemptId, descending)."""
-    a = copy_attempts.c
-    query = _orders_query(leader, status).order_by(a.decided_at_ms.desc(), a.attempt_id.desc())
+    o = orders.c
+    query = _orders_query(leader, status).order_by(o.opened_at_ms.desc(), o.attempt_id.desc())
     return [order_item(r) for r in conn.execute(query.limit(limit)).all()]
 
 
 def open_order_counts(conn: Connection, leader: str | None = None) -> dict[str, int]:
     """leader id -> its open orders (every leader's, or `leader`'s)."""
-    inner = _orders_query(leader, "OPEN").subquery()
-    rows = conn.execute(select(inner.c.leader_id, func.count()).group_by(inner.c.leader_id)).all()
+    o = orders.c
+    query = select(o.leader_id, func.count()).where(o.status == "OPEN").group_by(o.leader_id)
+    if leader is not None:
+        query = query.where(o.leader_id == leader)
+    rows = conn.execute(query).all()
     return {r[0]: int(r[1]) for r in rows}
 
 

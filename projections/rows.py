@@ -50,25 +50,29 @@ only floats. Times are epoch milliseconds (BIGINT). A leader id of ``''`` means 
 ``latest_snapshots`` — scope, leader_id ('' for the whole EXEC_GLOBAL portfolio) (PK), bucket_time_ms,
     exposure_micros, equity_micros, cash_micros, source_partition, source_offset: the newest snapshot
     by bucketTimeMs; on equal times the later arrival wins.
-``leader_books`` — every leaderBook (SPEC 13.5) as received: source_partition, source_offset (PK),
-    leader_id, as_of_ms, exposure_micros, reserved_micros, cost_basis_micros, realized_pnl_micros,
-    unrealized_pnl_micros, leader_exposure_micros, leader_exposure_status, positions (JSON, as on the
-    wire), config_version.
+``leader_books`` — the leaderBook history (SPEC 13.5): leader_id, as_of_ms (PK), exposure_micros,
+    reserved_micros, cost_basis_micros, realized_pnl_micros, unrealized_pnl_micros,
+    leader_exposure_micros, leader_exposure_status, positions (JSON, as on the wire), config_version,
+    source_partition, source_offset. One book per leader and asOfMs: a redelivered book (the same
+    content) changes nothing; a different book with the same asOfMs (a replay's final book at the clock
+    of the last periodic one) replaces it when read later. Retention: every book from the start of the
+    :data:`BOOK_HISTORY_STEP_MS` (hour) that holds the time :data:`BOOK_HISTORY_FULL_MS` (24 h) before
+    the leader's newest book; before that, the last book of each hour of asOfMs. So a leader keeps at
+    most about 90,000 books at the default bookIntervalMs (one a second for 25 h), plus 24 a day.
 ``positions`` — leader_id, asset_id (PK): the held assets of the leader's latest leaderBook (a newer book
     replaces the leader's rows): share_micros, mark_price_micros, cost_basis_micros, value_micros
     (notional(shares, mark)), unrealized_pnl_micros (value − cost), as_of_ms.
 ``settlements`` — one row per positionSettled (PK settlement_id): leader_id, asset_id, market_id,
     share_micros, payout_micros, proceeds_micros, cost_basis_micros, realized_pnl_micros, settled_at_ms,
     config_version, source_partition, source_offset.
-``orders`` — attempt_id, leader_id (PK): what the venue did with an order, from execution reports
-    (copybot.executions, cumulative; a report filling less than already counted is stale and changes
-    nothing, SPEC 13.3.3) and orderExpired: status (OPEN; the first FILLED, REJECTED or CANCELLED; or
-    EXPIRED, which wins: an expiry is only ever output for an order still open), filled_share_micros,
-    filled_notional_micros, expired_at_ms, last_report_id, last_reported_at_ms. Which EXECUTEs are orders
-    is decided when reading: those decided under ``system.fillModel = "reports"`` (the attempt's
-    configVersion in ``config_history``) or expired; their target and reference price are the attempt's.
-    Reports the core ignores for a resolved market are still counted here (the projector does not read
-    resolutions).
+``orders`` — attempt_id, leader_id (PK): each order of the core (an EXECUTE decided under
+    ``system.fillModel = "reports"``, SPEC 13.3) as its newest orderUpdated output gives it, stored as is:
+    revision, asset_id, side, status (OPEN, FILLED, REJECTED, CANCELLED, EXPIRED), close_reason (REPORT,
+    TIMEOUT, MARKET_RESOLVED; null while open), target_share_micros, target_notional_micros,
+    reference_price_micros, filled_share_micros, filled_notional_micros, reserved_micros (USDC for a BUY,
+    shares for a SELL), last_report_id, opened_at_ms, updated_at_ms, closed_at_ms, config_version,
+    source_partition, source_offset. A higher revision replaces the row; an equal or lower one (a
+    redelivery) changes nothing. The projector applies no order rule: the core decided them.
 ``projection_offsets`` — topic, partition, next_offset: the next message to consume, committed with rows.
 ``projection_state`` — name, value: the projector's config store (JSON), committed with rows.
 """
@@ -77,7 +81,6 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -86,9 +89,9 @@ from models.config import ConfigStore, EffectiveConfig, apply_change
 from models.events import (
     ConfigChange,
     CopyAttempt,
-    ExecutionReport,
     LeaderBook,
     OrderExpired,
+    OrderUpdated,
     PortfolioSnapshot,
     PositionSettled,
     WireModel,
@@ -399,11 +402,25 @@ def with_snapshot(row: LeaderBudgetRow, snapshot: SnapshotRow) -> LeaderBudgetRo
 
 # --- the venue loop: books, positions, settlements, orders (SPEC 13.3, 13.5) ------------------------
 
-BookEvent = LeaderBook | PositionSettled | OrderExpired
+BookEvent = LeaderBook | PositionSettled | OrderExpired | OrderUpdated
 """What the worker outputs on ``copybot.book-events``."""
 OrderKey = tuple[str, str]
 """(attempt_id, leader_id) of an ``orders`` row."""
-OPEN, EXPIRED = "OPEN", "EXPIRED"
+BookKey = tuple[str, int]
+"""(leader_id, as_of_ms) of a ``leader_books`` row."""
+BOOK_HISTORY_FULL_MS = 86_400_000
+"""``leader_books`` keeps every book this long before the leader's newest."""
+BOOK_HISTORY_STEP_MS = 3_600_000
+"""Older books are thinned to the last one of each step of asOfMs."""
+
+
+def book_thinning_cut(newest_ms: int) -> int | None:
+    """Books of a leader whose newest is at `newest_ms` are thinned below this asOfMs (None: none is old).
+
+    The thinning covers every older book, not only those aged since the last batch: a redelivered old book
+    is thinned away again, and the part already thinned is small (24 books a day)."""
+    cut = (newest_ms - BOOK_HISTORY_FULL_MS) // BOOK_HISTORY_STEP_MS * BOOK_HISTORY_STEP_MS  # a whole step
+    return cut if cut > 0 else None
 
 
 def event_fields(event: WireModel, partition: int, offset: int) -> dict[str, Any]:
@@ -465,51 +482,6 @@ def with_book(row: LeaderBudgetRow, book: LeaderBook, partition: int, offset: in
             book_source_offset=offset,
         )
     )
-
-
-@dataclass(frozen=True, slots=True)
-class OrderRow:
-    """An ``orders`` row: the fills and the state of one attempt's order."""
-
-    attempt_id: str
-    leader_id: str
-    status: str = OPEN
-    filled_share_micros: int = 0
-    filled_notional_micros: int = 0
-    expired_at_ms: int | None = None
-    last_report_id: str | None = None
-    last_reported_at_ms: int | None = None
-
-    @property
-    def key(self) -> OrderKey:
-        return (self.attempt_id, self.leader_id)
-
-
-def _filled(row: OrderRow, shares: int, notional_micros: int) -> OrderRow | None:
-    """The row with cumulative fills `shares` and `notional_micros`; None when stale (less than counted)."""
-    if shares < row.filled_share_micros or notional_micros < row.filled_notional_micros:
-        return None
-    return replace(row, filled_share_micros=shares, filled_notional_micros=notional_micros)
-
-
-def with_report(row: OrderRow, report: ExecutionReport) -> OrderRow:
-    """The order after a report: its fills when not stale; the first closing status closes it."""
-    filled = _filled(row, report.filled_share_micros, report.filled_notional_micros)
-    if filled is None:
-        return row
-    closes = row.status == OPEN and report.status != "PARTIAL"
-    return replace(
-        filled,
-        status=report.status if closes else row.status,
-        last_report_id=report.report_id,
-        last_reported_at_ms=report.reported_at_ms,
-    )
-
-
-def with_expiry(row: OrderRow, expired: OrderExpired) -> OrderRow:
-    """The order after its orderExpired: EXPIRED, with the core's fills unless reports counted more."""
-    filled = _filled(row, expired.filled_share_micros, expired.filled_notional_micros) or row
-    return replace(filled, status=EXPIRED, expired_at_ms=expired.expired_at_ms)
 
 
 # --- config -------------------------------------------------------------------------------------
@@ -578,8 +550,8 @@ class WorkingSet:
     """The stored rows of the batch's snapshot keys."""
     all_leaders: bool = False
     """`leaders` holds every stored leader row (required for a batch with a config change)."""
-    orders: dict[OrderKey, OrderRow] = field(default_factory=dict)
-    """The stored rows of the orders the batch's reports and expiries name."""
+    order_revisions: dict[OrderKey, int] = field(default_factory=dict)
+    """The stored revision of each order the batch's orderUpdated events name."""
 
 
 @dataclass(slots=True)
@@ -595,11 +567,15 @@ class RowChanges:
     config: ConfigStore | None = None
     """The projector's config store after the batch, when a change was applied."""
     duplicate_attempts: int = 0
-    books: list[dict[str, Any]] = field(default_factory=list)
+    books: dict[BookKey, dict[str, Any]] = field(default_factory=dict)
+    """The ``leader_books`` rows to write (the last read of each key)."""
+    book_thinning: dict[str, int] = field(default_factory=dict)
+    """leader id -> thin its ``leader_books`` history below this asOfMs (:func:`book_thinning_cut`)."""
     positions: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     """leader id -> every ``positions`` row of the leader (replacing the stored ones)."""
     settlements: dict[str, dict[str, Any]] = field(default_factory=dict)
-    orders: dict[OrderKey, OrderRow] = field(default_factory=dict)
+    orders: dict[OrderKey, dict[str, Any]] = field(default_factory=dict)
+    """The ``orders`` rows to upsert: the newest revision of each order the batch named."""
 
 
 class BatchProjection:
@@ -613,7 +589,7 @@ class BatchProjection:
         self._leaders = dict(working.leaders)
         self._touched: set[str] = set()
         self._snapshots = dict(working.snapshots)
-        self._orders = dict(working.orders)
+        self._order_revisions = dict(working.order_revisions)
         self._changes = RowChanges()
 
     def _leader(self, leader_id: str) -> LeaderBudgetRow:
@@ -648,27 +624,23 @@ class BatchProjection:
         return True
 
     def book_event(self, event: BookEvent, partition: int, offset: int) -> None:
-        """Project a leaderBook, positionSettled or orderExpired (a redelivery changes nothing)."""
+        """Project a leaderBook, positionSettled or orderUpdated (a redelivery changes nothing); an
+        orderExpired changes no row: the orderUpdated that follows it carries the expired order."""
         if isinstance(event, PositionSettled):
             self._changes.settlements[event.settlement_id] = event_fields(event, partition, offset)
-        elif isinstance(event, OrderExpired):
-            self._order(event.attempt_id, event.followed_user_id, lambda row: with_expiry(row, event))
-        else:
-            self._changes.books.append(event_fields(event, partition, offset))
+        elif isinstance(event, OrderUpdated):
+            key = (event.attempt_id, event.followed_user_id)
+            if event.revision > self._order_revisions.get(key, 0):  # the core's newest state of the order
+                self._order_revisions[key] = event.revision
+                self._changes.orders[key] = event_fields(event, partition, offset)
+        elif isinstance(event, LeaderBook):
+            self._changes.books[event.followed_user_id, event.as_of_ms] = event_fields(
+                event, partition, offset
+            )
             leader = self._leader(event.followed_user_id)
             if book_supersedes(leader, event, partition, offset):
                 self._leaders[event.followed_user_id] = with_book(leader, event, partition, offset)
                 self._changes.positions[event.followed_user_id] = position_rows(event)
-
-    def report(self, report: ExecutionReport) -> None:
-        """Project an execution report into its order's fills and status."""
-        self._order(report.attempt_id, report.followed_user_id, lambda row: with_report(row, report))
-
-    def _order(self, attempt_id: str, leader_id: str, change: Callable[[OrderRow], OrderRow]) -> None:
-        key = (attempt_id, leader_id)
-        row = change(self._orders.get(key) or OrderRow(attempt_id, leader_id))
-        if row != self._orders.get(key):
-            self._orders[key] = self._changes.orders[key] = row
 
     def config_change(self, change: ConfigChange, change_json: str, partition: int, offset: int) -> str:
         """Project a config change; returns its status (accepted, rejected or duplicate)."""
@@ -692,4 +664,9 @@ class BatchProjection:
             row = with_config(self._leader(leader_id), self._config.for_leader(leader_id))
             if row != self._working.leaders.get(leader_id):
                 self._changes.leaders[leader_id] = row
+        for leader_id in sorted({leader for leader, _ in self._changes.books}):
+            newest = self._leaders[leader_id].book_as_of_ms
+            cut = None if newest is None else book_thinning_cut(newest)
+            if cut is not None:
+                self._changes.book_thinning[leader_id] = cut
         return self._changes

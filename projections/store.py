@@ -30,9 +30,13 @@ from sqlalchemy import (
     MetaData,
     Table,
     Text,
+    and_,
     create_engine,
     delete,
     event,
+    func,
+    inspect,
+    or_,
     select,
     tuple_,
 )
@@ -40,13 +44,13 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 
 from models.config import ConfigStore
-from models.events import LeaderBook, PositionSettled, WireModel
+from models.events import LeaderBook, OrderUpdated, PositionSettled, WireModel
 from projections.rows import (
+    BOOK_HISTORY_STEP_MS,
     AttemptRow,
     ConfigHistoryRow,
     LeaderBudgetRow,
     OrderKey,
-    OrderRow,
     RowChanges,
     SnapshotKey,
     SnapshotRow,
@@ -136,8 +140,7 @@ config_history = Table(
 leader_books = Table(
     "leader_books",
     metadata,
-    *event_columns(LeaderBook, ["source_partition", "source_offset"]),
-    Index("ix_leader_books_leader", "leader_id", "as_of_ms"),
+    *event_columns(LeaderBook, ["leader_id", "as_of_ms"]),
 )
 
 positions = Table(
@@ -168,7 +171,7 @@ settlements = Table(
 orders = Table(
     "orders",
     metadata,
-    *row_columns(OrderRow, ["attempt_id", "leader_id"]),
+    *event_columns(OrderUpdated, ["attempt_id", "leader_id"]),
     Index("ix_orders_leader", "leader_id"),
 )
 
@@ -268,17 +271,35 @@ class ProjectionStore:
         self.display = url.render_as_string(hide_password=True)
 
     def create_schema(self) -> None:
-        """Create the tables and indexes that are missing (idempotent)."""
+        """Create the tables and indexes that are missing (idempotent). A table there in another shape
+        (written by another copybot version) is a :class:`StoreError`: ``copybot project --rebuild``
+        recreates the tables."""
         metadata.create_all(self.engine)
+        stale = self._stale_tables()
+        if stale:
+            raise StoreError(
+                f"{self.display}: the tables {', '.join(stale)} have another shape than this copybot's "
+                "(an older version wrote them): run `copybot project --rebuild` to recreate and refill them"
+            )
+
+    def _stale_tables(self) -> list[str]:
+        inspector = inspect(self.engine)
+        stale = []
+        for table in TABLES:
+            columns = {c["name"] for c in inspector.get_columns(table.name)}
+            key = set(inspector.get_pk_constraint(table.name)["constrained_columns"])
+            if columns != {c.name for c in table.columns} or key != {c.name for c in table.primary_key}:
+                stale.append(table.name)
+        return stale
 
     def close(self) -> None:
         self.engine.dispose()
 
     def reset(self) -> None:
-        """Empty every projection table (``--rebuild``): the next run re-consumes from the beginning."""
-        with self.engine.begin() as conn:
-            for table in TABLES:
-                conn.execute(delete(table))
+        """Drop and recreate every projection table (``--rebuild``, also of tables in an older shape): the
+        next run re-consumes from the beginning."""
+        metadata.drop_all(self.engine)
+        metadata.create_all(self.engine)
 
     def offsets(self) -> Offsets:
         """The stored next offset of every (topic, partition) projected so far."""
@@ -328,16 +349,20 @@ class BatchTransaction:
         for r in self._by_key(latest_snapshots, ("scope", "leader_id"), snapshot_keys):
             row = SnapshotRow(**r)
             working.snapshots[row.key] = row
-        for r in self._by_key(orders, ("attempt_id", "leader_id"), order_keys):
-            order = OrderRow(**r)
-            working.orders[order.key] = order
+        for r in self._by_key(orders, ("attempt_id", "leader_id"), order_keys, orders.c.revision):
+            working.order_revisions[r["attempt_id"], r["leader_id"]] = r["revision"]
         return working
 
-    def _by_key(self, table: Table, key: Sequence[str], values: Iterable[tuple[Any, ...]]) -> Iterator[Any]:
-        """The stored rows of `table` whose `key` columns are one of `values`."""
-        columns = tuple_(*(table.c[name] for name in key))
+    def _by_key(
+        self, table: Table, key: Sequence[str], values: Iterable[tuple[Any, ...]], *extra: Any
+    ) -> Iterator[Any]:
+        """The stored rows of `table` whose `key` columns are one of `values` (only the key and `extra`
+        columns when `extra` names some)."""
+        key_columns = [table.c[name] for name in key]
+        columns = tuple_(*key_columns)
+        query = select(*key_columns, *extra) if extra else select(table)
         for chunk in _chunks(sorted(set(values))):
-            yield from self._conn.execute(select(table).where(columns.in_(chunk))).mappings()
+            yield from self._conn.execute(query.where(columns.in_(chunk))).mappings()
 
     # --- writes -------------------------------------------------------------------------------
 
@@ -380,7 +405,7 @@ class BatchTransaction:
 
     def _write_book_events(self, changes: RowChanges) -> None:
         """Books, positions (a leader's newest book replaces its rows), settlements and orders."""
-        self._upsert(leader_books, ["source_partition", "source_offset"], changes.books)
+        self._write_books(changes)
         for chunk in _chunks(sorted(changes.positions)):
             self._conn.execute(delete(positions).where(positions.c.leader_id.in_(chunk)))
         rows = [row for leader in sorted(changes.positions) for row in changes.positions[leader]]
@@ -389,7 +414,29 @@ class BatchTransaction:
         if changes.settlements:  # a settlement happens once: a redelivered one keeps where it was first read
             stmt = self._insert(settlements).on_conflict_do_nothing(index_elements=["settlement_id"])
             self._conn.execute(stmt, list(changes.settlements.values()))
-        self._upsert(orders, ["attempt_id", "leader_id"], [_fields(r) for r in changes.orders.values()])
+        self._upsert(orders, ["attempt_id", "leader_id"], list(changes.orders.values()))
+
+    def _write_books(self, changes: RowChanges) -> None:
+        """The leaderBook history: one book per (leader, asOfMs), replaced only by a different book (a
+        redelivery changes nothing); then the retention rule (:func:`projections.rows.book_thinning_cut`)."""
+        b = leader_books.c
+        if changes.books:
+            stmt = self._insert(leader_books)
+            content = [
+                c.name for c in leader_books.columns if not c.primary_key and not c.name.startswith("source_")
+            ]
+            differs = or_(*(b[name].is_distinct_from(stmt.excluded[name]) for name in content))
+            others = {c.name: stmt.excluded[c.name] for c in leader_books.columns if not c.primary_key}
+            self._conn.execute(
+                stmt.on_conflict_do_update(
+                    index_elements=["leader_id", "as_of_ms"], set_=others, where=differs
+                ),
+                [changes.books[key] for key in sorted(changes.books)],
+            )
+        for leader, cut in sorted(changes.book_thinning.items()):
+            aged = and_(b.leader_id == leader, b.as_of_ms < cut)
+            kept = select(func.max(b.as_of_ms)).where(aged).group_by(b.as_of_ms // BOOK_HISTORY_STEP_MS)
+            self._conn.execute(delete(leader_books).where(aged, b.as_of_ms.not_in(kept.scalar_subquery())))
 
     def _upsert(self, table: Table, key: list[str], rows: list[dict[str, Any]]) -> None:
         if not rows:

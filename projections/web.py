@@ -535,8 +535,9 @@ POSITIONS = (
     "Cost basis=costBasisMicros:usd, Value=valueMicros:usd, Unrealized=unrealizedPnlMicros:usd"
 )
 ORDERS = (
-    "Asset=assetId:text, Side=side:text, Status=status:text, Opened=openedAtMs:time, "
-    "Target=targetNotionalMicros:usd, Filled=filledNotionalMicros:usd, Fill ratio=fillRatio:ratio, "
+    "Asset=assetId:text, Side=side:text, Status=status:text, Closed by=closeReason:text, "
+    "Opened=openedAtMs:time, Target=targetNotionalMicros:usd, Filled=filledNotionalMicros:usd, "
+    "Fill ratio=fillRatio:ratio, "
     "Avg fill price=averageFillPriceMicros:price, Reference=referencePriceMicros:price, "
     "vs reference=priceVsReferenceBps:bps"
 )

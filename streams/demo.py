@@ -19,7 +19,7 @@ from typing import Any
 import orjson
 
 from models import engine
-from models.events import InputEvent, Tick
+from models.events import BOOK_EVENT_KINDS, InputEvent, Tick
 from models.state import PartitionState
 from models.summary import LeaderSummary, LeaderTally, summarize
 from streams.devbroker.harness import ROOT, read_to_end, wait_until
@@ -102,7 +102,7 @@ def merged(states: list[PartitionState]) -> PartitionState:
 
 Outputs = dict[int, list[dict[str, Any]]]
 """Attempts and book events (wire dicts) per decision partition, in the order they were produced."""
-_LIVE_KINDS = frozenset({"copyAttempt", "positionSettled", "orderExpired", "leaderBook"})
+_LIVE_KINDS = frozenset({"copyAttempt", *BOOK_EVENT_KINDS})
 
 
 @dataclass

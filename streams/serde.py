@@ -13,6 +13,7 @@ from models.events import (
     DeadLetter,
     InputEvent,
     LeaderBookWire,
+    OrderUpdatedWire,
 )
 from streams.errors import DecodeError
 from streams.topology import REPLAY_PREFIX, TOPIC_OF_KIND
@@ -41,13 +42,13 @@ def describe_validation_error(exc: ValidationError) -> str:
     return "; ".join(parts)
 
 
-def encode(output: BaseModel | LeaderBookWire | Mapping[str, Any]) -> bytes:
+def encode(output: BaseModel | LeaderBookWire | OrderUpdatedWire | Mapping[str, Any]) -> bytes:
     """The wire JSON of an output or event (camelCase, compact); attempts arrive as wire dicts,
-    leaderBooks as wrapped wire dicts."""
+    leaderBooks and orderUpdates as wrapped wire dicts."""
+    if type(output) is LeaderBookWire or type(output) is OrderUpdatedWire:  # first: the many book events
+        return orjson.dumps(output.wire)
     if isinstance(output, BaseModel):
         return output.model_dump_json(by_alias=True).encode()
-    if isinstance(output, LeaderBookWire):
-        return orjson.dumps(output.wire)
     return orjson.dumps(output)
 
 

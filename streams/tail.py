@@ -130,9 +130,15 @@ def book_header() -> str:
 
 def format_book_event(event: Mapping[str, Any]) -> str:
     """One book event as a line: a settlement (shares, proceeds as exposure, realized PnL), an expired
-    order (filled of target shares), or a leader's book (exposure, reserved, PnL)."""
+    order (filled of target shares), an order's new state (status, filled of target shares, what it still
+    reserves), or a leader's book (exposure, reserved, PnL)."""
     kind = event.get("kind")
-    at = event.get("settledAtMs") or event.get("expiredAtMs") or event.get("asOfMs")
+    at = (
+        event.get("settledAtMs")
+        or event.get("expiredAtMs")
+        or event.get("asOfMs")
+        or event.get("updatedAtMs")
+    )
     cells = [iso_ms(at) if isinstance(at, int) else "?", str(event.get("followedUserId", "?")), str(kind)]
     if kind == "positionSettled":
         cells += [str(event.get("assetId")), _shares(event.get("shareMicros"))]
@@ -142,6 +148,14 @@ def format_book_event(event: Mapping[str, Any]) -> str:
         filled, target = _shares(event.get("filledShareMicros")), _shares(event.get("targetShareMicros"))
         cells += [str(event.get("attemptId", "?"))[:8] + f" {event.get('side')}", f"{filled}/{target}"]
         cells += ["", "", "", ""]
+    elif kind == "orderUpdated":
+        filled, target = _shares(event.get("filledShareMicros")), _shares(event.get("targetShareMicros"))
+        side, reserved = str(event.get("side")), event.get("reservedMicros")
+        cells += [
+            f"{str(event.get('attemptId', '?'))[:8]} {side[:1]} {event.get('status')}",
+            f"{filled}/{target}",
+        ]
+        cells += ["", usd(reserved) if side == "BUY" else _shares(reserved), "", ""]
     else:
         cells += [f"{len(event.get('positions') or [])} positions", ""]
         cells += [usd(event.get(k)) for k in ("exposureMicros", "reservedMicros")]

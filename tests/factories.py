@@ -171,19 +171,25 @@ class Driver:
     """Feeds events to one partition and collects what comes out.
 
     The tests of SPEC 1-12 look at attempts and config reports only: unless `books` is true, the
-    leaderBook outputs (produced at every bookIntervalMs boundary, SPEC 13.5) are left out.
+    leaderBook outputs (produced at every bookIntervalMs boundary, SPEC 13.5) are left out; unless
+    `orders` is true, so are the orderUpdated outputs (every change of an order in reports mode,
+    tests/unit/test_order_updates.py).
     """
 
-    def __init__(self, *events: InputEvent, books: bool = False) -> None:
+    def __init__(self, *events: InputEvent, books: bool = False, orders: bool = False) -> None:
         self.state = PartitionState()
         self.outputs: list[Output] = []
         self.books = books
+        self.orders = orders
         self.feed(*events)
 
     def _keep(self, outputs: list[Output]) -> list[Output]:
-        if self.books:
-            return outputs
-        return [o for o in outputs if isinstance(o, dict) or o.kind != "leaderBook"]
+        left_out = set()
+        if not self.books:
+            left_out.add("leaderBook")
+        if not self.orders:
+            left_out.add("orderUpdated")
+        return [o for o in outputs if isinstance(o, dict) or o.kind not in left_out]
 
     def feed(self, *events: InputEvent) -> list[Output]:
         new: list[Output] = []

@@ -6,7 +6,7 @@ from __future__ import annotations
 import orjson
 from pydantic import BaseModel
 
-from models.events import CopyAttempt, LeaderBook, OrderExpired, PositionSettled
+from models.events import CopyAttempt, LeaderBook, OrderExpired, OrderUpdated, PositionSettled
 from tests.cli import copybot
 from tests.factories import T0, USD, global_change, report, resolution, tick, trade
 from tests.test_replay_cli import lines
@@ -47,20 +47,29 @@ def test_replay_writes_every_output_kind_in_order_and_ignored_reports_to_stderr(
     assert [o["kind"] for o in out] == [
         "copyAttempt",
         "copyAttempt",
+        "orderUpdated",  # the order o1 opened
+        "orderUpdated",  # r1 applied
         "positionSettled",
         "orderExpired",
+        "orderUpdated",  # o1 expired
         "leaderBook",
     ]
     CopyAttempt.model_validate(out[0])
-    settled = PositionSettled.model_validate(out[2])
+    orders = [OrderUpdated.model_validate(out[i]) for i in (2, 3, 6)]
+    assert [(o.attempt_id, o.revision, o.status, o.filled_share_micros) for o in orders] == [
+        (order_id, 1, "OPEN", 0),
+        (order_id, 2, "OPEN", 4 * USD),
+        (order_id, 3, "EXPIRED", 4 * USD),
+    ]
+    settled = PositionSettled.model_validate(out[4])
     assert (settled.asset_id, settled.realized_pnl_micros) == ("a1", 5 * USD)
-    expired = OrderExpired.model_validate(out[3])
+    expired = OrderExpired.model_validate(out[5])
     assert (expired.attempt_id, expired.filled_share_micros, expired.expired_at_ms) == (
         order_id,
         4 * USD,
         T0 + 2_000,
     )
-    book = LeaderBook.model_validate(out[4])
+    book = LeaderBook.model_validate(out[7])
     assert book.as_of_ms == T0 + 2_000
     assert book.realized_pnl_micros == 5 * USD
     assert [(p["assetId"], p["shareMicros"]) for p in book.positions] == [("a2", 4 * USD)]

@@ -24,11 +24,13 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from models.summary import LeaderTally
 from projections import api
-from projections.consumer import ProjectionResult, project
+from projections.consumer import ProjectionResult, decode_output, project, project_batch
 from projections.store import (
     ProjectionStore,
+    StoreError,
     config_history,
     database_url,
+    leader_books,
     leader_budget,
     leader_clamp_counts,
     leader_reason_counts,
@@ -310,9 +312,10 @@ def test_book_events_and_reports_from_kafka_show_the_replays_pnl_positions_and_o
     db = new_db()
     # When projected
     first = run_projection(settings, db)
-    # Then every book event and report was read (the junk skipped) and the figures are the replay's
+    # Then every book event was read (the junk skipped; the reports are the core's business: the
+    # projector stores the orderUpdated outputs) and the figures are the replay's
     messages = venue.messages()
-    assert (first.book_events, first.reports) == (len(messages[BOOK_EVENTS]), len(messages[EXECUTIONS]))
+    assert first.book_events == len(messages[BOOK_EVENTS])
     assert first.undecodable == 1
     assert_venue_figures(db, venue)
     before = tables(db, exclude_offsets=True)
@@ -443,3 +446,109 @@ def test_the_api_reads_the_same_answers_from_either_database(new_db: NewDb, tmp_
             params["cursor"] = page["nextCursor"]
         assert len(seen) == len(set(seen)) == len(expected)
         assert set(seen) == expected
+
+
+# --- the leaderBook history: one book per (leader, asOfMs), thinned after 24 h --------------------------
+
+HOUR = 3_600_000
+
+
+def _book(leader: str, as_of: int, realized: int = 0) -> bytes:
+    return orjson.dumps(
+        {
+            "kind": "leaderBook",
+            "followedUserId": leader,
+            "asOfMs": as_of,
+            "exposureMicros": 0,
+            "reservedMicros": 0,
+            "costBasisMicros": 0,
+            "realizedPnlMicros": realized,
+            "unrealizedPnlMicros": 0,
+            "leaderExposureMicros": None,
+            "leaderExposureStatus": "missing",
+            "positions": [],
+            "configVersion": None,
+        }
+    )
+
+
+def _project_books(db: str, books: list[bytes], first_offset: int, batch: int) -> None:
+    store = ProjectionStore(db)
+    store.create_schema()
+    try:
+        for start in range(0, len(books), batch):
+            chunk = books[start : start + batch]
+            decoded = [
+                (BOOK_EVENTS, 0, first_offset + start + i, decode_output(BOOK_EVENTS, line), line.decode())
+                for i, line in enumerate(chunk)
+            ]
+            project_batch(store, decoded, {(BOOK_EVENTS, 0): first_offset + start + len(chunk)})
+    finally:
+        store.close()
+
+
+def _history(db: str) -> list[tuple[Any, ...]]:
+    return tables(db)[leader_books.name]
+
+
+def test_the_book_history_keeps_the_last_day_whole_and_one_book_an_hour_before(new_db: NewDb) -> None:
+    # Given a leader's books every 10 minutes for three days (and another leader's, for one hour)
+    t0 = 1_800_000_000_000 // HOUR * HOUR
+    books = [_book("u1", t0 + i * 600_000, realized=i) for i in range(3 * 24 * 6)]
+    books += [_book("u2", t0 + i * 600_000) for i in range(6)]
+    # When projected in batches of 50, or all at once
+    batched, whole = new_db(), new_db()
+    _project_books(batched, books, 0, batch=50)
+    _project_books(whole, books, 0, batch=len(books))
+    # Then both keep the same books
+    assert _history(batched) == _history(whole)
+    kept = [(r[0], r[1]) for r in _history(whole)]  # (leader_id, as_of_ms)
+    newest = t0 + (3 * 24 * 6 - 1) * 600_000
+    cut = (newest - 24 * HOUR) // HOUR * HOUR  # from the start of the hour 24 h before the newest book
+    recent = [t for leader, t in kept if leader == "u1" and t >= cut]
+    old = [t for leader, t in kept if leader == "u1" and t < cut]
+    assert recent == [t0 + i * 600_000 for i in range(3 * 24 * 6) if t0 + i * 600_000 >= cut]
+    # the last book of each hour before the cut
+    assert old == [t0 + h * HOUR + 50 * 60_000 for h in range((cut - t0) // HOUR)]
+    assert [t for leader, t in kept if leader == "u2"] == [t0 + i * 600_000 for i in range(6)]
+    # And a book thinned away, delivered again, stays away; a kept one is not added twice
+    _project_books(whole, [books[0], books[5], books[-1]], len(books), batch=3)
+    assert _history(whole) == _history(batched)
+
+
+def test_a_book_with_a_stored_key_replaces_it_only_when_it_differs(new_db: NewDb) -> None:
+    db = new_db()
+    _project_books(db, [_book("u1", 1_000), _book("u1", 2_000)], 0, batch=2)
+    before = _history(db)
+    _project_books(db, [_book("u1", 1_000)], 10, batch=1)  # redelivered: nothing moves
+    assert _history(db) == before
+    _project_books(db, [_book("u1", 2_000, realized=7), _book("u1", 2_000, realized=8)], 20, batch=2)
+    rows = _history(db)
+    assert len(rows) == 2
+    last = rows[-1]
+    assert (last[1], last[5], last[-2:]) == (
+        2_000,
+        8,
+        (0, 21),
+    )  # the later read of the key, where it was read
+
+
+def test_tables_of_another_shape_are_an_error_until_rebuilt(new_db: NewDb) -> None:
+    db = new_db()
+    store = ProjectionStore(db)
+    try:
+        with store.engine.begin() as conn:  # leader_books as an older copybot made it (keyed by offset)
+            conn.execute(
+                text(
+                    "CREATE TABLE leader_books (source_partition INTEGER, source_offset BIGINT, "
+                    "leader_id TEXT, as_of_ms BIGINT, PRIMARY KEY (source_partition, source_offset))"
+                )
+            )
+        with pytest.raises(StoreError, match=r"leader_books.*copybot project --rebuild"):
+            store.create_schema()
+        store.reset()
+        store.create_schema()
+    finally:
+        store.close()
+    _project_books(db, [_book("u1", 1_000)], 0, batch=1)
+    assert len(_history(db)) == 1

@@ -13,6 +13,7 @@ import orjson
 import pytest
 
 from models.engine import process
+from models.events import BOOK_EVENT_KINDS
 from models.state import PartitionState
 from streams.serde import decode_event, encode
 from streams.topology import BOOK_EVENTS, COPY_ATTEMPTS, TRADES, leader_partition
@@ -115,7 +116,7 @@ def _replay_by_partition(system: LiveSystem) -> dict[int, list[dict[str, Any]]]:
     return replayed
 
 
-_LIVE_KINDS = {"copyAttempt", "positionSettled", "orderExpired", "leaderBook"}
+_LIVE_KINDS = {"copyAttempt", *BOOK_EVENT_KINDS}
 
 
 def _resolution_in_every_log(system: LiveSystem) -> bool:
@@ -177,7 +178,7 @@ def test_reports_and_a_resolution_live_equal_the_replay_of_each_partition_log(
         def settled() -> bool:
             state["live"], state["replay"] = _live_by_partition(system), _replay_by_partition(system)
             kinds = {o["kind"] for outs in state["live"].values() for o in outs}
-            return {"positionSettled", "orderExpired", "leaderBook"} <= kinds and _same(
+            return {"positionSettled", "orderExpired", "orderUpdated", "leaderBook"} <= kinds and _same(
                 state["live"], state["replay"]
             )
 
@@ -195,6 +196,7 @@ def test_reports_and_a_resolution_live_equal_the_replay_of_each_partition_log(
         assert sorted(shown.stdout.splitlines()) == sorted(orjson.dumps(b).decode() for b in live_books)
         table = system.copybot("tail", "--books", "--from-beginning", "--no-follow", "--leader", "alice")
         assert "positionSettled" in table.stdout or "orderExpired" in table.stdout
+        assert "orderUpdated" in system.copybot("tail", "--books", "--from-beginning", "--no-follow").stdout
         assert "realized PnL" in table.stdout.splitlines()[0]
     finally:
         system.close()

@@ -14,6 +14,7 @@ from models.state import PartitionState
 from projections.contract import wire_event_models
 from streams.cli.main import main
 from streams.replay import replay
+from tests.projections.venue import VenueSample
 
 ROOT = Path(__file__).resolve().parents[2]
 COMMITTED = ROOT / "docs" / "schemas"
@@ -52,3 +53,14 @@ def test_the_sample_tape_and_its_replay_are_valid_against_the_schemas() -> None:
         errors = [e.message for e in validators[event["kind"]].iter_errors(event)]
         assert errors == [], (line[:300], errors)
     assert {"leaderTrade", "portfolioSnapshot", "configChange", "tick", "copyAttempt"} <= seen
+
+
+def test_the_venue_tapes_outputs_are_valid_against_the_schemas() -> None:
+    validators = {
+        p.stem: jsonschema_rs.validator_for(json.loads(p.read_text())) for p in COMMITTED.glob("*.json")
+    }
+    outputs = VenueSample().outputs
+    for event in outputs:
+        errors = [e.message for e in validators[event["kind"]].iter_errors(event)]
+        assert errors == [], (event, errors)
+    assert {"orderUpdated", "orderExpired", "positionSettled", "leaderBook"} <= {o["kind"] for o in outputs}

@@ -8,18 +8,21 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
-from models.events import OrderExpired
+from models.events import OrderUpdated
 from projections import api
-from projections.rows import OrderRow, with_expiry, with_report
+from projections.consumer import Decoded, decode_output, project_batch
 from projections.store import ProjectionStore
+from projections.store import orders as store_orders
 from streams.configedit import fold
-from streams.topology import BOOK_EVENTS, EXECUTIONS
-from tests.factories import USD, report
+from streams.settings import CONFIG_CHANGES, COPY_ATTEMPTS
+from streams.topology import BOOK_EVENTS
+from tests.factories import T0, USD, global_change, report, resolution, trade
 from tests.projections.db import dump
 from tests.projections.sample import MemoryGateway
-from tests.projections.venue import VenueSample
+from tests.projections.venue import REPORTS, VenueSample
 
 
 @pytest.fixture(scope="module")
@@ -142,7 +145,11 @@ def test_the_books_of_a_leader_are_its_leaderBook_events_newest_first(
     client: TestClient, venue: VenueSample
 ) -> None:
     books = client.get("/api/users/u1/books").json()
-    expected = [b for b in venue.of_kind("leaderBook") if b["followedUserId"] == "u1"]
+    replayed = [b for b in venue.of_kind("leaderBook") if b["followedUserId"] == "u1"]
+    # one book per asOfMs: the replay's final book, at the clock of the last periodic one, replaces it
+    assert [b["asOfMs"] for b in replayed[-2:]] == [replayed[-1]["asOfMs"]] * 2
+    assert replayed[-2] != replayed[-1]
+    expected = [*replayed[:-2], replayed[-1]]
     assert books == expected[::-1]
     assert client.get("/api/users/u1/books", params={"limit": 1}).json() == expected[-1:]
     assert client.get("/api/users/nobody/books").status_code == 404
@@ -183,50 +190,110 @@ def test_the_user_page_shows_pnl_orders_positions_settlements_and_why_utilizatio
     assert "m-lost" in settled
 
 
+# --- the orders are the core's --------------------------------------------------------------------
+
+
+def test_the_orders_table_is_the_newest_orderUpdated_of_each_order(
+    venue: VenueSample, tmp_path: Path
+) -> None:
+    db = str(tmp_path / "orders.db")
+    venue.project_into(db)
+    newest: dict[str, dict[str, Any]] = {}
+    for update in venue.of_kind("orderUpdated"):
+        newest[update["attemptId"]] = update
+    store = ProjectionStore(db)
+    try:
+        with store.engine.connect() as conn:
+            rows = [dict(r) for r in conn.execute(sa.select(store_orders)).mappings()]
+    finally:
+        store.close()
+    stored = {
+        r["attempt_id"]: OrderUpdated.model_validate(
+            {"kind": "orderUpdated", "followedUserId": r["leader_id"], **_camel(r)}
+        )
+        for r in rows
+    }
+    assert stored == {aid: OrderUpdated.model_validate(u) for aid, u in newest.items()}
+    # and those are the core's orders at the end of the tape
+    core = venue.result.state.leaders["u1"].orders
+    assert {aid: (o.status, o.filled_share_micros, o.reserved()) for aid, o in core.items()} == {
+        aid: (u.status, u.filled_share_micros, u.reserved_micros) for aid, u in stored.items()
+    }
+
+
+def _camel(row: dict[str, Any]) -> dict[str, Any]:
+    out = {}
+    for name, value in row.items():
+        if name in ("leader_id", "source_partition", "source_offset"):
+            continue
+        head, *rest = name.split("_")
+        out[head + "".join(w.title() for w in rest)] = value
+    return out
+
+
+def test_a_report_the_core_ignored_for_a_resolved_market_is_not_counted(tmp_path: Path) -> None:
+    # Given an order whose market resolves before the venue reports a fill
+    opening = [global_change(system=REPORTS), trade("u1", at=T0, asset="a1", trade_id="o1")]
+    order_id = VenueSample(opening).of_kind("copyAttempt")[0]["attemptId"]
+    sample = VenueSample([*opening, resolution("a1", USD), report(order_id, "FILLED", 10 * USD, 5 * USD)])
+    db = str(tmp_path / "resolved.db")
+    sample.project_into(db)
+    with TestClient(api.create_app(db, MemoryGateway(fold(sample.messages()[CONFIG_CHANGES]).store))) as c:
+        (order,) = c.get("/api/orders").json()
+    # Then the order is what the core decided: expired by the resolution, nothing filled
+    assert (order["status"], order["closeReason"], order["filledShareMicros"]) == (
+        "EXPIRED",
+        "MARKET_RESOLVED",
+        0,
+    )
+
+
 # --- idempotence and arrival order -------------------------------------------------------------
 
 
-def test_the_tables_do_not_depend_on_which_topic_is_read_first(venue: VenueSample, tmp_path: Path) -> None:
-    books_first, reports_first = str(tmp_path / "a.db"), str(tmp_path / "b.db")
-    venue.project_into(books_first, (BOOK_EVENTS, EXECUTIONS))
-    venue.project_into(reports_first, (EXECUTIONS, BOOK_EVENTS))
-    assert tables(books_first) == tables(reports_first)
+@pytest.mark.parametrize(
+    "order",
+    [(BOOK_EVENTS, COPY_ATTEMPTS, CONFIG_CHANGES), (CONFIG_CHANGES, BOOK_EVENTS, COPY_ATTEMPTS)],
+)
+def test_the_tables_do_not_depend_on_which_topic_is_read_first(
+    venue: VenueSample, tmp_path: Path, order: tuple[str, ...]
+) -> None:
+    in_log_order, other = str(tmp_path / "a.db"), str(tmp_path / "b.db")
+    venue.project_into(in_log_order)
+    venue.project_into(other, order)
+    assert tables(in_log_order) == tables(other)
 
 
-def test_redelivered_book_events_and_reports_change_no_figure(venue: VenueSample, tmp_path: Path) -> None:
+def test_redelivered_book_events_change_no_figure(venue: VenueSample, tmp_path: Path) -> None:
     db = str(tmp_path / "twice.db")
     venue.project_into(db)
     once = tables(db)
     venue.project_into(db, redelivered=True)
     again = tables(db)
-    for table in ("positions", "settlements", "orders", "copy_attempts", "config_history"):
-        assert again[table] == once[table], table
+    for table in ("positions", "settlements", "orders", "copy_attempts", "config_history", "leader_books"):
+        assert again[table] == once[table], table  # leader_books: not appended again, not even moved
     figures = [(r[0], *r[-7:-3]) for r in once["leader_budget"]]  # reserved, cost, realized, unrealized
     assert [(r[0], *r[-7:-3]) for r in again["leader_budget"]] == figures
 
 
-# --- the pure fold of an order -------------------------------------------------------------------
-
-
-def test_a_report_filling_less_than_counted_is_stale_and_changes_nothing() -> None:
-    row = with_report(OrderRow("a", "u1"), report("a", "PARTIAL", 4 * USD, 2 * USD, report_id="r1"))
-    assert with_report(row, report("a", "FILLED", 3 * USD, 3 * USD, report_id="r2")) == row
-
-
-def test_the_first_closing_report_stands_and_an_expiry_wins() -> None:
-    rejected = with_report(OrderRow("a", "u1"), report("a", "REJECTED", report_id="r1"))
-    later = with_report(rejected, report("a", "FILLED", 1 * USD, 1 * USD, report_id="r2"))
-    assert (later.status, later.filled_share_micros) == ("REJECTED", 1 * USD)  # fills still count
-    expiry = OrderExpired(
-        followed_user_id="u1",
-        attempt_id="a",
-        asset_id="a1",
-        side="BUY",
-        target_share_micros=10 * USD,
-        filled_share_micros=0,
-        filled_notional_micros=0,
-        expired_at_ms=5,
-        config_version=None,
-    )
-    expired = with_expiry(later, expiry)
-    assert (expired.status, expired.expired_at_ms, expired.filled_share_micros) == ("EXPIRED", 5, 1 * USD)
+def test_an_older_revision_read_after_a_newer_one_changes_no_order(
+    venue: VenueSample, tmp_path: Path
+) -> None:
+    # Given the tape projected, when the book events come again in reverse order (older revisions last)
+    db = str(tmp_path / "reversed.db")
+    venue.project_into(db)
+    once = tables(db)["orders"]
+    books = venue.messages()[BOOK_EVENTS]
+    updates = [line for line in books if b'"kind":"orderUpdated"' in line][::-1]
+    store = ProjectionStore(db)
+    try:
+        first = len(venue.lines)
+        decoded: list[Decoded] = [
+            (BOOK_EVENTS, 0, first + i, decode_output(BOOK_EVENTS, line), line.decode())
+            for i, line in enumerate(updates)
+        ]
+        project_batch(store, decoded, {(BOOK_EVENTS, 0): first + len(updates)})
+    finally:
+        store.close()
+    # Then every order keeps its newest revision (and where it was read)
+    assert tables(db)["orders"] == once

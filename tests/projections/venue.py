@@ -2,13 +2,15 @@
 
 Paper fills of one leader in two markets that then resolve (one won, one lost); then ``fillModel: reports``
 with orders of another leader that fill in part, in full, are rejected, expire and stay open, with a stale
-and a stray report; the kill switch flips twice. The reports name the attempt ids the core gives, so the
+and a stray report; the kill switch flips twice. The executions are published as an executor would, but
+the projector reads only the core's outputs. The reports name the attempt ids the core gives, so the
 tape is built in two passes (the ids are deterministic).
 """
 
 from __future__ import annotations
 
 import io
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
@@ -29,7 +31,7 @@ REPORTS = {**SYSTEM, "fillModel": "reports", "orderTimeoutMs": 5_000}
 BUDGET = {**BUDGETED, "budgetUsdcMicros": 60 * USD, "budgetEnforcement": "hard"}
 
 
-def _lines(events: list[BaseModel]) -> list[bytes]:
+def _lines(events: Sequence[BaseModel]) -> list[bytes]:
     return [e.model_dump_json(by_alias=True, exclude_unset=True).encode() for e in events]
 
 
@@ -80,10 +82,10 @@ def venue_events() -> list[BaseModel]:
 
 
 class VenueSample:
-    """The venue tape replayed: its lines by kind, the core's outputs, and the replay's summary."""
+    """The venue tape (or `events`) replayed: its lines by kind, the core's outputs, the replay's summary."""
 
-    def __init__(self) -> None:
-        self.lines = _lines(venue_events())
+    def __init__(self, events: Sequence[BaseModel] | None = None) -> None:
+        self.lines = _lines(venue_events() if events is None else events)
         out = io.BytesIO()
         self.result: ReplayResult = replay(self.lines, out, io.BytesIO(), PartitionState(), tally=True)
         self.outputs = [orjson.loads(line) for line in out.getvalue().splitlines()]
@@ -107,17 +109,22 @@ class VenueSample:
         }
 
     def project_into(
-        self, db: str, order: tuple[str, ...] = (BOOK_EVENTS, EXECUTIONS), *, redelivered: bool = False
+        self,
+        db: str,
+        order: tuple[str, ...] = (CONFIG_CHANGES, COPY_ATTEMPTS, BOOK_EVENTS),
+        *,
+        redelivered: bool = False,
     ) -> None:
-        """Project config changes and attempts, then the topics of `order` (each topic one batch).
+        """Project the topics of `order`, each topic one batch (the projector does not read the executions:
+        the core's orderUpdated outputs carry every order's state).
 
-        `redelivered`: only the book events and reports again, at later offsets (as a restarted worker
-        emits its outputs again and an executor repeats its reports)."""
+        `redelivered`: only the book events again, at later offsets (as a restarted worker emits its outputs
+        again)."""
         store = ProjectionStore(db)
         store.create_schema()
         messages = self.messages()
         first = len(self.lines) if redelivered else 0
-        topics = order if redelivered else (CONFIG_CHANGES, COPY_ATTEMPTS, *order)
+        topics = (BOOK_EVENTS,) if redelivered else order
         try:
             for topic in topics:
                 lines = messages[topic]

@@ -6,6 +6,7 @@ from collections import Counter
 from typing import Any
 
 from models.engine import process
+from models.events import OrderUpdatedWire
 from models.state import PartitionState
 from streams.executor_sim import LATE_MS, MAX_SLIPPAGE_BPS, PLANS, ExecutorSim
 from streams.serde import decode_event, encode
@@ -122,8 +123,9 @@ def test_the_core_applies_the_simulated_reports_in_reports_mode() -> None:
     assert len(executes) == 30
     reports = _answer_all(ExecutorSim(7), [dict(a) for a in executes])
     outputs = [o for r in reports for o in process(state, decode_event(encode(r)))]
-    # Then none is ignored, and what they filled is held
-    assert outputs == []
+    # Then none is ignored (each is applied: one orderUpdated each), and what they filled is held
+    assert all(isinstance(o, OrderUpdatedWire) for o in outputs)
+    assert [o.wire["lastReportId"] for o in outputs] == [r["reportId"] for r in reports]  # type: ignore[union-attr]
     leader = state.leaders["u1"]
     assert sum(leader.held_share_micros.values()) == sum(r["filledShareMicros"] for r in _final(reports))
 

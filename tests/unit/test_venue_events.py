@@ -14,6 +14,7 @@ from models.events import (
     LeaderBook,
     MarketResolved,
     OrderExpired,
+    OrderUpdatedWire,
     PositionSettled,
 )
 from streams.serde import decode_event, encode, key_for_raw, topic_for_raw
@@ -184,4 +185,4 @@ def test_the_new_outputs_have_the_spec_field_names() -> None:
         "configVersion",
     }
     assert set(ignored.model_dump(by_alias=True)) == {"kind", "reportId", "attemptId", "reason"}
-    assert {settled.kind, expired.kind, book.kind} == BOOK_EVENT_KINDS
+    assert {settled.kind, expired.kind, book.kind, OrderUpdatedWire.kind} == BOOK_EVENT_KINDS
