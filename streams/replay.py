@@ -8,7 +8,9 @@ backtest tool: replay a recorded tape under another config to see what budgets w
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import gc
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
@@ -49,6 +51,27 @@ class ReplayResult:
     tallies: dict[str, LeaderTally] = field(default_factory=dict)
 
 
+GC_THRESHOLD = 20_000
+"""Allocations between two of Python's youngest-generation collections during a replay (Python: 700)."""
+
+
+@contextmanager
+def fewer_collections() -> Iterator[None]:
+    """Run Python's cycle collector less often (restored after).
+
+    A replay allocates a few dicts and tuples per event and keeps a growing state of small containers;
+    none of it forms reference cycles, so reference counting frees it all, but the collector still
+    walked the young objects every 700 allocations: 3-5 % of a replay's CPU (measured with
+    ``gc.callbacks``). Memory is unchanged: the collector finds no cycles to free either way.
+    """
+    before = gc.get_threshold()
+    gc.set_threshold(max(before[0], GC_THRESHOLD), *before[1:])
+    try:
+        yield
+    finally:
+        gc.set_threshold(*before)
+
+
 def replay(
     lines: Iterable[bytes],
     attempts_out: BinaryIO,
@@ -60,6 +83,17 @@ def replay(
 
     With `tally`, per-leader counts for the summary table are kept in ``result.tallies``.
     """
+    with fewer_collections():
+        return _replay(lines, attempts_out, diagnostics_out, state, tally)
+
+
+def _replay(
+    lines: Iterable[bytes],
+    attempts_out: BinaryIO,
+    diagnostics_out: BinaryIO,
+    state: PartitionState | None,
+    tally: bool,
+) -> ReplayResult:
     result = ReplayResult(state or PartitionState())
     st = result.state
     attempts: list[bytes] = []

@@ -48,10 +48,12 @@ def make_consumer(
     *,
     isolation_level: Literal["read_committed", "read_uncommitted"] = "read_committed",
     auto_offset_reset: Literal["earliest", "latest"] = "latest",
+    max_partition_fetch_bytes: int = 1024 * 1024,
 ) -> Any:
     """A consumer without a consumer group or auto-commit (assign its partitions with :func:`assign_all`).
 
-    `auto_offset_reset` applies when a seeked offset no longer exists (deleted by retention).
+    `auto_offset_reset` applies when a seeked offset no longer exists (deleted by retention);
+    `max_partition_fetch_bytes` is the most one fetch returns of a partition (aiokafka's default, 1 MiB).
     """
     return AIOKafkaConsumer(
         bootstrap_servers=settings.bootstrap,
@@ -60,6 +62,7 @@ def make_consumer(
         enable_auto_commit=False,
         isolation_level=isolation_level,
         auto_offset_reset=auto_offset_reset,
+        max_partition_fetch_bytes=max_partition_fetch_bytes,
     )
 
 

@@ -49,6 +49,7 @@ from models.events import (
     PortfolioSnapshot,
 )
 from streams.kafka.batches import BatchSender
+from streams.kafka.changelog import latest_values
 from streams.serde import DecodeError, decode_expecting, encode
 from streams.settings import (
     CONFIG_CHANGES,
@@ -61,7 +62,14 @@ from streams.settings import (
     Settings,
 )
 from streams.topology import BOOK_EVENTS, EXECUTIONS, MARKET_EVENTS, copy_targets
-from streams.worker.batch import Counters, Outgoing, OutputTopics, dead_letter_message, decide_batch
+from streams.worker.batch import (
+    Counters,
+    LogGap,
+    Outgoing,
+    OutputTopics,
+    dead_letter_message,
+    decide_batch,
+)
 from streams.worker.consumer import BatchDrainConsumer, Chunk, sink_for
 from streams.worker.consumer import install as install_consumer
 from streams.worker.records import SavedPartition, batch_records, partition_key, restore
@@ -69,6 +77,8 @@ from streams.worker.records import SavedPartition, batch_records, partition_key,
 log = logging.getLogger("copybot.worker")
 
 EXIT_SEND_FAILED = 70
+EXIT_RESTORE_FAILED = 71
+EXIT_LOG_GAP = 72
 EXIT_STALLED = 75
 
 EXACTLY_ONCE_REFUSED = (
@@ -154,27 +164,46 @@ class Runtime:
         """Send messages and wait until Kafka acknowledged every one; any failure stops the worker."""
         await self.wait(await self.queue(messages))
 
-    def load(self, partition: int, table: Any) -> SavedPartition:
-        """The partition's state: cached, or restored from the table (first use, after a rebalance)."""
-        cached = self.live.get(partition)
-        if cached is not None:
-            return cached
-        saved = restore(partition, table.data.get)
+    async def load(self, partitions: Iterable[int], changelog: str) -> dict[int, SavedPartition]:
+        """The partitions' states: cached, or restored (first use, after a rebalance) from their
+        changelog partitions read straight from Kafka up to the high-water marks taken now — not from
+        Faust's table store, which can hold a stale or mixed view of a partition that moved
+        (docs/failover.md, "Restore reads Kafka"). Called only between batches, so every record this
+        worker saved before is acknowledged and below those marks."""
+        wanted = list(partitions)
+        missing = [p for p in wanted if p not in self.live]
+        if missing:
+            began = time.monotonic()
+            try:
+                values = await latest_values(self.settings, changelog, missing, self.settings.send_timeout_s)
+            except Exception as exc:  # the state cannot be known: deciding on would be wrong
+                fatal(EXIT_RESTORE_FAILED, f"reading partitions {missing} of {changelog} failed: {exc!r}")
+                raise  # not reached
+            read_s = time.monotonic() - began
+            for partition in missing:
+                self.live[partition] = self._restored(partition, values.pop(partition), read_s)
+        return {p: self.live[p] for p in wanted}
+
+    def _restored(self, partition: int, values: dict[bytes, bytes], read_s: float) -> SavedPartition:
+        began = time.monotonic()
+        saved = restore(partition, values.get)
         if saved.offset >= 0:
             log.info(
-                "partition %d restored: %d leaders, offset %d, batch %d",
+                "partition %d restored: %d leaders, offset %d, batch %d (%d changelog keys read in "
+                "%.2f s, restored in %.2f s)",
                 partition,
                 len(saved.state.leaders),
                 saved.offset,
                 saved.batch,
+                len(values),
+                read_s,
+                time.monotonic() - began,
             )
-        self.live[partition] = saved
         return saved
 
-    def records(self, table: Any, touched: list[tuple[int, SavedPartition, set[str]]]) -> Save:
-        """Each touched partition's batch records (written by :meth:`save`), made right after the
-        batch ran through the core."""
-        changelog = table.changelog_topic.get_topic_name()
+    def records(self, changelog: str, touched: list[tuple[int, SavedPartition, set[str]]]) -> Save:
+        """Each touched partition's batch records (written by :meth:`save` to `changelog`), made right
+        after the batch ran through the core."""
         outgoing: list[Outgoing] = []
         applied: dict[int, int] = {}
         for partition, saved, dirty in touched:
@@ -183,29 +212,24 @@ class Runtime:
             applied[partition] = saved.offset
         return outgoing, applied
 
-    async def save(self, table: Any, records: Save) -> None:
-        """Write a batch's records to their changelog partitions (and the table). Call only once the
-        previous batch's records are acknowledged (:func:`streams.worker.records.batch_records`)."""
+    async def save(self, records: Save) -> None:
+        """Write a batch's records to their changelog partitions. Call only once the previous batch's
+        records are acknowledged (:func:`streams.worker.records.batch_records`). Faust's table store is
+        not written: nothing reads it (:meth:`load` reads Kafka)."""
         outgoing, applied = records
-        store = table.data
-        for _, key, value, _, _ in outgoing:
-            if value is None:
-                store.pop(key, None)
-            else:
-                store[key] = value
         await self.send_all(outgoing)
         self.applied.update(applied)
 
-    async def complete(self, table: Any, attempts: Sending, records: Save, chunks: list[Chunk]) -> None:
+    async def complete(self, attempts: Sending, records: Save, chunks: list[Chunk]) -> None:
         """The end of a decided batch: its attempts acknowledged, then its state saved, then its
         input acked to Faust. Started only once the previous batch completed."""
         try:
             await self.wait(attempts)  # attempts acknowledged before the state that produced them
-            await self.save(table, records)
+            await self.save(records)
             _ack(self.app, chunks)  # only now may Faust commit their offsets
             self.counters.batches += 1
             self.last_progress = time.monotonic()
-        except Exception as exc:  # e.g. the table's store: the state is ahead of Kafka
+        except Exception as exc:  # anything unexpected: the state is ahead of Kafka
             fatal(EXIT_SEND_FAILED, f"saving a batch failed: {exc!r}")
 
 
@@ -282,13 +306,14 @@ def _raw_table(app: faust.App, name: str, partitions: int) -> Any:
     raw: faust.Schema[bytes, bytes] = faust.Schema(
         key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
     )
-    # Writes go straight to the changelog partition of the log partition they belong to (Runtime.save);
-    # Faust restores the tables from those changelogs on start and on rebalance. Small segments let
-    # compaction keep recovery short (Kafka never compacts the active segment), and tombstones go after
-    # a minute, not Kafka's 24 h: every batch writes and later deletes its own delta key, so a day of
-    # tombstones was what a fresh worker's recovery read, one event at a time (docs/failover.md). A
-    # reader that misses a tombstone keeps a stale key, which restore ignores (the commit record names
-    # the live ones).
+    # Writes go straight to the changelog partition of the log partition they belong to (Runtime.save),
+    # and a decision partition is restored by reading its changelog partition from Kafka (Runtime.load);
+    # Faust still recovers the table (and keeps standbys) from those changelogs, which only costs time.
+    # Small segments let compaction keep those reads short (Kafka never compacts the active segment),
+    # and tombstones go after a minute, not Kafka's 24 h: every batch writes and later deletes its own
+    # delta key, so a day of tombstones was what a fresh worker's recovery read, one event at a time
+    # (docs/failover.md). A reader that misses a tombstone keeps a stale key, which restore ignores
+    # (the commit record names the live ones).
     return app.Table(
         name,
         partitions=partitions,
@@ -317,6 +342,7 @@ def _decide_agent(app: faust.App, rt: Runtime) -> None:
     async def decide_batches() -> None:
         """Decide a batch, then complete it (Runtime.complete): attempts, state, acks."""
         sink = sink_for(app, trades_topic.get_topic_name())
+        changelog = table.changelog_topic.get_topic_name()
         while True:
             fresh = _current(app, await sink.take(BATCH_MAX))
             if not fresh:
@@ -324,17 +350,24 @@ def _decide_agent(app: faust.App, rt: Runtime) -> None:
             by_partition: dict[int, list[Any]] = defaultdict(list)
             for chunk in fresh:
                 by_partition[chunk.tp.partition] += chunk.records
+            loaded = await rt.load(by_partition, changelog)
+            if not _current(app, fresh):  # a rebalance began while restoring: this batch comes again
+                continue
             outgoing: list[Outgoing] = []
             touched = []
             for partition, batch in by_partition.items():
-                saved = rt.load(partition, table)
-                dirty = decide_batch(saved, batch, outgoing, rt.counters, topics)
+                saved = loaded[partition]
+                try:
+                    dirty = decide_batch(saved, batch, outgoing, rt.counters, topics)
+                except LogGap as gap:  # nothing of this batch is acked: a restart reads from the commit
+                    fatal(EXIT_LOG_GAP, str(gap))
+                    raise  # not reached
                 touched.append((partition, saved, dirty))
-            records = rt.records(table, touched)
+            records = rt.records(changelog, touched)
             # Completed before the next batch is taken: with a batch completing in the background, a
             # chaos run (broker restart, kills) once showed state diverging from the log, not yet
             # explained; until it is, nothing of a partition is in flight when it is revoked.
-            await rt.complete(table, await rt.queue(outgoing), records, fresh)
+            await rt.complete(await rt.queue(outgoing), records, fresh)
 
     @app.agent(trades_topic, concurrency=1)
     async def decide(stream: Any) -> None:  # a faust Stream
@@ -343,7 +376,10 @@ def _decide_agent(app: faust.App, rt: Runtime) -> None:
 
     @app.on_partitions_revoked.connect  # type: ignore[arg-type]
     async def drop_cached(app_: Any, revoked: Any, **_: Any) -> None:
-        """A revoked partition may be decided elsewhere next: restore it from the table when it is back."""
+        """A revoked partition may be decided elsewhere next: restore it from Kafka when it is back.
+
+        Faust calls this after its ``wait_empty`` (faust/app/base.py:1829, transport/consumer.py:866-889),
+        i.e. once the batch in flight, whose chunks are unacked until saved, has completed."""
         name = trades_topic.get_topic_name()
         unacked = app.consumer.unacked
         for sink_topic in _SINK_TOPICS(rt.settings):

@@ -2,7 +2,9 @@
 
 The worker hands in the Kafka messages of one partition in offset order; out come the messages to send
 (attempts, dead letters) and the leaders whose state changed. Redelivered messages — at or below the
-partition's last applied offset, i.e. already in the saved state — are skipped.
+partition's last applied offset, i.e. already in the saved state — are skipped. A message past the next
+offset raises :class:`LogGap`: the log has no holes (nothing writes it transactionally, and it is not
+compacted), so the messages in between would be skipped — a state behind what the consumer was given.
 """
 
 from __future__ import annotations
@@ -43,6 +45,17 @@ class LogMessage(Protocol):
     def key(self) -> bytes | None: ...
     @property
     def value(self) -> bytes | None: ...
+
+
+class LogGap(Exception):
+    """A partition's next message is past the offset after its saved state's (deciding it would skip
+    the messages in between)."""
+
+    def __init__(self, partition: int, applied: int, offset: int) -> None:
+        super().__init__(
+            f"partition {partition}: the saved state has applied offset {applied}, "
+            f"the next message given is at {offset}"
+        )
 
 
 @dataclass
@@ -91,6 +104,8 @@ def decide_batch(
         if message.offset <= saved.offset:  # applied before a crash: its state change is saved
             counters.skipped_redeliveries += 1
             continue
+        if message.offset != saved.offset + 1 and saved.offset >= 0:
+            raise LogGap(message.partition, saved.offset, message.offset)
         saved.offset = message.offset
         counters.events += 1
         try:

@@ -4,6 +4,7 @@ broker restarts, applies config live, and dead-letters bad input (SPEC 8, issue 
 from __future__ import annotations
 
 import asyncio
+import re
 import signal
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -20,8 +21,10 @@ from streams.devbroker import broker
 from streams.devbroker.harness import finish_tick
 from streams.sample_tape import generate
 from streams.settings import CONFIG_REPORTS, DEAD_LETTERS, SNAPSHOTS, TRADES
+from streams.topology import leader_partition
 from streams.worker.records import merged_state
 from tests.factories import change_wire
+from tests.integration.chaos_check import compare_partition
 from tests.integration.conftest import start_or_fail
 from tests.integration.live import (
     SAMPLE_TAPE,
@@ -322,3 +325,75 @@ def test_a_worker_started_on_a_backlog_catches_up(
     system.worker().start()
     # Then it works through the whole backlog (a regression: batches over the request limit stalled it)
     assert_invariants(system.attempts_covering(trades, timeout_s=240), trades)
+
+
+# --- a partition leaves a worker and comes back ---------------------------------------------------------
+
+
+def _split_tape(path: Path, parts: int, events: list[InputEvent], partitions: int) -> list[Path]:
+    """`path`'s lines in `parts` consecutive tapes (published one after the other, they are the tape),
+    the last ending with the tick ``publish --finish`` would send after the whole tape."""
+    lines = path.read_bytes().splitlines()
+    finish = finish_tick(events, partitions)
+    if finish is not None:
+        lines.append(orjson.dumps({"kind": "tick", "nowMs": finish}))
+    size = -(-len(lines) // parts)
+    tapes = []
+    for i in range(parts):
+        tape = path.with_suffix(f".part{i}.jsonl")
+        tape.write_bytes(b"\n".join(lines[i * size : (i + 1) * size]) + b"\n")
+        tapes.append(tape)
+    return tapes
+
+
+def _restored_partitions(log: str) -> set[int]:
+    return {int(m) for m in re.findall(r"partition (\d+) restored", log)}
+
+
+def _assert_live_is_the_log_replayed(system: LiveSystem, trades: set[tuple[str, str]]) -> None:
+    """Per partition, the live attempts are exactly the decision core's replay of that partition's log as
+    Kafka holds it (by attemptId and content); every trade in one attempt, no id with two contents."""
+    attempts = system.attempts_covering(trades, timeout_s=300)
+    assert_invariants(attempts, trades)
+    logs: dict[int, list[bytes]] = {p: [] for p in range(system.partitions)}
+    for record in read_to_end(system.bootstrap, system.settings.topic(TRADES)):
+        logs[record.partition].append(record.value)
+    live: dict[int, list[dict[str, Any]]] = {p: [] for p in range(system.partitions)}
+    for attempt in attempts:
+        live[leader_partition(attempt["followedUserId"], system.partitions)].append(attempt)
+    fields: Counter[str] = Counter()
+    for p in range(system.partitions):
+        verdict, _ = compare_partition(p, logs[p], live[p], fields)
+        assert verdict.ok, (verdict, fields)
+
+
+def test_a_partition_that_leaves_a_worker_and_comes_back_is_restored_from_its_log(
+    own_broker_settings: broker.BrokerSettings, tmp_path: Path
+) -> None:
+    # Given worker A alone deciding the first third of a tape (2 partitions)
+    start_or_fail(own_broker_settings)
+    system = LiveSystem(broker.bootstrap(own_broker_settings), tmp_path, partitions=2)
+    tape, events, trades = _big_tape(tmp_path / "tape.jsonl", 15_000)
+    first, second, third = _split_tape(tape, 3, events, system.partitions)
+    try:
+        a = system.worker("a").start()
+        system.publish(first, "--ordered")
+        # When B joins and decides the second third on the partition it took from A
+        b = system.worker("b").start()
+        system.publish(second, "--ordered")
+        _wait_covering(system, len(trades) * 0.6)
+        wait_until(lambda: bool(_restored_partitions(b.current_log())), 60, "B to restore a partition")
+        moved = _restored_partitions(b.current_log())
+        # and the broker stops and starts while B owns it, then B stops: the partition returns to A
+        broker.stop(own_broker_settings)
+        start_or_fail(own_broker_settings)
+        b.stop()
+        system.publish(third, "--ordered")
+        # Then the same process A restored it again — from Kafka, not from what it held before
+        _assert_live_is_the_log_replayed(system, trades)
+        assert a.process is not None
+        assert a.process.poll() is None, a.current_log()[-4000:]
+        assert a.starts == 1
+        assert moved <= _restored_partitions(a.current_log())
+    finally:
+        system.close()
