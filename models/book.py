@@ -26,6 +26,7 @@ def set_mark(leader: LeaderState, asset_id: str, price_micros: int) -> None:
         leader.exposure_micros += part - leader.exposure_part_micros.get(asset_id, 0)
         leader.exposure_part_micros[asset_id] = part
     marks[asset_id] = price_micros
+    shadow_part(leader, asset_id)
 
 
 def set_holding(leader: LeaderState, asset_id: str, held_share_micros: int, price_micros: int) -> None:
@@ -33,6 +34,7 @@ def set_holding(leader: LeaderState, asset_id: str, held_share_micros: int, pric
     leader.held_share_micros[asset_id] = held_share_micros
     if price_micros > 0:
         leader.mark_price_micros[asset_id] = price_micros
+        shadow_part(leader, asset_id)
     part = notional(held_share_micros, leader.mark_price_micros.get(asset_id, 0))
     leader.exposure_micros += part - leader.exposure_part_micros.get(asset_id, 0)
     leader.exposure_part_micros[asset_id] = part
@@ -107,12 +109,30 @@ def shadow_trade(leader: LeaderState, asset_id: str, side: str, shares: int) -> 
     book = leader.shadow_share_micros
     held = book.get(asset_id, 0)
     book[asset_id] = held + shares if side == "BUY" else max(0, held - shares)
+    shadow_part(leader, asset_id)
+
+
+def shadow_part(leader: LeaderState, asset_id: str) -> None:
+    """Bring E_shadow(u) up to date after the asset's shadow shares or mark changed: O(1), not a sum over
+    the leader's assets on every trade. Every change of ``shadow_share_micros`` or ``mark_price_micros``
+    calls it (tests/unit/test_venue_properties.py checks the sum after every event)."""
+    part = leader.shadow_share_micros.get(asset_id, 0) * leader.mark_price_micros.get(asset_id, 0) // MICROS
+    parts = leader.shadow_part_micros
+    leader.shadow_exposure_micros += part - parts.get(asset_id, 0)
+    parts[asset_id] = part
+
+
+def recount_shadow(leader: LeaderState) -> None:
+    """Recompute E_shadow(u) from the shadow book and the marks (after a restore)."""
+    leader.shadow_part_micros.clear()
+    leader.shadow_exposure_micros = 0
+    for asset_id in leader.shadow_share_micros:
+        shadow_part(leader, asset_id)
 
 
 def shadow_exposure(leader: LeaderState) -> int:
     """E_shadow(u) = Σ over assets floor(shares × mark / 10^6)."""
-    marks = leader.mark_price_micros
-    return sum(s * marks.get(a, 0) // MICROS for a, s in leader.shadow_share_micros.items() if s)
+    return leader.shadow_exposure_micros
 
 
 def exposure_for_sizing(leader: LeaderState, clock_ms: int, cfg: EffectiveConfig) -> LeaderExposure:

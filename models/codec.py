@@ -14,7 +14,7 @@ from collections import deque
 from datetime import UTC, datetime
 from typing import Any
 
-from models.book import reserve, set_mark
+from models.book import recount_shadow, reserve, set_mark
 from models.config import ConfigStore
 from models.engine import bucket_deadline
 from models.state import BUCKET, ORDER, WINDOW, Bucket, LeaderState, Order, PartitionState, Snapshot, Window
@@ -190,6 +190,7 @@ def leader_from_json(data: dict[str, Json]) -> LeaderState:
     leader.shadow = _unsnap(data["shadow"])
     leader.exec_slice = _unsnap(data["execSlice"])
     _venue_from_json(leader, data)
+    recount_shadow(leader)
     return leader
 
 

@@ -164,6 +164,10 @@ class LeaderState:
     realized_pnl_micros: int = 0
     shadow_share_micros: dict[str, int] = field(default_factory=dict)
     """The leader's own book from its accepted trades (SPEC 13.4), never negative."""
+    shadow_part_micros: dict[str, int] = field(default_factory=dict)
+    shadow_exposure_micros: int = 0
+    """E_shadow(u) = Σ over assets floor(shares × mark / 10^6), kept per asset like ``exposure_micros``
+    (derived from the shadow book and the marks; not saved)."""
     orders: dict[str, Order] = field(default_factory=dict)
     """attemptId -> order: open ones, and closed ones until the dedup window has passed."""
     reserved_buy_micros: int = 0

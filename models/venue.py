@@ -13,7 +13,7 @@ from __future__ import annotations
 import heapq
 import uuid
 
-from models.book import buy_fill, release, reserve, sell_fill
+from models.book import buy_fill, release, reserve, sell_fill, shadow_part
 from models.events import (
     CopyAttemptWire,
     ExecutionReport,
@@ -200,6 +200,7 @@ def on_resolution(state: PartitionState, event: MarketResolved, out: list[Output
         leader = state.leaders[leader_id]
         if leader.shadow_share_micros.get(asset):
             leader.shadow_share_micros[asset] = 0
+            shadow_part(leader, asset)
         held = leader.held_share_micros.get(asset, 0)
         if held > 0:
             out.append(_settle(state, leader, event, held))
@@ -218,6 +219,7 @@ def _settle(state: PartitionState, leader: LeaderState, event: MarketResolved, h
     proceeds = notional(held, event.payout_micros)
     sell_fill(leader, event.asset_id, held, proceeds, 0)  # all h shares, for the proceeds (SPEC 13.6)
     leader.mark_price_micros[event.asset_id] = event.payout_micros
+    shadow_part(leader, event.asset_id)
     return PositionSettled(
         followed_user_id=leader.leader_id,
         settlement_id=settlement_id(leader.leader_id, event.asset_id),

@@ -55,7 +55,9 @@ def _project_arguments(parser: argparse.ArgumentParser) -> None:
         default=DEFAULT_DB,
         help=f"a SQLite file path or a postgresql://user:pass@host/db URL (default {DEFAULT_DB})",
     )
-    parser.add_argument("--rebuild", action="store_true", help="empty the tables and re-consume everything")
+    parser.add_argument(
+        "--rebuild", action="store_true", help="recreate the tables and re-consume everything"
+    )
     parser.add_argument("--once", action="store_true", help="stop when caught up to the ends seen at start")
     parser.add_argument(
         "--max-records", type=int, default=MAX_RECORDS, help="messages per transaction (default %(default)s)"

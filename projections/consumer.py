@@ -10,7 +10,8 @@ restarted consumer resumes from the offsets committed with the rows.
 
 A message that does not decode is skipped (the worker has dead-lettered it already), and its offset
 still advances. ``--once`` stops when every partition has reached the end offset seen at start;
-``--rebuild`` empties the tables first and re-consumes everything.
+``--rebuild`` drops and recreates the tables first (also those an older copybot made) and re-consumes
+everything.
 
 From code (tests, the demo)::
 

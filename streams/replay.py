@@ -1,21 +1,23 @@
 """``copybot replay``: run the decision core offline over a tape of input events (SPEC 10).
 
-Attempts and the book events (positionSettled, orderExpired, leaderBook) go to one stream as JSON lines
-in the order they are produced; dead letters, rejected config changes, config warnings and ignored
-execution reports go to another. Identical input gives byte-identical output. This is also the backtest
-tool: replay a recorded tape under another config to see what budgets would have done.
+Attempts and the book events (positionSettled, orderExpired, orderUpdated, leaderBook) go to one stream as
+JSON lines in the order they are produced; dead letters, rejected config changes, config warnings and
+ignored execution reports go to another. Identical input gives byte-identical output. This is also the
+backtest tool: replay a recorded tape under another config to see what budgets would have done.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import gc
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
 import orjson
 
 from models.engine import finish, process
-from models.events import BOOK_EVENT_KINDS, LeaderTrade, Output
+from models.events import BOOK_EVENT_KINDS, LeaderBookWire, LeaderTrade, OrderUpdatedWire, Output
 from models.state import PartitionState
 from models.summary import LeaderTally
 from streams.serde import (
@@ -44,9 +46,30 @@ class ReplayResult:
     config_rejected: int = 0
     config_warnings: int = 0
     book_events: int = 0
-    """positionSettled, orderExpired and leaderBook outputs (written with the attempts)."""
+    """positionSettled, orderExpired, orderUpdated and leaderBook outputs (written with the attempts)."""
     reports_ignored: int = 0
     tallies: dict[str, LeaderTally] = field(default_factory=dict)
+
+
+GC_THRESHOLD = 20_000
+"""Allocations between two of Python's youngest-generation collections during a replay (Python: 700)."""
+
+
+@contextmanager
+def fewer_collections() -> Iterator[None]:
+    """Run Python's cycle collector less often (restored after).
+
+    A replay allocates a few dicts and tuples per event and keeps a growing state of small containers;
+    none of it forms reference cycles, so reference counting frees it all, but the collector still
+    walked the young objects every 700 allocations: 3-5 % of a replay's CPU (measured with
+    ``gc.callbacks``). Memory is unchanged: the collector finds no cycles to free either way.
+    """
+    before = gc.get_threshold()
+    gc.set_threshold(max(before[0], GC_THRESHOLD), *before[1:])
+    try:
+        yield
+    finally:
+        gc.set_threshold(*before)
 
 
 def replay(
@@ -60,6 +83,17 @@ def replay(
 
     With `tally`, per-leader counts for the summary table are kept in ``result.tallies``.
     """
+    with fewer_collections():
+        return _replay(lines, attempts_out, diagnostics_out, state, tally)
+
+
+def _replay(
+    lines: Iterable[bytes],
+    attempts_out: BinaryIO,
+    diagnostics_out: BinaryIO,
+    state: PartitionState | None,
+    tally: bool,
+) -> ReplayResult:
     result = ReplayResult(state or PartitionState())
     st = result.state
     attempts: list[bytes] = []
@@ -79,6 +113,9 @@ def replay(
                     if counts is None:
                         counts = result.tallies[leader] = LeaderTally()
                     counts.observe(output)
+            elif type(output) is OrderUpdatedWire or type(output) is LeaderBookWire:  # the frequent ones
+                attempts.append(orjson.dumps(output.wire))
+                result.book_events += 1
             elif output.kind in BOOK_EVENT_KINDS:
                 attempts.append(encode(output))  # book events go with the attempts, in order
                 result.book_events += 1

@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from streams.sample_tape import generate
+from tests.projections.venue import VenueSample
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "examples" / "sample-tape.jsonl"
@@ -112,3 +113,30 @@ def test_without_reserved_micros_and_leader_books_the_output_is_the_pre_venue_on
     assert all(line.count(b',"reservedMicros":0}') == 1 for line in attempts)
     stripped = b"".join(line.replace(b',"reservedMicros":0}', b"}") + b"\n" for line in attempts)
     assert sha256(stripped) == PRE_VENUE_STDOUT_SHA256
+
+
+# The reports path (fillModel "reports"): the venue tape of tests/projections/venue.py (orders that fill in
+# part, in full, are rejected, expire, stay open; resolutions; a stale and a stray report). Its stdout gained
+# the orderUpdated lines (docs/decisions.md 38) on purpose; stripping them gives back the stdout from before
+# (PRE_ORDER_UPDATES_VENUE_STDOUT_SHA256), so nothing else on the reports path changed.
+VENUE_TAPE_SHA256 = "a410817370d02c5734819aba11236db091bfcec1423b4388b4ad7696aee24ea4"
+VENUE_STDOUT_SHA256 = "ba099f43e42fabec7ba7e437d3c5e9a7bedabc3c650dbca3a1f0ff2beaa365cd"
+VENUE_STDERR_SHA256 = "ef85907f4cbc33f5cced737c50f799dad1815779bc52c12632dfe3c273163ab4"
+PRE_ORDER_UPDATES_VENUE_STDOUT_SHA256 = "f02568ca16faf572e0f6060410025e3366b842aeb0daf1c58f1895f8b864f44e"
+
+
+def test_replay_of_the_venue_tape_has_the_pinned_output(tmp_path: Path) -> None:
+    tape = tmp_path / "venue.jsonl"
+    tape.write_bytes(b"".join(line + b"\n" for line in VenueSample().lines))
+    assert sha256(tape.read_bytes()) == VENUE_TAPE_SHA256
+    result = replay(tape)
+    assert result.returncode == 0, result.stderr.decode()
+    assert sha256(result.stdout) == VENUE_STDOUT_SHA256
+    assert sha256(result.stderr) == VENUE_STDERR_SHA256
+    lines = result.stdout.splitlines(keepends=True)
+    updates = [line for line in lines if line.startswith(b'{"kind":"orderUpdated"')]
+    assert len(updates) == 10
+    assert (
+        sha256(b"".join(line for line in lines if line not in updates))
+        == PRE_ORDER_UPDATES_VENUE_STDOUT_SHA256
+    )

@@ -177,6 +177,9 @@ def check_books(state: PartitionState, ledger: Ledger) -> None:
         assert leader.exposure_micros == sum(
             notional(h, leader.mark_price_micros.get(a, 0)) for a, h in leader.held_share_micros.items()
         )
+        assert leader.shadow_exposure_micros == sum(
+            notional(s, leader.mark_price_micros.get(a, 0)) for a, s in leader.shadow_share_micros.items()
+        ), "the running E_shadow differs from its sum"
         open_orders = [o for o in leader.orders.values() if o.open]
         assert leader.reserved_buy_micros == sum(o.reserved() for o in open_orders if o.side == "BUY")
         sells = Counter[str]()
