@@ -12,10 +12,10 @@ Every error of the API has one shape, :class:`Errors`: ``{"errors": ["section.ke
 from __future__ import annotations
 
 from dataclasses import fields
-from typing import Annotated, Any, Literal, cast, get_args, get_type_hints
+from typing import Annotated, Any, Literal, cast, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, create_model
-from pydantic.alias_generators import to_camel
+from pydantic.alias_generators import to_camel, to_snake
 from typing_extensions import TypedDict
 
 from models import events
@@ -90,8 +90,22 @@ UserConfigEdits = _scope_model(
 EDITS_OF_SCOPE: dict[Scope, Any] = {"GLOBAL": GlobalConfigEdits, "USER": UserConfigEdits}
 DOCUMENTS_OF_SCOPE: dict[Scope, Any] = {"GLOBAL": GlobalConfigDocuments, "USER": UserConfigDocuments}
 
+
+def _plain_type(rule: KeyRule) -> Any:
+    """A config key's value type as :class:`models.config.EffectiveConfig` declares it."""
+    base: Any = {"int": int, "bool": bool, "str": str}.get(rule.type) or Literal[rule.choices]
+    return base | None if rule.optional else base
+
+
+_KEY_TYPES: dict[str, Any] = {
+    f"{section}_enabled" if key == "enabled" else to_snake(key): _plain_type(rule)
+    for section, rules in RULES.items()
+    for key, rule in rules.items()
+}
+"""EffectiveConfig field -> its type, from the key rules: the compiled core (mypyc) keeps no annotations."""
+_DERIVED_TYPES: dict[str, Any] = {"budgeted_dynamic_active": bool, "hard_budget": bool}
 _EFFECTIVE_FIELDS: dict[str, Any] = {
-    to_camel(f.name): (get_type_hints(EffectiveConfig)[f.name], ...) for f in fields(EffectiveConfig)
+    to_camel(f.name): ({**_KEY_TYPES, **_DERIVED_TYPES}[f.name], ...) for f in fields(EffectiveConfig)
 }
 EffectiveConfigJson: type[BaseModel] = create_model(
     "EffectiveConfig",
