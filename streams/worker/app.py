@@ -15,7 +15,9 @@ Topology (N = settings.partitions; every leader-keyed topic has N partitions):
 
 Delivery (the log is the truth): per batch, the attempts and dead letters are sent and acknowledged,
 then the partition's state is saved atomically (:mod:`streams.worker.records`), then the batch's input
-messages are acknowledged to Faust, which commits their offsets; only then is the next batch taken.
+messages are acknowledged to Faust, which commits their offsets. The next batch is decided while that
+runs in the background (``PIPELINED``); completions run one at a time in batch order, and a rebalance
+or a stop waits for the one in flight before a partition's state is dropped.
 Outputs go out as one producer batch per partition (:mod:`streams.kafka.batches`); the consumer hands over
 whole fetched chunks (:mod:`streams.worker.consumer`). Any send failure or timeout stops the
 worker (exit 70) instead of carrying on with state that is ahead of Kafka; a restart replays the log
@@ -98,6 +100,10 @@ Save = tuple[list[Outgoing], dict[int, int]]
 BATCH_MAX = 10_000
 """Most log messages decided per batch (a batch is whatever has arrived, so latency stays low)."""
 
+PIPELINED = True
+"""Decide the next batch while the previous one completes in the background (decisions.md 36);
+False completes each batch before the next is taken."""
+
 
 def fatal(code: int, reason: str) -> None:
     """Stop the worker at once with `code`: its in-memory state may be ahead of Kafka.
@@ -120,6 +126,8 @@ class Runtime:
         self.live: dict[int, SavedPartition] = {}
         self.last_progress = time.monotonic()
         self.applied: dict[int, int] = {}
+        self.in_flight: asyncio.Task[None] | None = None
+        """The decide agent's one batch completing in the background (:meth:`complete`)."""
         self._sender: BatchSender | None = None
         self._sends: dict[int, float] = {}
         self._next_send = 0
@@ -168,11 +176,12 @@ class Runtime:
         """The partitions' states: cached, or restored (first use, after a rebalance) from their
         changelog partitions read straight from Kafka up to the high-water marks taken now — not from
         Faust's table store, which can hold a stale or mixed view of a partition that moved
-        (docs/failover.md, "Restore reads Kafka"). Called only between batches, so every record this
-        worker saved before is acknowledged and below those marks."""
+        (docs/failover.md, "Restore reads Kafka"). The batch completing in the background, if any, is
+        awaited first, so every record this worker saved before is acknowledged and below those marks."""
         wanted = list(partitions)
         missing = [p for p in wanted if p not in self.live]
         if missing:
+            await self.settle()
             began = time.monotonic()
             try:
                 values = await latest_values(self.settings, changelog, missing, self.settings.send_timeout_s)
@@ -222,15 +231,50 @@ class Runtime:
 
     async def complete(self, attempts: Sending, records: Save, chunks: list[Chunk]) -> None:
         """The end of a decided batch: its attempts acknowledged, then its state saved, then its
-        input acked to Faust. Started only once the previous batch completed."""
+        input acked to Faust. Started only once the previous batch completed (:meth:`settle`)."""
         try:
             await self.wait(attempts)  # attempts acknowledged before the state that produced them
             await self.save(records)
             _ack(self.app, chunks)  # only now may Faust commit their offsets
             self.counters.batches += 1
             self.last_progress = time.monotonic()
-        except Exception as exc:  # anything unexpected: the state is ahead of Kafka
+        except (Exception, asyncio.CancelledError) as exc:  # anything unexpected: state ahead of Kafka
             fatal(EXIT_SEND_FAILED, f"saving a batch failed: {exc!r}")
+
+    async def hand_over(self, outgoing: list[Outgoing], records: Save, chunks: list[Chunk]) -> None:
+        """Complete a decided batch: inline, or (PIPELINED) in the background once the previous batch
+        has completed — one completion in flight, in batch order, so acks go in offset order (the
+        agent's concurrency stays 1: faust-streaming #606)."""
+        attempts = await self.queue(outgoing)  # on their way while the previous batch completes
+        await self.settle()
+        if not _current(self.app, chunks):
+            # A rebalance began while this batch was decided: Faust suspends the flow before it calls
+            # the revoke handler (faust/app/base.py:1811-1812, 1836), which waits for the previous
+            # batch (drop_cached). This batch's input is not acked, so it is fetched again after the
+            # seek; its state, advanced in memory, is dropped. Its attempts may reach Kafka: deciding
+            # the same log again from the saved state repeats them (same attemptIds and contents).
+            self.forget({chunk.tp.partition for chunk in chunks})
+            await self.wait(attempts)
+            return
+        completion = self.complete(attempts, records, chunks)
+        if PIPELINED:
+            self.in_flight = asyncio.ensure_future(completion)
+        else:
+            await completion
+
+    async def settle(self) -> None:
+        """Wait until no batch is completing in the background. Shielded: a caller that is cancelled
+        (an agent stopping) does not cancel the completion, which would leave a batch half-saved."""
+        while (flight := self.in_flight) is not None:
+            await asyncio.shield(flight)
+            if self.in_flight is flight:
+                self.in_flight = None
+
+    def forget(self, partitions: Iterable[int]) -> None:
+        """Drop the cached state of `partitions`: the next batch restores them from Kafka."""
+        for partition in partitions:
+            self.live.pop(partition, None)
+            self.applied.pop(partition, None)
 
 
 def _current(app: faust.App, chunks: list[Chunk]) -> list[Chunk]:
@@ -340,7 +384,7 @@ def _decide_agent(app: faust.App, rt: Runtime) -> None:
     )
 
     async def decide_batches() -> None:
-        """Decide a batch, then complete it (Runtime.complete): attempts, state, acks."""
+        """Decide a batch, then hand it over (Runtime.hand_over) to complete: attempts, state, acks."""
         sink = sink_for(app, trades_topic.get_topic_name())
         changelog = table.changelog_topic.get_topic_name()
         while True:
@@ -363,11 +407,7 @@ def _decide_agent(app: faust.App, rt: Runtime) -> None:
                     fatal(EXIT_LOG_GAP, str(gap))
                     raise  # not reached
                 touched.append((partition, saved, dirty))
-            records = rt.records(changelog, touched)
-            # Completed before the next batch is taken: with a batch completing in the background, a
-            # chaos run (broker restart, kills) once showed state diverging from the log, not yet
-            # explained; until it is, nothing of a partition is in flight when it is revoked.
-            await rt.complete(await rt.queue(outgoing), records, fresh)
+            await rt.hand_over(outgoing, rt.records(changelog, touched), fresh)
 
     @app.agent(trades_topic, concurrency=1)
     async def decide(stream: Any) -> None:  # a faust Stream
@@ -379,18 +419,22 @@ def _decide_agent(app: faust.App, rt: Runtime) -> None:
         """A revoked partition may be decided elsewhere next: restore it from Kafka when it is back.
 
         Faust calls this after its ``wait_empty`` (faust/app/base.py:1829, transport/consumer.py:866-889),
-        i.e. once the batch in flight, whose chunks are unacked until saved, has completed."""
+        which waits for the chunks of the batch in flight (unacked until saved); the completion is also
+        awaited here, so a partition is never handed over half-saved, before its state is dropped."""
+        await rt.settle()
         name = trades_topic.get_topic_name()
         unacked = app.consumer.unacked
         for sink_topic in _SINK_TOPICS(rt.settings):
             for chunk in sink_for(app, sink_topic).drop_all():  # fetched again after the seek
                 unacked.discard(chunk)
-        for tp in revoked:
-            if tp.topic == name:
-                rt.live.pop(tp.partition, None)
-                rt.applied.pop(tp.partition, None)
+        rt.forget(tp.partition for tp in revoked if tp.topic == name)
 
-    del decide, drop_cached
+    @app.on_before_shutdown.connect  # type: ignore[arg-type]
+    async def finish_saving(app_: Any, **_: Any) -> None:
+        """On stop, the batch in flight completes while the producer runs (faust/app/base.py:1712-1715)."""
+        await rt.settle()
+
+    del decide, drop_cached, finish_saving
 
 
 def _SINK_TOPICS(settings: Settings) -> list[str]:
