@@ -44,6 +44,11 @@ import orjson
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from streams import native  # noqa: E402
+
+if native.stale_message() is not None:  # measure the sources on disk, never an older build
+    raise SystemExit(f"{Path(__file__).name}: {native.stale_message()}")
+
 from streams.devbroker import broker  # noqa: E402
 from streams.devbroker.harness import WorkerProcess  # noqa: E402
 from streams.kafka.client import quiet_kafka_logs  # noqa: E402

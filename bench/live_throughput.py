@@ -70,6 +70,11 @@ from aiokafka.structs import TopicPartition
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from streams import native  # noqa: E402
+
+if native.stale_message() is not None:  # measure the sources on disk, never an older build
+    raise SystemExit(f"{Path(__file__).name}: {native.stale_message()}")
+
 from models.config import ConfigStore, apply_change  # noqa: E402
 from models.engine import InputEvent, process  # noqa: E402
 from models.events import ConfigChange, LeaderTrade  # noqa: E402

@@ -29,6 +29,11 @@ import orjson
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from streams import native  # noqa: E402
+
+if native.stale_message() is not None:  # measure the sources on disk, never an older build
+    raise SystemExit(f"{Path(__file__).name}: {native.stale_message()}")
+
 from streams import sample_tape  # noqa: E402
 from streams.replay import replay  # noqa: E402
 from streams.sample_tape import generate  # noqa: E402
@@ -209,7 +214,8 @@ def main() -> int:
     print(
         f"replay core: {median(core_rates):,.0f} trades/s, {median(cpu_us):.1f} µs CPU per event "
         f"(orjson baseline {median(base_rates):,.0f} lines/s); ratio {median(ratios):.3f}, "
-        f"by CPU time {median(cpu_ratios):.3f} (medians of {args.rounds}; target >= 0.10)"
+        f"by CPU time {median(cpu_ratios):.3f} (medians of {args.rounds}; target >= 0.10; decision core "
+        f"{'compiled' if native.compiled_modules() else 'interpreted'})"
     )
     return 0
 

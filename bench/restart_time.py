@@ -29,6 +29,11 @@ from aiokafka.structs import TopicPartition
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from streams import native  # noqa: E402
+
+if native.stale_message() is not None:  # measure the sources on disk, never an older build
+    raise SystemExit(f"{Path(__file__).name}: {native.stale_message()}")
+
 from models.state import PartitionState  # noqa: E402
 from streams.devbroker import broker  # noqa: E402
 from streams.devbroker.broker import free_ports  # noqa: E402
