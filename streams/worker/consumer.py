@@ -260,7 +260,8 @@ async def seek_back(
     committed = await seek_to_committed()
     never = [tp for tp, offset in committed.items() if not offset and tp.topic in topics]
     if never:
-        log.info("seeking %d never-committed partitions to their beginning: %s", len(never), never)
+        names = ", ".join(f"{tp.topic}:{tp.partition}" for tp in never)
+        log.info("seeking never-committed partitions to their beginning: %s", names)
         await seek_to_beginning(*never)
     return committed
 
