@@ -22,13 +22,17 @@ tests/unit/test_worker_hooks.py): ``Consumer._drain_messages`` (overridden), ``_
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import deque
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import faust
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types.tuples import ack_lock
 from mode.utils.futures import notify
+
+log = logging.getLogger(__name__)
 
 SINK_LIMIT = 40_000
 """Records a sink holds before the fetch loop waits for its agent (backpressure)."""
@@ -131,6 +135,13 @@ class BatchDrainConsumer(faust_aiokafka.Consumer):
     def _new_consumer_thread(self) -> QuickFetchConsumerThread:
         return QuickFetchConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
+    async def seek_to_committed(self) -> Any:
+        """Seek every assigned partition back to its committed offset — a never-committed sink
+        partition too (see :func:`seek_back`). Faust's ``perform_seek`` calls this whenever it drops
+        fetched records (flow stopped for a rebalance, faust/transport/consumer.py:565-581, 766-772)
+        and around table recovery (faust/tables/recovery.py:321, 655)."""
+        return await seek_back(super().seek_to_committed, self._thread.seek_to_beginning, set(self.sinks))
+
     async def _drain_messages(self, fetcher: Any) -> None:
         stopped, fetcher_stopped = self._stopped.is_set, fetcher._stopped.is_set
         try:
@@ -228,6 +239,31 @@ class BatchDrainConsumer(faust_aiokafka.Consumer):
             self._acked[tp].extend(offsets)
             self._n_acked += len(offsets)
             notify(self._waiting_for_ack)
+
+
+async def seek_back(
+    seek_to_committed: Callable[[], Awaitable[Mapping[Any, int | None]]],
+    seek_to_beginning: Callable[..., Awaitable[None]],
+    topics: set[str],
+) -> Mapping[Any, int | None]:
+    """Seek back to the committed offsets, and every partition of `topics` with none (or 0) to its
+    beginning; returns the committed offsets.
+
+    aiokafka's ``seek_to_committed`` moves only partitions whose committed offset is above 0
+    (``if offset and offset > 0``, aiokafka/consumer/consumer.py:901): a partition nothing was ever
+    committed for stays where the fetcher is. Faust seeks back exactly when it drops records it
+    fetched but never delivered (while the flow is stopped for a rebalance), so those records — the
+    first ones ever written to the partition — were skipped, and once a later offset was acked Faust
+    committed past them (with no committed offset, ``_new_offset`` does not check the head gap,
+    faust/transport/consumer.py:1138-1150). With no committed offset, the group's position is
+    auto-offset-reset, which is "earliest" for the worker: the beginning."""
+    committed = await seek_to_committed()
+    never = [tp for tp, offset in committed.items() if not offset and tp.topic in topics]
+    if never:
+        names = ", ".join(f"{tp.topic}:{tp.partition}" for tp in never)
+        log.info("seeking never-committed partitions to their beginning: %s", names)
+        await seek_to_beginning(*never)
+    return committed
 
 
 def _wake(sinks: dict[str, LogSink]) -> None:

@@ -10,7 +10,7 @@ import inspect
 from importlib.metadata import version
 
 import faust
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.structs import ConsumerRecord, TopicPartition
 from faust.transport import consumer as faust_consumer
 from faust.transport.drivers import aiokafka as faust_aiokafka
@@ -182,3 +182,12 @@ def test_the_worker_can_fix_glibcs_mmap_threshold() -> None:
     from streams.worker.app import fix_mmap_threshold
 
     assert fix_mmap_threshold() is (platform.libc_ver()[0] == "glibc")
+
+
+def test_the_seek_back_hooks_exist_and_faust_seeks_through_the_overridden_method() -> None:
+    # Faust's perform_seek (called when it drops fetched records, and around table recovery) seeks
+    # through ``self.seek_to_committed``; the worker's override also rewinds never-committed partitions
+    assert "self.seek_to_committed()" in inspect.getsource(faust_consumer.Consumer.perform_seek)
+    assert BatchDrainConsumer.seek_to_committed is not faust_aiokafka.Consumer.seek_to_committed
+    assert inspect.iscoroutinefunction(faust_aiokafka.AIOKafkaConsumerThread.seek_to_beginning)
+    assert "offset and offset > 0" in inspect.getsource(AIOKafkaConsumer.seek_to_committed)
