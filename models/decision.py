@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from typing import NamedTuple
 
 from models.book import buy_fill, exposure_for_sizing, sell_fill
 from models.config import EffectiveConfig
@@ -55,21 +54,48 @@ def attempt_id(leader_id: str, group_key: str) -> str:
 _VARIANT = {digit: "89ab"[int(digit, 16) % 4] for digit in "0123456789abcdef"}
 
 
-class Group(NamedTuple):
-    """Leader trades to be decided together (an aggregation window, one trade, or a buffer flush)."""
+class Group:
+    """Leader trades to be decided together (an aggregation window, one trade, or a buffer flush).
 
-    source_type: SourceType
-    key_time_ms: int
-    """The time shown in the groupKey: window start, detect time, or a bucket's first-seen time."""
-    asset_id: str
-    market_id: str | None
-    side: Side
-    trade_ids: list[str]
-    """In arrival order; owned by the group (it becomes the attempt's tradeIds)."""
-    their_notional_micros: int
-    reference_price_micros: int
-    buffered_copy_micros: int = 0
-    """BUFFER only: abs(net copy notional), an already-scaled raw target."""
+    A plain class with slots, like :class:`Checked`: compiled, mypyc builds it in a few instructions,
+    where a NamedTuple's or a dataclass's constructor is interpreted Python (once per attempt)."""
+
+    __slots__ = (
+        "asset_id",
+        "buffered_copy_micros",
+        "key_time_ms",
+        "market_id",
+        "reference_price_micros",
+        "side",
+        "source_type",
+        "their_notional_micros",
+        "trade_ids",
+    )
+
+    def __init__(
+        self,
+        source_type: SourceType,
+        key_time_ms: int,
+        asset_id: str,
+        market_id: str | None,
+        side: Side,
+        trade_ids: list[str],
+        their_notional_micros: int,
+        reference_price_micros: int,
+        buffered_copy_micros: int = 0,
+    ) -> None:
+        self.source_type: SourceType = source_type
+        self.key_time_ms = key_time_ms
+        """The time shown in the groupKey: window start, detect time, or a bucket's first-seen time."""
+        self.asset_id = asset_id
+        self.market_id = market_id
+        self.side: Side = side
+        self.trade_ids = trade_ids
+        """In arrival order; owned by the group (it becomes the attempt's tradeIds)."""
+        self.their_notional_micros = their_notional_micros
+        self.reference_price_micros = reference_price_micros
+        self.buffered_copy_micros = buffered_copy_micros
+        """BUFFER only: abs(net copy notional), an already-scaled raw target."""
 
 
 def unique_group_key(leader: LeaderState, group: Group, clock_ms: int, dedup_window_ms: int) -> str:
@@ -105,20 +131,46 @@ def unique_group_key(leader: LeaderState, group: Group, clock_ms: int, dedup_win
     return f"{base}~{count}"
 
 
-class Checked(NamedTuple):
+class Checked:
     """The outcome of the ordered checks (SPEC 6) with the sized target (SPEC 5)."""
 
-    reason: str | None
-    """The failing check's reason code; None for EXECUTE."""
-    raw: int
-    target: int
-    shares: int
-    to_r_min: bool
-    to_r_max: bool
-    to_min: bool
-    to_max: bool
-    by_bankroll: bool
-    capped: bool
+    __slots__ = (
+        "by_bankroll",
+        "capped",
+        "raw",
+        "reason",
+        "shares",
+        "target",
+        "to_max",
+        "to_min",
+        "to_r_max",
+        "to_r_min",
+    )
+
+    def __init__(
+        self,
+        reason: str | None,
+        raw: int,
+        target: int,
+        shares: int,
+        to_r_min: bool = False,
+        to_r_max: bool = False,
+        to_min: bool = False,
+        to_max: bool = False,
+        by_bankroll: bool = False,
+        capped: bool = False,
+    ) -> None:
+        self.reason = reason
+        """The failing check's reason code; None for EXECUTE."""
+        self.raw = raw
+        self.target = target
+        self.shares = shares
+        self.to_r_min = to_r_min
+        self.to_r_max = to_r_max
+        self.to_min = to_min
+        self.to_max = to_max
+        self.by_bankroll = by_bankroll
+        self.capped = capped
 
 
 def check_and_size(
@@ -137,19 +189,19 @@ def check_and_size(
     reservations, `held_share_micros` the shares a SELL may sell (held minus SELL reservations)."""
     n = group.their_notional_micros
     if below_min_exec:
-        return Checked(BUFFER_FLUSH_BELOW_MIN_EXEC, group.buffered_copy_micros, 0, 0, *_NO_FLAGS)
+        return Checked(BUFFER_FLUSH_BELOW_MIN_EXEC, group.buffered_copy_micros, 0, 0)
     if not cfg.copy_engine_enabled:
-        return Checked(ENGINE_PAUSED, 0, 0, 0, *_NO_FLAGS)
+        return Checked(ENGINE_PAUSED, 0, 0, 0)
     if not cfg.leader_enabled:
-        return Checked(USER_DISABLED, 0, 0, 0, *_NO_FLAGS)
+        return Checked(USER_DISABLED, 0, 0, 0)
     if resolved:  # nothing is ever bought into (or sold out of) a settled market (SPEC 13.2.3)
-        return Checked(MARKET_RESOLVED, 0, 0, 0, *_NO_FLAGS)
+        return Checked(MARKET_RESOLVED, 0, 0, 0)
     if (
         group.source_type != "BUFFER"
         and cfg.min_leader_trade_notional_micros > 0
         and n < cfg.min_leader_trade_notional_micros
     ):
-        return Checked(LEADER_TRADE_BELOW_MIN_NOTIONAL, 0, 0, 0, *_NO_FLAGS)
+        return Checked(LEADER_TRADE_BELOW_MIN_NOTIONAL, 0, 0, 0)
     if group.source_type == "BUFFER":
         raw, to_r_min, to_r_max = group.buffered_copy_micros, False, False
     else:
@@ -186,10 +238,6 @@ def check_and_size(
     ):
         reason = RISK_CAP_USER
     return Checked(reason, raw, target, shares, to_r_min, to_r_max, to_min, to_max, by_bankroll, capped)
-
-
-_NO_FLAGS = (False, False, False, False, False, False)
-"""Every clamp flag and `capped` false: the shape of an early SKIP (SPEC 12.7)."""
 
 
 def fill_on_paper(leader: LeaderState, group: Group, checked: Checked) -> None:

@@ -20,9 +20,13 @@ BucketKey = tuple[str, str]
 """(assetId, side) in sameSideOnly; (assetId, "") in netBuySell."""
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class Window:
-    """An open aggregation window: trades of one (leader, asset, side) in [start, end)."""
+    """An open aggregation window: trades of one (leader, asset, side) in [start, end).
+
+    Window, Bucket and Order write their ``__init__`` out: compiled, mypyc builds these in a few
+    instructions, where a dataclass's generated ``__init__`` is interpreted Python (one per group or order).
+    The dataclass still gives them ``__eq__`` and ``__repr__``."""
 
     seq: int
     asset_id: str
@@ -31,11 +35,33 @@ class Window:
     end_ms: int
     market_id: str | None
     trade_ids: list[str]
-    notional_micros: int = 0
-    share_micros: int = 0
+    notional_micros: int
+    share_micros: int
+
+    def __init__(
+        self,
+        seq: int,
+        asset_id: str,
+        side: Side,
+        start_ms: int,
+        end_ms: int,
+        market_id: str | None,
+        trade_ids: list[str],
+        notional_micros: int = 0,
+        share_micros: int = 0,
+    ) -> None:
+        self.seq = seq
+        self.asset_id = asset_id
+        self.side = side
+        self.start_ms = start_ms
+        self.end_ms = end_ms
+        self.market_id = market_id
+        self.trade_ids = trade_ids
+        self.notional_micros = notional_micros
+        self.share_micros = share_micros
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class Bucket:
     """A small-trade buffer bucket: already-scaled copy notional waiting to be netted and flushed."""
 
@@ -46,15 +72,43 @@ class Bucket:
     market_id: str | None
     first_seen_ms: int
     last_updated_ms: int
-    trade_ids: list[str] = field(default_factory=list)
-    net_copy_notional_micros: int = 0
+    trade_ids: list[str]
+    net_copy_notional_micros: int
     """Signed: BUY adds, SELL subtracts."""
-    net_copy_share_micros: int = 0
-    leader_notional_micros: int = 0
+    net_copy_share_micros: int
+    leader_notional_micros: int
     """Σ of the leader notional of the buffered trades (gross, not netted)."""
-    reference_price_micros: int = 0
-    scheduled_ms: int | None = None
+    reference_price_micros: int
+    scheduled_ms: int | None
     """The deadline of its live entry in the deadline queue; never later than its real flush deadline."""
+
+    def __init__(
+        self,
+        seq: int,
+        asset_id: str,
+        side: Side | None,
+        market_id: str | None,
+        first_seen_ms: int,
+        last_updated_ms: int,
+        trade_ids: list[str] | None = None,
+        net_copy_notional_micros: int = 0,
+        net_copy_share_micros: int = 0,
+        leader_notional_micros: int = 0,
+        reference_price_micros: int = 0,
+        scheduled_ms: int | None = None,
+    ) -> None:
+        self.seq = seq
+        self.asset_id = asset_id
+        self.side = side
+        self.market_id = market_id
+        self.first_seen_ms = first_seen_ms
+        self.last_updated_ms = last_updated_ms
+        self.trade_ids = [] if trade_ids is None else trade_ids
+        self.net_copy_notional_micros = net_copy_notional_micros
+        self.net_copy_share_micros = net_copy_share_micros
+        self.leader_notional_micros = leader_notional_micros
+        self.reference_price_micros = reference_price_micros
+        self.scheduled_ms = scheduled_ms
 
 
 @dataclass(slots=True)
@@ -85,7 +139,7 @@ ATTEMPT_PAPER = 1
 """What ``LeaderState.attempt_memory`` remembers of an attempt that opened no order."""
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class Order:
     """The order of an EXECUTE decided in reports mode (SPEC 13.3), open until closed or expired."""
 
@@ -97,22 +151,62 @@ class Order:
     target_share_micros: int
     target_notional_micros: int
     opened_at_ms: int
-    filled_share_micros: int = 0
-    filled_notional_micros: int = 0
-    open: bool = True
-    reference_price_micros: int = 0
+    filled_share_micros: int
+    filled_notional_micros: int
+    open: bool
+    reference_price_micros: int
     """The attempt's theirReferencePriceMicros (reported in orderUpdated only)."""
-    status: str = "OPEN"
+    status: str
     """OPEN, or what closed it: FILLED, REJECTED, CANCELLED, EXPIRED (``models.events.OrderStatus``)."""
-    close_reason: str | None = None
-    closed_at_ms: int | None = None
-    last_report_id: str | None = None
-    revision: int = 1
+    close_reason: str | None
+    closed_at_ms: int | None
+    last_report_id: str | None
+    revision: int
     """How many times the order's state changed (1 when opened): orderUpdated.revision."""
-    report_ids: set[str] = field(default_factory=set)
+    report_ids: set[str]
     """reportIds already processed for this attempt (a repeat is silent)."""
-    scheduled_ms: int | None = None
+    scheduled_ms: int | None
     """The deadline of its live entry in the deadline queue (derived, not stored)."""
+
+    def __init__(
+        self,
+        seq: int,
+        attempt_id: str,
+        asset_id: str,
+        side: Side,
+        target_share_micros: int,
+        target_notional_micros: int,
+        opened_at_ms: int,
+        filled_share_micros: int = 0,
+        filled_notional_micros: int = 0,
+        open: bool = True,
+        reference_price_micros: int = 0,
+        status: str = "OPEN",
+        close_reason: str | None = None,
+        closed_at_ms: int | None = None,
+        last_report_id: str | None = None,
+        revision: int = 1,
+        report_ids: set[str] | None = None,
+        scheduled_ms: int | None = None,
+    ) -> None:
+        self.seq = seq
+        self.attempt_id = attempt_id
+        self.asset_id = asset_id
+        self.side = side
+        self.target_share_micros = target_share_micros
+        self.target_notional_micros = target_notional_micros
+        self.opened_at_ms = opened_at_ms
+        self.filled_share_micros = filled_share_micros
+        self.filled_notional_micros = filled_notional_micros
+        self.open = open
+        self.reference_price_micros = reference_price_micros
+        self.status = status
+        self.close_reason = close_reason
+        self.closed_at_ms = closed_at_ms
+        self.last_report_id = last_report_id
+        self.revision = revision
+        self.report_ids = set() if report_ids is None else report_ids
+        self.scheduled_ms = scheduled_ms
 
     def reserved(self) -> int:
         """What the open order still holds back: USDC for a BUY, shares for a SELL (0 once closed)."""

@@ -22,6 +22,7 @@ tests/unit/test_worker_hooks.py): ``Consumer._drain_messages`` (overridden), ``_
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
@@ -30,6 +31,8 @@ import faust
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types.tuples import ack_lock
 from mode.utils.futures import notify
+
+log = logging.getLogger(__name__)
 
 SINK_LIMIT = 40_000
 """Records a sink holds before the fetch loop waits for its agent (backpressure)."""
@@ -257,6 +260,8 @@ async def seek_back(
     committed = await seek_to_committed()
     never = [tp for tp, offset in committed.items() if not offset and tp.topic in topics]
     if never:
+        names = ", ".join(f"{tp.topic}:{tp.partition}" for tp in never)
+        log.info("seeking never-committed partitions to their beginning: %s", names)
         await seek_to_beginning(*never)
     return committed
 
