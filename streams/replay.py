@@ -78,13 +78,15 @@ def replay(
     diagnostics_out: BinaryIO,
     state: PartitionState | None = None,
     tally: bool = False,
+    end_of_input: bool = True,
 ) -> ReplayResult:
     """Process every line of a tape in order, then the end-of-input flush; write outputs as JSON lines.
 
-    With `tally`, per-leader counts for the summary table are kept in ``result.tallies``.
+    With `tally`, per-leader counts for the summary table are kept in ``result.tallies``. Without
+    `end_of_input` the flush is left out: `state` goes on with the next part of the same tape.
     """
     with fewer_collections():
-        return _replay(lines, attempts_out, diagnostics_out, state, tally)
+        return _replay(lines, attempts_out, diagnostics_out, state, tally, end_of_input)
 
 
 def _replay(
@@ -93,6 +95,7 @@ def _replay(
     diagnostics_out: BinaryIO,
     state: PartitionState | None,
     tally: bool,
+    end_of_input: bool,
 ) -> ReplayResult:
     result = ReplayResult(state or PartitionState())
     st = result.state
@@ -155,7 +158,8 @@ def _replay(
         if diagnostics:
             diagnostics_out.write(b"\n".join(diagnostics) + b"\n")
             diagnostics.clear()
-    emit(finish(st))
+    if end_of_input:
+        emit(finish(st))
     written += len(attempts)
     if attempts:
         attempts_out.write(b"\n".join(attempts) + b"\n")
