@@ -32,7 +32,6 @@ class BatchSender:
     def __init__(self, producer: Any) -> None:
         self.producer = producer
         self._partition_of: dict[tuple[str, bytes], int] = {}
-        self._known_topics: set[str] = set()
 
     async def queue(self, messages: Iterable[Message]) -> list[asyncio.Future[Any]]:
         """Queue `messages` (in order within each partition); returns one future per batch."""
@@ -50,9 +49,12 @@ class BatchSender:
         return futures
 
     async def _partition(self, topic: str, key: bytes | None) -> int:
-        if topic not in self._known_topics:
+        # The topic's metadata is checked every time, not remembered: aiokafka replaces its topic map
+        # wholesale on each metadata update (aiokafka/cluster.py:221-273), so a topic seen before can be
+        # missing for a moment (a worker exited with "'NoneType' object is not iterable" from
+        # producer.py:422 after a broker restart). A dict lookup when present.
+        if self.producer.client.cluster.partitions_for_topic(topic) is None:
             await self.producer.partitions_for(topic)
-            self._known_topics.add(topic)
         if key is None:
             return int(self.producer._partition(topic, None, None, None, None, None))
         cache = self._partition_of
