@@ -287,16 +287,13 @@ class LeaderBook(WireModel):
     config_version: str | None
 
 
-class LeaderBookWire:
-    """A leaderBook as the core emits it: ``wire`` is exactly the JSON object of :class:`LeaderBook`.
-
-    Books are output every bookIntervalMs per changed leader, so they are built like attempts, as plain
-    dicts (validating the model and serialising it cost ten times as much), but wrapped: a bare dict
-    among the outputs is an attempt. `LeaderBook` is the contract consumers validate ``wire`` against.
-    """
+class WireOutput:
+    """An output the core builds as its wire dict, wrapped (a bare dict among the outputs is an attempt):
+    ``wire`` is exactly the JSON object of the model the subclass names, which consumers validate it
+    against. The frequent outputs are built so: validating the model and serialising it cost ten times
+    as much."""
 
     __slots__ = ("wire",)
-    kind: Final = "leaderBook"
 
     def __init__(self, wire: dict[str, Any]) -> None:
         self.wire = wire
@@ -306,12 +303,20 @@ class LeaderBookWire:
         return str(self.wire["followedUserId"])
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, LeaderBookWire) and other.wire == self.wire
+        return type(other) is type(self) and other.wire == self.wire
 
     __hash__ = None  # type: ignore[assignment]
 
     def __repr__(self) -> str:
-        return f"LeaderBookWire({self.wire!r})"
+        return f"{type(self).__name__}({self.wire!r})"
+
+
+class LeaderBookWire(WireOutput):
+    """A leaderBook as the core emits it (every bookIntervalMs per changed leader): the JSON object of
+    :class:`LeaderBook`."""
+
+    __slots__ = ()
+    kind: Final = "leaderBook"
 
 
 OrderStatus = Literal["OPEN", "FILLED", "REJECTED", "CANCELLED", "EXPIRED"]
@@ -348,27 +353,11 @@ class OrderUpdated(WireModel):
     config_version: str | None
 
 
-class OrderUpdatedWire:
-    """An orderUpdated as the core emits it: ``wire`` is exactly the JSON object of :class:`OrderUpdated`
-    (a wire dict, wrapped as leaderBooks are; see :class:`LeaderBookWire`)."""
+class OrderUpdatedWire(WireOutput):
+    """An orderUpdated as the core emits it: the JSON object of :class:`OrderUpdated`."""
 
-    __slots__ = ("wire",)
+    __slots__ = ()
     kind: Final = "orderUpdated"
-
-    def __init__(self, wire: dict[str, Any]) -> None:
-        self.wire = wire
-
-    @property
-    def followed_user_id(self) -> str:
-        return str(self.wire["followedUserId"])
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, OrderUpdatedWire) and other.wire == self.wire
-
-    __hash__ = None  # type: ignore[assignment]
-
-    def __repr__(self) -> str:
-        return f"OrderUpdatedWire({self.wire!r})"
 
 
 class ExecutionReportIgnored(WireModel):

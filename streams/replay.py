@@ -17,7 +17,7 @@ from typing import BinaryIO
 import orjson
 
 from models.engine import finish, process
-from models.events import BOOK_EVENT_KINDS, LeaderBookWire, LeaderTrade, OrderUpdatedWire, Output
+from models.events import BOOK_EVENT_KINDS, LeaderTrade, Output, WireOutput
 from models.state import PartitionState
 from models.summary import LeaderTally
 from streams.serde import (
@@ -116,7 +116,7 @@ def _replay(
                     if counts is None:
                         counts = result.tallies[leader] = LeaderTally()
                     counts.observe(output)
-            elif type(output) is OrderUpdatedWire or type(output) is LeaderBookWire:  # the frequent ones
+            elif isinstance(output, WireOutput):  # the frequent ones
                 attempts.append(orjson.dumps(output.wire))
                 result.book_events += 1
             elif output.kind in BOOK_EVENT_KINDS:

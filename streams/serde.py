@@ -12,8 +12,7 @@ from models.events import (
     INPUT_EVENT,
     DeadLetter,
     InputEvent,
-    LeaderBookWire,
-    OrderUpdatedWire,
+    WireOutput,
 )
 from streams.errors import DecodeError
 from streams.topology import REPLAY_PREFIX, TOPIC_OF_KIND
@@ -42,10 +41,10 @@ def describe_validation_error(exc: ValidationError) -> str:
     return "; ".join(parts)
 
 
-def encode(output: BaseModel | LeaderBookWire | OrderUpdatedWire | Mapping[str, Any]) -> bytes:
+def encode(output: BaseModel | WireOutput | Mapping[str, Any]) -> bytes:
     """The wire JSON of an output or event (camelCase, compact); attempts arrive as wire dicts,
     leaderBooks and orderUpdates as wrapped wire dicts."""
-    if type(output) is LeaderBookWire or type(output) is OrderUpdatedWire:  # first: the many book events
+    if isinstance(output, WireOutput):  # first: the many book events
         return orjson.dumps(output.wire)
     if isinstance(output, BaseModel):
         return output.model_dump_json(by_alias=True).encode()

@@ -2,25 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import orjson
 import pytest
 
 from models.state import PartitionState
-from streams.worker.batch import Counters, LogGap, Outgoing, OutputTopics, decide_batch
+from streams.worker.batch import Counters, LogGap, Outgoing, decide_batch
 from streams.worker.records import SavedPartition
-
-TOPICS = OutputTopics("attempts", "dead-letters", "book-events", "reports")
-
-
-@dataclass(frozen=True)
-class Message:
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
+from tests.unit.test_worker_records import TOPICS, Message
 
 
 def _tick(offset: int) -> Message:
