@@ -25,6 +25,11 @@ every window and buffer closes). Rounds of three runs, interleaved (B0, B1, W, B
   from its "[^Worker]: Ready" line until copy attempts cover every accepted trade. Events = the records the
   body added to leader-trades (from the end offsets).
 
+Diagnostics for a W run (environment): ``BENCH_THREADS=1`` prints the broker's CPU per thread over the
+timed window (``/proc/<pid>/task``) and the worker's garbage-collector pauses; ``BENCH_PYSPY=/tmp/spy``
+records the worker with ``py-spy`` (not a dependency: ``pip install py-spy``) into ``/tmp/spy.<pid>``
+(raw collapsed stacks); it slows the worker.
+
 CPU µs per event come from ``/proc/<pid>/stat`` (utime + stime) over the timed window: the worker's (for
 B0/B1: this process's) and the broker's. Ratios compare W with the B0 and B1 runs of the same round.
 
@@ -106,6 +111,19 @@ def cpu_s(pid: int) -> float:
     """CPU seconds (user + system) a process has used so far."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def thread_cpu(pid: int) -> dict[str, float]:
+    """CPU seconds per thread name of a process (threads of one name summed)."""
+    out: dict[str, float] = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            name = (task / "comm").read_text().strip()
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        out[name] = out.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    return out
 
 
 def rss_bytes(pid: int) -> int:
@@ -425,6 +443,26 @@ async def worker_round(
         await consumer.seek_to_end(*tps)
         started = await worker.ready(timeout_s)
         cpu0, broker0 = cpu_s(worker.process.pid), cpu_s(broker_pid)
+        threads0 = thread_cpu(broker_pid)
+        spy = None
+        if os.environ.get("BENCH_PYSPY"):
+            spy = subprocess.Popen(
+                [
+                    "py-spy",
+                    "record",
+                    "--pid",
+                    str(worker.process.pid),
+                    "--nonblocking",
+                    "-r",
+                    "250",
+                    "--format",
+                    "raw",
+                    "-o",
+                    os.environ["BENCH_PYSPY"] + f".{worker.process.pid}",
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
         remaining, first = set(tape.accepted), None
         deadline, last = time.monotonic() + timeout_s, time.perf_counter()
         while remaining and time.perf_counter() - last < STALL_S:
@@ -438,6 +476,13 @@ async def worker_round(
                     remaining -= {(a["followedUserId"], t) for t in a["tradeIds"]}
         seconds = last - started  # until the last attempt (when some never come: see the note)
         cpu, broker_cpu = cpu_s(worker.process.pid) - cpu0, cpu_s(broker_pid) - broker0
+        if spy is not None:
+            spy.send_signal(signal.SIGINT)
+            spy.wait()
+        if os.environ.get("BENCH_THREADS"):
+            threads1 = thread_cpu(broker_pid)
+            top = sorted(((threads1[k] - threads0.get(k, 0.0), k) for k in threads1), reverse=True)[:12]
+            say("broker threads: " + ", ".join(f"{k} {v:.2f}s" for v, k in top))
         note = f"first attempt {(first or started) - started:.1f}s after Ready"
         if remaining:
             note += f"; {len(remaining):,} TRADES NEVER DECIDED (no attempt for {STALL_S:.0f}s)"
@@ -445,6 +490,8 @@ async def worker_round(
     finally:
         worker.stop()
         await consumer.stop()
+        if os.environ.get("BENCH_THREADS"):
+            say("worker: " + worker.log_path.read_text(errors="replace").rsplit("stopping: ", 1)[-1][:200])
 
 
 # --- throughput: the table ------------------------------------------------------------------------------

@@ -52,6 +52,7 @@ from models.events import (
 )
 from streams.kafka.batches import BatchSender
 from streams.kafka.changelog import latest_values
+from streams.kafka.codec import use_fast_lz4
 from streams.serde import DecodeError, decode_expecting, encode
 from streams.settings import (
     CONFIG_CHANGES,
@@ -74,6 +75,7 @@ from streams.worker.batch import (
 )
 from streams.worker.consumer import BatchDrainConsumer, Chunk, sink_for
 from streams.worker.consumer import install as install_consumer
+from streams.worker.gcstats import GcPauses
 from streams.worker.records import SavedPartition, batch_records, partition_key, restore
 
 log = logging.getLogger("copybot.worker")
@@ -100,9 +102,18 @@ Save = tuple[list[Outgoing], dict[int, int]]
 BATCH_MAX = 10_000
 """Most log messages decided per batch (a batch is whatever has arrived, so latency stays low)."""
 
+DECIDE_SLICE = 1_000
+"""Messages decided between two turns of the event loop: deciding is synchronous, and while it runs
+the producer cannot send the previous batch's records nor take their acknowledgements, so the
+pipelined completion would otherwise only start once the next batch is decided."""
+
 PIPELINED = True
 """Decide the next batch while the previous one completes in the background (decisions.md 36);
 False completes each batch before the next is taken."""
+
+
+GC_PAUSES = GcPauses()
+"""The worker process's cycle-collector pauses (installed by :func:`run_worker`, logged with progress)."""
 
 
 def fatal(code: int, reason: str) -> None:
@@ -304,6 +315,8 @@ def _ack(app: faust.App, chunks: list[Chunk]) -> None:
 def create_app(settings: Settings) -> faust.App:
     """Build the Faust app: topics, tables, the three agents and the timers."""
     settings.worker_dir.mkdir(parents=True, exist_ok=True)
+    if settings.compression == "lz4":
+        use_fast_lz4()  # aiokafka's default is LZ4-HC, 5x slower (streams/kafka/codec.py)
     app = faust.App(
         settings.app_id,
         broker=f"kafka://{settings.bootstrap}",
@@ -314,6 +327,7 @@ def create_app(settings: Settings) -> faust.App:
         processing_guarantee=settings.guarantee,
         web_enabled=False,
         producer_linger_ms=0,
+        producer_compression_type=settings.compression,
         producer_max_batch_size=1_000_000,  # under the broker's message.max.bytes (1,048,588)
         stream_buffer_maxsize=2 * BATCH_MAX,
         broker_max_poll_records=BATCH_MAX,
@@ -401,12 +415,19 @@ def _decide_agent(app: faust.App, rt: Runtime) -> None:
             touched = []
             for partition, batch in by_partition.items():
                 saved = loaded[partition]
-                try:
-                    dirty = decide_batch(saved, batch, outgoing, rt.counters, topics)
-                except LogGap as gap:  # nothing of this batch is acked: a restart reads from the commit
-                    fatal(EXIT_LOG_GAP, str(gap))
-                    raise  # not reached
+                dirty: set[str] = set()
+                for start in range(0, len(batch), DECIDE_SLICE):
+                    if start:
+                        await asyncio.sleep(0)  # let the previous batch's sends and acks move meanwhile
+                    try:
+                        dirty |= decide_batch(
+                            saved, batch[start : start + DECIDE_SLICE], outgoing, rt.counters, topics
+                        )
+                    except LogGap as gap:  # nothing of this batch is acked: a restart reads from the commit
+                        fatal(EXIT_LOG_GAP, str(gap))
+                        raise  # not reached
                 touched.append((partition, saved, dirty))
+                await asyncio.sleep(0)
             await rt.hand_over(outgoing, rt.records(changelog, touched), fresh)
 
     @app.agent(trades_topic, concurrency=1)
@@ -433,6 +454,8 @@ def _decide_agent(app: faust.App, rt: Runtime) -> None:
     async def finish_saving(app_: Any, **_: Any) -> None:
         """On stop, the batch in flight completes while the producer runs (faust/app/base.py:1712-1715)."""
         await rt.settle()
+        c = rt.counters
+        log.info("stopping: %d events, %d batches; %s", c.events, c.batches, GC_PAUSES.summary())
 
     del decide, drop_cached, finish_saving
 
@@ -591,11 +614,12 @@ def _timers(app: faust.App, rt: Runtime) -> None:
     async def report_progress() -> None:
         c = rt.counters
         log.info(
-            "processed %d events, %d attempts, %d dead letters, %d redeliveries skipped",
+            "processed %d events, %d attempts, %d dead letters, %d redeliveries skipped; %s",
             c.events,
             c.attempts,
             c.dead_letters,
             c.skipped_redeliveries,
+            GC_PAUSES.summary(),
         )
 
     @app.timer(interval=1.0)  # type: ignore[untyped-decorator]
@@ -676,6 +700,7 @@ def run_worker(loglevel: str = "info") -> int:
         return 2
     asyncio.run(create_topics(settings))
     fix_mmap_threshold()
+    GC_PAUSES.install()
     app = create_app(_session_timeout_allowed(settings))
     worker = faust.Worker(app, loglevel=loglevel, quiet=True)
     worker.execute_from_commandline()
