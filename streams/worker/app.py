@@ -75,7 +75,7 @@ from streams.worker.batch import (
 )
 from streams.worker.consumer import BatchDrainConsumer, Chunk, sink_for
 from streams.worker.consumer import install as install_consumer
-from streams.worker.gcstats import GcPauses
+from streams.worker.gcstats import GcPauses, tune_gc
 from streams.worker.records import SavedPartition, batch_records, partition_key, restore
 
 log = logging.getLogger("copybot.worker")
@@ -700,6 +700,7 @@ def run_worker(loglevel: str = "info") -> int:
         return 2
     asyncio.run(create_topics(settings))
     fix_mmap_threshold()
+    tune_gc()
     GC_PAUSES.install()
     app = create_app(_session_timeout_allowed(settings))
     worker = faust.Worker(app, loglevel=loglevel, quiet=True)
