@@ -61,9 +61,11 @@ def bucket_key(partition: int, minute: int, chunk: int) -> bytes:
     return b"B:%d:%d:%d" % (partition, minute, chunk)
 
 
-# Memory entries as JSON lists: ["s", leader, seenAt, tradeId] (a trade id), ["k", leader, keyTime,
-# baseKey, count] (a used group key), ["a", leader, decidedAt, attemptId, code] (an order-less attempt).
-MemoryEntries = list[list[Any]]
+# Memory as columns per leader: [[seenAt…], [tradeId…], [keyTime…], [baseKey…], [count…], [decidedAt…],
+# [attemptId…], [code…]] — a trade id, a used group key, an order-less attempt per row of its kind, times
+# ascending within each kind. The records hold exactly this as JSON (``{leader: columns}``), so a batch's
+# memory is built, chunked, folded and restored as a few lists per leader, not one object per entry.
+MemoryColumns = dict[str, list[list[Any]]]
 
 
 @dataclass
@@ -79,8 +81,8 @@ class SavedPartition:
     deltas: list[list[int]] = field(default_factory=list)
     """[batch, chunks] of the delta records of the open minute."""
     delta_minute: int | None = None
-    open_entries: MemoryEntries = field(default_factory=list)
-    """The entries of the open minute's deltas (folded into bucket records when the minute ends)."""
+    open_columns: MemoryColumns = field(default_factory=dict)
+    """The memory of the open minute's deltas (folded into bucket records when the minute ends)."""
     buckets: list[list[int]] = field(default_factory=list)
     """[minute, chunks, [leader horizons...]] of every bucket record still named."""
     bucket_limits: dict[int, dict[str, list[int]]] = field(default_factory=dict)
@@ -92,9 +94,9 @@ class SavedPartition:
     minute is folded or a bucket expires; a whale's 24 h are 1,440 of them): None when stale."""
 
 
-def _memory_of_batch(state: PartitionState, dirty: set[str]) -> MemoryEntries:
+def _memory_of_batch(state: PartitionState, dirty: set[str]) -> MemoryColumns:
     """The trade ids and group keys the batch added (from each leader's journal); drains the journals."""
-    entries: MemoryEntries = []
+    memory: MemoryColumns = {}
     for leader_id in sorted(dirty):
         leader = state.leaders.get(leader_id)
         if leader is None or leader.journal is None:
@@ -102,15 +104,23 @@ def _memory_of_batch(state: PartitionState, dirty: set[str]) -> MemoryEntries:
         journal = leader.journal
         seen = leader.seen_trade_ids
         added = sorted((seen[t], t) for t in journal.trade_ids if t in seen)  # absent: forgotten
-        entries += [["s", leader_id, seen_at, trade_id] for seen_at, trade_id in added]  # time order
         used = leader.used_group_keys
-        for base in sorted(journal.group_keys):
-            count = used.get(base)
-            if count is not None:
-                entries.append(["k", leader_id, _key_time(base), base, count])
-        entries += _attempts_of_batch(leader_id, leader, journal.attempts)
+        keys = [(base, used[base]) for base in sorted(journal.group_keys) if base in used]
+        decided_at, attempt_ids, codes = _attempts_of_batch(leader, journal.attempts)
         leader.journal = Journal()
-    return entries
+        if not (added or keys or attempt_ids):
+            continue
+        memory[leader_id] = [
+            [t for t, _ in added],
+            [i for _, i in added],
+            [_key_time(base) for base, _ in keys],
+            [base for base, _ in keys],
+            [n for _, n in keys],
+            decided_at,
+            attempt_ids,
+            codes,
+        ]
+    return memory
 
 
 def _key_time(group_key_base: str) -> int:
@@ -134,36 +144,26 @@ def _day_seconds(date: str) -> int:
     return int(datetime.strptime(date, "%Y-%m-%d").replace(tzinfo=UTC).timestamp())
 
 
-def _attempts_of_batch(leader_id: str, leader: LeaderState, changed: set[str]) -> MemoryEntries:
-    """Entries for the order-less attempts the batch remembered (the newest ones, at the order's end)."""
+def _attempts_of_batch(leader: LeaderState, changed: set[str]) -> tuple[list[int], list[str], list[int]]:
+    """Columns for the order-less attempts the batch remembered (the newest ones, at the order's end)."""
     memory = leader.attempt_memory
     wanted = sum(1 for a in changed if a in memory)
-    entries: MemoryEntries = []
+    rows: list[tuple[int, str]] = []
     for decided_at, attempt_id in reversed(leader.attempt_order):
-        if len(entries) == wanted:
+        if len(rows) == wanted:
             break
         if attempt_id in changed and attempt_id in memory:
-            entries.append(["a", leader_id, decided_at, attempt_id, memory[attempt_id]])
-    entries.reverse()
-    return entries
+            rows.append((decided_at, attempt_id))
+    rows.reverse()
+    return [t for t, _ in rows], [a for _, a in rows], [memory[a] for _, a in rows]
 
 
-_SLOT = {"s": 0, "k": 1, "a": 2}
-"""Each row kind's place in a leader's limits (and, times its width, its first column)."""
-_FIRST_COLUMN = {"s": 0, "k": 2, "a": 5}
-
-
-def _limits(entries: MemoryEntries) -> dict[str, list[int]]:
-    limits: dict[str, list[int]] = {}
-    slots = _SLOT
-    for kind, leader_id, at, *_ in entries:
-        lim = limits.get(leader_id)
-        if lim is None:
-            lim = limits[leader_id] = [-1, -1, -1]
-        slot = slots[kind]
-        if at > lim[slot]:
-            lim[slot] = at
-    return limits
+def _limits(memory: MemoryColumns) -> dict[str, list[int]]:
+    """Each leader's newest [seenAt, keyTime, decidedAt] in `memory` (-1: none of that kind)."""
+    return {
+        leader_id: [max(c[0], default=-1), max(c[2], default=-1), max(c[5], default=-1)]
+        for leader_id, c in memory.items()
+    }
 
 
 def _expired(limits: dict[str, list[int]], state: PartitionState) -> bool:
@@ -181,49 +181,81 @@ def _expired(limits: dict[str, list[int]], state: PartitionState) -> bool:
     return True
 
 
-KINDS = "ska"
-"""Row kinds: a trade id (s), a used group key (k), an order-less attempt (a)."""
+def _row_sizes(leader_id: str, columns: list[list[Any]]) -> list[int]:
+    """A size estimate of each row of a leader's columns (its strings: leader, id or key), in the
+    order the rows are chunked: trade ids, then group keys, then attempts."""
+    fixed = 24 + len(leader_id)
+    return (
+        [fixed + len(x) for x in columns[1]]
+        + [fixed + len(x) for x in columns[3]]
+        + [fixed + len(x) for x in columns[6]]
+    )
 
 
-def chunked(entries: MemoryEntries) -> list[bytes]:
-    """Memory rows as columnar JSON chunks of about CHUNK_BYTES at most (at least one, maybe empty):
-    ``{leader: [[seenAt…], [tradeId…], [keyTime…], [baseKey…], [count…], [decidedAt…], [attemptId…],
-    [code…]]}`` — a restore then builds a whale's memory from a few lists, not one object per entry."""
+def chunked(memory: MemoryColumns) -> list[bytes]:
+    """Memory as JSON chunks of about CHUNK_BYTES at most (at least one, maybe empty): each chunk
+    ``{leader: columns}`` for a run of rows; a leader bigger than a chunk is split between rows, so the
+    chunks, read in order, give each kind's rows in their order."""
+    fixed_sizes = {leader_id: 24 + len(leader_id) for leader_id in memory}
+    total = sum(
+        fixed_sizes[leader_id] * (len(c[1]) + len(c[3]) + len(c[6]))
+        + sum(map(len, c[1]))
+        + sum(map(len, c[3]))
+        + sum(map(len, c[6]))
+        for leader_id, c in memory.items()
+    )
+    if total <= CHUNK_BYTES:
+        return [orjson.dumps(memory)]
     chunks: list[bytes] = []
-    start, size = 0, 0
-    for i, entry in enumerate(entries):
-        row_size = 24 + len(entry[1]) + len(entry[3])  # the row's strings: leader, id or key
-        if i > start and size + row_size > CHUNK_BYTES:
-            chunks.append(_columnar(entries[start:i]))
-            start, size = i, 0
-        size += row_size
-    chunks.append(_columnar(entries[start:]))
+    current: MemoryColumns = {}
+    size = 0
+    for leader_id, columns in memory.items():
+        sizes = _row_sizes(leader_id, columns)
+        n_seen, n_keys = len(columns[1]), len(columns[3])
+        start = 0
+        for row, row_size in enumerate(sizes):
+            if (current or row > start) and size + row_size > CHUNK_BYTES:
+                if row > start:
+                    current[leader_id] = _slice(columns, n_seen, n_keys, start, row)
+                chunks.append(orjson.dumps(current))
+                current, size, start = {}, 0, row
+            size += row_size
+        if len(sizes) > start or not sizes:
+            current[leader_id] = _slice(columns, n_seen, n_keys, start, len(sizes))
+    chunks.append(orjson.dumps(current))
     return chunks
 
 
-def _columnar(rows: MemoryEntries) -> bytes:
-    columns: dict[str, list[list[Any]]] = {}
-    first_column = _FIRST_COLUMN
-    for row in rows:
-        cols = columns.get(row[1])
-        if cols is None:
-            cols = columns[row[1]] = [[] for _ in range(8)]
-        base = first_column[row[0]]
-        cols[base].append(row[2])
-        cols[base + 1].append(row[3])
-        if len(row) == 5:
-            cols[base + 2].append(row[4])
-    return orjson.dumps(columns)
+def _slice(columns: list[list[Any]], n_seen: int, n_keys: int, start: int, stop: int) -> list[list[Any]]:
+    """Rows [start, stop) of a leader's columns, counted across the kinds in chunking order."""
+
+    def part(first: int, count: int) -> tuple[int, int]:
+        return max(start - first, 0), max(min(stop - first, count), 0)
+
+    s0, s1 = part(0, n_seen)
+    k0, k1 = part(n_seen, n_keys)
+    a0, a1 = part(n_seen + n_keys, len(columns[6]))
+    return [
+        columns[0][s0:s1],
+        columns[1][s0:s1],
+        columns[2][k0:k1],
+        columns[3][k0:k1],
+        columns[4][k0:k1],
+        columns[5][a0:a1],
+        columns[6][a0:a1],
+        columns[7][a0:a1],
+    ]
 
 
-def _rows(chunk: bytes) -> MemoryEntries:
-    """A columnar chunk back as rows (only for the open minute, which is folded later)."""
-    rows: MemoryEntries = []
-    for leader_id, c in orjson.loads(chunk).items():
-        rows += [["s", leader_id, t, i] for t, i in zip(c[0], c[1], strict=True)]
-        rows += [["k", leader_id, t, b, n] for t, b, n in zip(c[2], c[3], c[4], strict=True)]
-        rows += [["a", leader_id, t, i, n] for t, i, n in zip(c[5], c[6], c[7], strict=True)]
-    return rows
+def _merge(into: MemoryColumns, memory: MemoryColumns) -> None:
+    """Append `memory`'s columns to `into`'s, leader by leader (`memory` is newer)."""
+    for leader_id, columns in memory.items():
+        known = into.get(leader_id)
+        if known is None:
+            into[leader_id] = [list(c) for c in columns]
+        else:
+            for mine, more in zip(known, columns, strict=True):
+                mine.extend(more)
 
 
 def _fold_open_minute(partition: int, saved: SavedPartition) -> Iterator[Record]:
@@ -231,15 +263,15 @@ def _fold_open_minute(partition: int, saved: SavedPartition) -> Iterator[Record]
     minute = saved.delta_minute
     if minute is None:
         return
-    entries = saved.open_entries
-    chunks = chunked(entries)
+    memory = saved.open_columns
+    chunks = chunked(memory)
     for chunk, value in enumerate(chunks):
         yield bucket_key(partition, minute, chunk), value
     saved.buckets.append([minute, len(chunks)])
-    saved.bucket_limits[minute] = _limits(entries)
+    saved.bucket_limits[minute] = _limits(memory)
     saved.buckets_json = None
     saved.to_delete += [delta_key(partition, b, c) for b, n in saved.deltas for c in range(n)]
-    saved.deltas, saved.open_entries, saved.delta_minute = [], [], None
+    saved.deltas, saved.open_columns, saved.delta_minute = [], {}, None
 
 
 def _expire_buckets(partition: int, saved: SavedPartition) -> None:
@@ -269,12 +301,12 @@ def batch_records(partition: int, saved: SavedPartition, dirty: set[str]) -> lis
     if saved.delta_minute is not None and minute != saved.delta_minute:
         records += _fold_open_minute(partition, saved)
         _expire_buckets(partition, saved)
-    entries = _memory_of_batch(state, dirty)
-    if entries:
-        chunks = chunked(entries)
+    memory = _memory_of_batch(state, dirty)
+    if memory:
+        chunks = chunked(memory)
         records += [(delta_key(partition, batch, c), value) for c, value in enumerate(chunks)]
         saved.deltas.append([batch, len(chunks)])
-        saved.open_entries += entries
+        _merge(saved.open_columns, memory)
         saved.delta_minute = minute
     for leader_id in sorted(dirty):
         leader = state.leaders.get(leader_id)
@@ -316,13 +348,13 @@ def restore(partition: int, get: Callable[[bytes], bytes | None]) -> SavedPartit
     for minute, chunks in commit["buckets"]:
         for chunk in range(chunks):
             _collect(memory, get(bucket_key(partition, minute, chunk)))
-    open_entries: MemoryEntries = []
+    open_columns: MemoryColumns = {}
     for delta_batch, chunks in commit["deltas"]:
         for chunk in range(chunks):
             value = get(delta_key(partition, delta_batch, chunk))
             if value is not None:
                 _collect(memory, value)
-                open_entries += _rows(value)
+                _collect(open_columns, value)
     leaders: dict[str, LeaderState] = {}
     versions: dict[str, tuple[int, bytes]] = {}
     for leader_id in commit["core"]["leaders"]:
@@ -337,8 +369,8 @@ def restore(partition: int, get: Callable[[bytes], bytes | None]) -> SavedPartit
         leader.journal = Journal()
     saved = SavedPartition(state, offset, batch, versions)
     saved.deltas = [list(d) for d in commit["deltas"]]
-    saved.open_entries = open_entries
-    saved.delta_minute = None if not open_entries else state.clock_ms // MINUTE_MS
+    saved.open_columns = open_columns
+    saved.delta_minute = None if not open_columns else state.clock_ms // MINUTE_MS
     saved.buckets = [list(b) for b in commit["buckets"]]
     saved.bucket_limits = {int(m): lim for m, lim in commit["limits"].items()}
     return saved

@@ -12,12 +12,15 @@ from typing import Any
 
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from models.codec import leader_to_json, partition_to_json
 from models.engine import process
 from models.state import PartitionState
 from streams.sample_tape import generate
 from streams.serde import decode_event
+from streams.worker import records
 from streams.worker.batch import Counters, Outgoing, OutputTopics, decide_batch
 from streams.worker.records import MINUTE_MS, SavedPartition, batch_records, restore
 
@@ -193,3 +196,53 @@ def test_a_whale_batch_of_ten_thousand_trades_is_saved_in_records_kafka_accepts(
     assert max(len(value or b"") for _, value in records) < 600_000
     restored = restore(0, {k: v for k, v in records if v is not None}.get)
     assert _fingerprint(restored) == _fingerprint(saved)
+
+
+_ids = st.text(alphabet="0123456789abcdef", min_size=1, max_size=70)
+
+
+@st.composite
+def _memory(draw: st.DrawFn) -> dict[str, list[list[Any]]]:
+    """A batch's memory columns: a few leaders, each with trade ids, group keys and attempts."""
+    memory: dict[str, list[list[Any]]] = {}
+    for leader_id in draw(
+        st.lists(st.sampled_from(["a", "whale", "0x" + "9" * 40]), unique=True, max_size=3)
+    ):
+        seen = sorted(draw(st.lists(st.integers(0, 10**6), max_size=30)))
+        keys = draw(st.lists(_ids, max_size=20))
+        attempts = sorted(draw(st.lists(st.integers(0, 10**6), max_size=20)))
+        if not (seen or keys or attempts):
+            continue  # a batch's memory names only leaders that remembered something
+        memory[leader_id] = [
+            seen,
+            [draw(_ids) for _ in seen],
+            [draw(st.integers(0, 10**6)) for _ in keys],
+            keys,
+            [draw(st.integers(1, 9)) for _ in keys],
+            attempts,
+            [draw(_ids) for _ in attempts],
+            [draw(st.integers(0, 1)) for _ in attempts],
+        ]
+    return memory
+
+
+@settings(max_examples=300, deadline=None)
+@given(memory=_memory(), limit=st.integers(60, 2_000))
+def test_memory_chunks_read_back_in_order_give_the_memory(
+    memory: dict[str, list[list[Any]]], limit: int
+) -> None:
+    # Given any memory and a small chunk limit (so leaders are split between rows of every kind)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(records, "CHUNK_BYTES", limit)
+        chunks = records.chunked(memory)
+    # Then the chunks, collected in order as restore does, are the memory again, none of them empty
+    # unless the memory is, and each within the limit but for a single row larger than it
+    back: dict[str, list[list[Any]]] = {}
+    for chunk in chunks:
+        records._collect(back, chunk)
+    assert back == memory
+    assert all(orjson.loads(chunk) for chunk in chunks) or chunks == [b"{}"]
+    for chunk in chunks:
+        rows = orjson.loads(chunk)
+        estimate = sum(sum(records._row_sizes(u, c)) for u, c in rows.items())
+        assert estimate <= limit or sum(len(c[1]) + len(c[3]) + len(c[6]) for c in rows.values()) == 1
