@@ -28,6 +28,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import lru_cache
+from itertools import islice
 from typing import Any
 
 import orjson
@@ -103,7 +104,12 @@ def _memory_of_batch(state: PartitionState, dirty: set[str]) -> MemoryColumns:
             continue
         journal = leader.journal
         seen = leader.seen_trade_ids
-        added = sorted((seen[t], t) for t in journal.trade_ids if t in seen)  # absent: forgotten
+        # The ids the batch added are the newest of the core's seen order, in time order: an id is
+        # appended when accepted, and forgetting pops the oldest, so an id of the journal still in
+        # `seen` (absent: forgotten) is one of the last `fresh` entries (models/engine.py: _on_trade).
+        fresh = sum(1 for t in journal.trade_ids if t in seen)
+        added = list(islice(reversed(leader.seen_order), fresh))
+        added.reverse()
         used = leader.used_group_keys
         keys = [(base, used[base]) for base in sorted(journal.group_keys) if base in used]
         decided_at, attempt_ids, codes = _attempts_of_batch(leader, journal.attempts)

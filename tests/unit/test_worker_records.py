@@ -246,3 +246,36 @@ def test_memory_chunks_read_back_in_order_give_the_memory(
         rows = orjson.loads(chunk)
         estimate = sum(sum(records._row_sizes(u, c)) for u, c in rows.items())
         assert estimate <= limit or sum(len(c[1]) + len(c[3]) + len(c[6]) for c in rows.values()) == 1
+
+
+def test_trade_ids_forgotten_within_the_batch_that_added_them_are_not_saved() -> None:
+    # Given a one-second dedup window and one batch spanning 50 s of trades, where ids repeat
+    # (so some are forgotten and accepted again within the batch)
+    lines = [orjson.dumps(_change("tiny-memory", {"dedupWindowMs": 1_000}))]
+    lines += [
+        orjson.dumps(
+            {
+                "kind": "leaderTrade",
+                "tradeId": f"t{i % 700}",
+                "followedUserId": ("whale", "minnow")[i % 2],
+                "assetId": f"asset-{i % 5}",
+                "marketId": None,
+                "side": "BUY",
+                "priceMicros": 500_000,
+                "shareMicros": 1_000_000,
+                "notionalMicros": 500_000,
+                "detectTimeMs": 1_793_600_000_000 + i * 10,
+            }
+        )
+        for i in range(5_000)
+    ]
+    saved = SavedPartition(restore(0, NOTHING.get).state, -1)
+    batch = [Message("log", 0, i, None, line) for i, line in enumerate(lines)]
+    dirty = decide_batch(saved, batch, [], Counters(), TOPICS)
+    table = {k: v for k, v in batch_records(0, saved, dirty) if v is not None}
+    # Then the saved memory is exactly what the core still remembers, and it restores the batch
+    restored = restore(0, table.get)
+    for leader_id, leader in saved.state.leaders.items():
+        assert restored.state.leaders[leader_id].seen_trade_ids == leader.seen_trade_ids
+        assert len(leader.seen_trade_ids) < 700
+    assert _fingerprint(restored) == _fingerprint(saved)
