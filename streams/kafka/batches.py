@@ -36,9 +36,14 @@ class BatchSender:
     async def queue(self, messages: Iterable[Message]) -> list[asyncio.Future[Any]]:
         """Queue `messages` (in order within each partition); returns one future per batch."""
         groups: dict[tuple[str, int], list[tuple[bytes | None, bytes | None, Any]]] = {}
+        known = self._partition_of
         for topic, key, value, partition, headers in messages:
             if partition is None:
-                partition = await self._partition(topic, key)
+                # A key seen before keeps its partition (murmur2 over the topic's partition count, which
+                # never shrinks); ``send_batch`` waits for the topic's metadata itself (producer.py:549-552).
+                partition = known.get((topic, key)) if key is not None else None
+                if partition is None:
+                    partition = await self._partition(topic, key)
             group = groups.get((topic, partition))
             if group is None:
                 group = groups[(topic, partition)] = []

@@ -90,6 +90,9 @@ def dead_letter_message(
     return (topic, None, encode(letter), None, None)
 
 
+_OF_ONE_LEADER = (LeaderTrade, PortfolioSnapshot)
+
+
 def decide_batch(
     saved: SavedPartition,
     batch: Sequence[LogMessage],
@@ -114,7 +117,7 @@ def decide_batch(
             letter = dead_letter_message(message, str(exc), topics.dead_letters, counters, state.clock_ms)
             outgoing.append(letter)
             continue
-        if isinstance(decoded, LeaderTrade | PortfolioSnapshot):
+        if isinstance(decoded, _OF_ONE_LEADER):
             if decoded.followed_user_id is not None:
                 dirty.add(decoded.followed_user_id)
         elif not isinstance(decoded, Tick):  # config changes (and any other kind) may touch every leader

@@ -84,3 +84,18 @@ def test_known_metadata_is_not_waited_for() -> None:
         return producer
 
     assert asyncio.run(run()).metadata_waits == 0
+
+
+def test_a_key_seen_before_keeps_its_partition_without_the_partitioner() -> None:
+    async def run() -> Producer:
+        producer = Producer()
+        producer.client.cluster.topics["t"] = {0, 1, 2}
+        sender = BatchSender(producer)
+        await sender.queue([("t", b"k", b"1", None, None)])
+        producer.client.cluster.topics = {}  # gone from the metadata: only send_batch needs it (it waits)
+        await sender.queue([("t", b"k", b"2", None, None)])
+        return producer
+
+    producer = asyncio.run(run())
+    assert producer.metadata_waits == 0
+    assert [partition for _, partition, _ in producer.sent] == [producer.sent[0][1]] * 2
