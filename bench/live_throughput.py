@@ -410,6 +410,7 @@ async def config_in_force(settings: Settings, tape: Tape, workdir: Path, timeout
         await publish_events(settings, tape.prefix)
 
         async def copied() -> bool:
+            worker.check_alive()  # a worker that exited (say, exit 70 on a failed send) is reported
             total = sum((await end_offsets(bootstrap, settings.topic(TRADES), n)).values())
             inputs = {
                 settings.topic(SNAPSHOTS): n,
