@@ -168,26 +168,27 @@ def test_a_crash_at_every_record_of_a_batch_resumes_exactly(uninterrupted: Any, 
         assert _fingerprint(restored) == _fingerprint(final)
 
 
+def _buy(i: int, trade_id: str, leader_id: str, asset_id: str) -> bytes:
+    """The i-th of a run of BUY trades 10 ms apart."""
+    trade = {
+        "kind": "leaderTrade",
+        "tradeId": trade_id,
+        "followedUserId": leader_id,
+        "assetId": asset_id,
+        "marketId": None,
+        "side": "BUY",
+        "priceMicros": 500_000,
+        "shareMicros": 1_000_000,
+        "notionalMicros": 500_000,
+        "detectTimeMs": 1_793_600_000_000 + i * 10,
+    }
+    return orjson.dumps(trade)
+
+
 def test_a_whale_batch_of_ten_thousand_trades_is_saved_in_records_kafka_accepts() -> None:
     # Given one batch of 10,000 whale trades with long ids (Polymarket's token ids are 77 digits)
     asset = "7" * 77
-    lines = [
-        orjson.dumps(
-            {
-                "kind": "leaderTrade",
-                "tradeId": f"{i:064x}",
-                "followedUserId": "whale",
-                "assetId": asset[:-3] + f"{i % 500:03d}",
-                "marketId": None,
-                "side": "BUY",
-                "priceMicros": 500_000,
-                "shareMicros": 1_000_000,
-                "notionalMicros": 500_000,
-                "detectTimeMs": 1_793_600_000_000 + i * 10,
-            }
-        )
-        for i in range(10_000)
-    ]
+    lines = [_buy(i, f"{i:064x}", "whale", asset[:-3] + f"{i % 500:03d}") for i in range(10_000)]
     saved = SavedPartition(restore(0, NOTHING.get).state, -1)
     batch = [Message("log", 0, i, None, line) for i, line in enumerate(lines)]
     dirty = decide_batch(saved, batch, [], Counters(), TOPICS)
@@ -252,23 +253,7 @@ def test_trade_ids_forgotten_within_the_batch_that_added_them_are_not_saved() ->
     # Given a one-second dedup window and one batch spanning 50 s of trades, where ids repeat
     # (so some are forgotten and accepted again within the batch)
     lines = [orjson.dumps(_change("tiny-memory", {"dedupWindowMs": 1_000}))]
-    lines += [
-        orjson.dumps(
-            {
-                "kind": "leaderTrade",
-                "tradeId": f"t{i % 700}",
-                "followedUserId": ("whale", "minnow")[i % 2],
-                "assetId": f"asset-{i % 5}",
-                "marketId": None,
-                "side": "BUY",
-                "priceMicros": 500_000,
-                "shareMicros": 1_000_000,
-                "notionalMicros": 500_000,
-                "detectTimeMs": 1_793_600_000_000 + i * 10,
-            }
-        )
-        for i in range(5_000)
-    ]
+    lines += [_buy(i, f"t{i % 700}", ("whale", "minnow")[i % 2], f"asset-{i % 5}") for i in range(5_000)]
     saved = SavedPartition(restore(0, NOTHING.get).state, -1)
     batch = [Message("log", 0, i, None, line) for i, line in enumerate(lines)]
     dirty = decide_batch(saved, batch, [], Counters(), TOPICS)
