@@ -103,6 +103,12 @@ STALL_S = 30.0
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
+def _stop_on_sigterm(signum: int, frame: Any) -> None:
+    """SIGTERM (e.g. from ``timeout``) unwinds like an error, so the workers and the broker are stopped
+    by the ``finally`` blocks; without it a killed run left its embedded broker running."""
+    raise SystemExit(128 + signum)
+
+
 def say(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
@@ -820,6 +826,7 @@ def main() -> int:
     if args.trades is None:
         args.trades = 1_000_000 if args.memory else 50_000
     quiet_kafka_logs()
+    signal.signal(signal.SIGTERM, _stop_on_sigterm)
     with tempfile.TemporaryDirectory(prefix="copybot-live-bench-") as tmp_name:
         tmp = Path(tmp_name)
         port, controller_port = free_ports(2)
