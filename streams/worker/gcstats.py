@@ -2,7 +2,7 @@
 
 The worker keeps every leader's dedup memory (a whale's 24 h is ~10^6 small objects), so a collection of
 the oldest generation walks all of it while no batch moves: that is the worker's longest pause, and the
-latency tail's first suspect. :func:`tune` sets how often each generation is collected
+latency tail's first suspect. :func:`tune_gc` sets how often each generation is collected
 (:data:`THRESHOLDS`); :class:`GcPauses` measures what that costs through ``gc.callbacks``.
 """
 

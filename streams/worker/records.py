@@ -187,29 +187,30 @@ def _expired(limits: dict[str, list[int]], state: PartitionState) -> bool:
     return True
 
 
+ROW_BYTES = 24
+"""A memory row's size estimate besides its strings (the leader, the id or key)."""
+_STRING_COLUMNS = (1, 3, 6)
+"""The columns of trade ids, group keys and attempt ids: one per row, in chunking order."""
+
+
 def _row_sizes(leader_id: str, columns: list[list[Any]]) -> list[int]:
-    """A size estimate of each row of a leader's columns (its strings: leader, id or key), in the
-    order the rows are chunked: trade ids, then group keys, then attempts."""
-    fixed = 24 + len(leader_id)
-    return (
-        [fixed + len(x) for x in columns[1]]
-        + [fixed + len(x) for x in columns[3]]
-        + [fixed + len(x) for x in columns[6]]
-    )
+    """A size estimate of each row of a leader's columns, in the order the rows are chunked: trade
+    ids, then group keys, then attempts."""
+    fixed = ROW_BYTES + len(leader_id)
+    return [fixed + len(x) for c in _STRING_COLUMNS for x in columns[c]]
+
+
+def _size(leader_id: str, columns: list[list[Any]]) -> int:
+    """``sum(_row_sizes(leader_id, columns))``, without the list."""
+    fixed = ROW_BYTES + len(leader_id)
+    return sum(fixed * len(columns[c]) + sum(map(len, columns[c])) for c in _STRING_COLUMNS)
 
 
 def chunked(memory: MemoryColumns) -> list[bytes]:
     """Memory as JSON chunks of about CHUNK_BYTES at most (at least one, maybe empty): each chunk
     ``{leader: columns}`` for a run of rows; a leader bigger than a chunk is split between rows, so the
     chunks, read in order, give each kind's rows in their order."""
-    fixed_sizes = {leader_id: 24 + len(leader_id) for leader_id in memory}
-    total = sum(
-        fixed_sizes[leader_id] * (len(c[1]) + len(c[3]) + len(c[6]))
-        + sum(map(len, c[1]))
-        + sum(map(len, c[3]))
-        + sum(map(len, c[6]))
-        for leader_id, c in memory.items()
-    )
+    total = sum(_size(leader_id, c) for leader_id, c in memory.items())
     if total <= CHUNK_BYTES:
         return [orjson.dumps(memory)]
     chunks: list[bytes] = []
@@ -254,11 +255,12 @@ def _slice(columns: list[list[Any]], n_seen: int, n_keys: int, start: int, stop:
 
 
 def _merge(into: MemoryColumns, memory: MemoryColumns) -> None:
-    """Append `memory`'s columns to `into`'s, leader by leader (`memory` is newer)."""
+    """Append `memory`'s columns to `into`'s, leader by leader (`memory` is newer; its lists become
+    `into`'s for a leader `into` did not have, so `memory` is not to be used after)."""
     for leader_id, columns in memory.items():
         known = into.get(leader_id)
         if known is None:
-            into[leader_id] = [list(c) for c in columns]
+            into[leader_id] = columns
         else:
             for mine, more in zip(known, columns, strict=True):
                 mine.extend(more)
@@ -382,17 +384,10 @@ def restore(partition: int, get: Callable[[bytes], bytes | None]) -> SavedPartit
     return saved
 
 
-def _collect(memory: dict[str, list[list[Any]]], value: bytes | None) -> None:
+def _collect(memory: MemoryColumns, value: bytes | None) -> None:
     """Append a columnar chunk's columns to each leader's (chunks are read oldest first)."""
-    if value is None:
-        return
-    for leader_id, columns in orjson.loads(value).items():
-        known = memory.get(leader_id)
-        if known is None:
-            memory[leader_id] = columns
-        else:
-            for mine, more in zip(known, columns, strict=True):
-                mine.extend(more)
+    if value is not None:
+        _merge(memory, orjson.loads(value))
 
 
 def _leader_version(raw: bytes | None, batch: int) -> tuple[int, bytes] | None:
