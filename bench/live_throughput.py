@@ -22,8 +22,12 @@ every window and buffer closes). Rounds of three runs, interleaved (B0, B1, W, B
 - **W**, the worker subprocess (``COPYBOT_TICKS=0``): on a fresh prefix, the worker is started, the prefix
   is published and waited for (its copies in leader-trades and the group committed to their end: the tape's
   config is in force), the worker is stopped, the body is published, and the worker started again; timed
-  from its "[^Worker]: Ready" line until copy attempts cover every accepted trade. Events = the records the
-  body added to leader-trades (from the end offsets).
+  from its "assigned decision partitions" log line (the time in that line) until the attempts topic holds
+  as many attempts as the decision core makes of the log (its end offsets, polled every 20 ms: a consumer
+  decoding every attempt would take CPU from the worker). Then, untimed, the attempts are read back: they
+  must cover every accepted trade with no attempt twice, else the row says so. (Faust's "Ready" line is
+  no start: it came before the assignment in some runs and 0.7 s into the backlog in others.) Events =
+  the records the body added to leader-trades (from the end offsets).
 
 Diagnostics for a W run (environment): ``BENCH_THREADS=1`` prints the broker's CPU per thread over the
 timed window (``/proc/<pid>/task``) and the worker's garbage-collector pauses; ``BENCH_PYSPY=/tmp/spy``
@@ -54,7 +58,9 @@ import asyncio
 import bisect
 import contextlib
 import dataclasses
+import datetime
 import os
+import shutil
 import signal
 import statistics
 import subprocess
@@ -92,6 +98,7 @@ from streams.sample_tape import generate  # noqa: E402
 from streams.serde import DecodeError, decode_event  # noqa: E402
 from streams.settings import CONFIG_CHANGES, COPY_ATTEMPTS, SNAPSHOTS, TRADES, Settings  # noqa: E402
 from streams.topology import log_partitions, route  # noqa: E402
+from streams.worker.app import ASSIGNED_LINE  # noqa: E402
 
 READY_LINE = "[^Worker]: Ready"
 FETCH = 10_000
@@ -291,6 +298,17 @@ async def passthrough(
         await consumer.stop()
 
 
+def replay_attempts(log: list[tuple[int, bytes | None, bytes]], partitions: int) -> int:
+    """How many attempts the decision core makes of the log (each partition replayed alone)."""
+    states = [PartitionState() for _ in range(partitions)]
+    return sum(len(decide(states[p], [_Value(v)])) for p, _, v in log)
+
+
+@dataclass(frozen=True)
+class _Value:
+    value: bytes
+
+
 def decide(state: PartitionState, records: Iterable[Any]) -> list[tuple[bytes | None, bytes]]:
     """The worker's per-record work: decode, the decision core, the attempts' wire bytes (key = leader)."""
     out: list[tuple[bytes | None, bytes]] = []
@@ -335,14 +353,25 @@ class Worker:
             tail = self.log_path.read_text(errors="replace")[-4000:]
             raise RuntimeError(f"the worker exited ({self.process.returncode}):\n{tail}")
 
-    async def ready(self, timeout_s: float) -> float:
+    async def ready(self, timeout_s: float, line: str = READY_LINE) -> float:
+        """When this run logged `line` (Faust's "Ready" by default): polled every POLL_S."""
         deadline = time.monotonic() + timeout_s
-        while not self.saw(READY_LINE):
+        while not self.saw(line):
             self.check_alive()
             if time.monotonic() > deadline:
-                raise TimeoutError(f"the worker was not ready within {timeout_s:.0f}s")
+                raise TimeoutError(f"the worker did not log {line!r} within {timeout_s:.0f}s")
             await asyncio.sleep(POLL_S)  # polling the log for a condition, with a deadline
         return time.perf_counter()
+
+    def logged_at(self, text: str) -> float:
+        """The epoch time of this run's first log line containing `text` (its ``[date time,ms]`` prefix)."""
+        with self.log_path.open("rb") as log:
+            log.seek(self._read)
+            for line in log.read().decode(errors="replace").splitlines():
+                if text in line and line.startswith("["):
+                    stamp = line[1 : line.index("]")]
+                    return datetime.datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S,%f").timestamp()
+        raise RuntimeError(f"the worker's log has no line with {text!r}")
 
     def stop(self, timeout_s: float = 60.0) -> None:
         if self.process.poll() is not None:
@@ -436,9 +465,10 @@ async def config_in_force(settings: Settings, tape: Tape, workdir: Path, timeout
 
 
 async def worker_round(
-    settings: Settings, tape: Tape, workdir: Path, broker_pid: int, timeout_s: float
+    settings: Settings, tape: Tape, expected: int, workdir: Path, broker_pid: int, timeout_s: float
 ) -> Timed:
-    """W: the tape's config in force, the body as a backlog, then timed from Ready to every trade covered."""
+    """W: the tape's config in force, the body as a backlog, then timed from the worker's assignment
+    to its `expected`-th attempt; then (untimed) the attempts must cover every trade, each once."""
     await create_topics(settings)
     await config_in_force(settings, tape, workdir, timeout_s)
     n, bootstrap = settings.partitions, settings.bootstrap
@@ -452,9 +482,10 @@ async def worker_round(
     try:
         tps = [TopicPartition(settings.topic(COPY_ATTEMPTS), p) for p in range(n)]
         consumer.assign(tps)
-        await consumer.seek_to_end(*tps)
-        started = await worker.ready(timeout_s)
+        base = await consumer.end_offsets(tps)
+        await worker.ready(timeout_s, ASSIGNED_LINE)
         cpu0, broker0 = cpu_s(worker.process.pid), cpu_s(broker_pid)
+        started = worker.logged_at(ASSIGNED_LINE)  # the timed window opens at the assignment
         threads0 = thread_cpu(broker_pid)
         spy = None
         if os.environ.get("BENCH_PYSPY"):
@@ -475,18 +506,23 @@ async def worker_round(
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
             )
-        remaining, first = set(tape.accepted), None
-        deadline, last = time.monotonic() + timeout_s, time.perf_counter()
-        while remaining and time.perf_counter() - last < STALL_S:
+        # Timed: the attempts' count, from the end offsets (a request every POLL_S, not a consumer
+        # decoding ~1 KB per attempt, which took ~0.3 s of CPU in the window on this 2-core machine).
+        made, first = 0, None
+        deadline, last, last_made = time.monotonic() + timeout_s, time.time(), 0
+        while made < expected and time.time() - last < STALL_S:
             worker.check_alive()
             if time.monotonic() > deadline:
-                raise TimeoutError(f"{len(remaining):,} trades without an attempt after {timeout_s:.0f}s")
-            for records in (await consumer.getmany(timeout_ms=200, max_records=10_000)).values():
-                first, last = first or time.perf_counter(), time.perf_counter()
-                for r in records:
-                    a = orjson.loads(r.value)
-                    remaining -= {(a["followedUserId"], t) for t in a["tradeIds"]}
-        seconds = last - started  # until the last attempt (when some never come: see the note)
+                raise TimeoutError(
+                    f"{expected - made:,} of {expected:,} attempts missing after {timeout_s:.0f}s"
+                )
+            ends = await consumer.end_offsets(tps)
+            made = sum(ends[tp] - base[tp] for tp in tps)
+            if made > last_made:
+                first, last, last_made = first or time.time(), time.time(), made
+            if made < expected:
+                await asyncio.sleep(POLL_S)  # polling a condition, with a deadline
+        seconds = last - started  # until the last attempt came (when some never come: see the note)
         cpu, broker_cpu = cpu_s(worker.process.pid) - cpu0, cpu_s(broker_pid) - broker0
         if spy is not None:
             spy.send_signal(signal.SIGINT)
@@ -495,13 +531,28 @@ async def worker_round(
             threads1 = thread_cpu(broker_pid)
             top = sorted(((threads1[k] - threads0.get(k, 0.0), k) for k in threads1), reverse=True)[:12]
             say("broker threads: " + ", ".join(f"{k} {v:.2f}s" for v, k in top))
-        note = f"first attempt {(first or started) - started:.1f}s after Ready"
+        # Untimed: read the attempts back; they must cover every accepted trade, each attempt once.
+        for tp in tps:
+            consumer.seek(tp, base[tp])
+        remaining, ids, read = set(tape.accepted), set(), 0
+        while read < made:
+            for records in (await consumer.getmany(timeout_ms=1000, max_records=10_000)).values():
+                for r in records:
+                    a = orjson.loads(r.value)
+                    ids.add(a["attemptId"])
+                    remaining -= {(a["followedUserId"], t) for t in a["tradeIds"]}
+                read += len(records)
+        note = f"first attempt {(first or started) - started:.1f}s after the assignment"
         if remaining:
             note += f"; {len(remaining):,} TRADES NEVER DECIDED (no attempt for {STALL_S:.0f}s)"
+        if len(ids) != made or made != expected:
+            note += f"; {made:,} ATTEMPTS, {len(ids):,} DISTINCT, {expected:,} EXPECTED"
         return Timed(seconds, events, cpu, broker_cpu, note)
     finally:
         worker.stop()
         await consumer.stop()
+        if os.environ.get("BENCH_KEEP_LOGS"):
+            shutil.copy(worker.log_path, f"{os.environ['BENCH_KEEP_LOGS']}.{worker.process.pid}")
         if os.environ.get("BENCH_THREADS"):
             say("worker: " + worker.log_path.read_text(errors="replace").rsplit("stopping: ", 1)[-1][:200])
 
@@ -532,6 +583,7 @@ def throughput(args: argparse.Namespace, bootstrap: str, broker_pid: int, tmp: P
     asyncio.run(prefill(bootstrap, src, tape.log, n))
     total = len(tape.log)
     asyncio.run(passthrough(bootstrap, src, dst, None, n, total, broker_pid))  # warm-up, untimed
+    expected = replay_attempts(tape.log, n)
     results: dict[str, list[Timed]] = {"B0": [], "B1": [], "W": []}
     lines = [HEADER]
     for r in range(args.rounds):
@@ -546,7 +598,9 @@ def throughput(args: argparse.Namespace, bootstrap: str, broker_pid: int, tmp: P
                 "COPYBOT_PARTITIONS": str(n),
             }
         )
-        results["W"].append(asyncio.run(worker_round(settings, tape, tmp, broker_pid, args.timeout)))
+        results["W"].append(
+            asyncio.run(worker_round(settings, tape, expected, tmp, broker_pid, args.timeout))
+        )
         for name in ("B0", "B1", "W"):
             lines.append(row(name, results[name][-1], trades))
             say(f"round {r + 1}: {lines[-1]}")

@@ -37,6 +37,8 @@ COMPILED = (
     "models/summary.py",
     "streams/replay.py",
     "streams/serde.py",
+    "streams/worker/batch.py",
+    "streams/worker/records.py",
 )
 """The sources mypyc compiles: the pure core and the replay loop around it. ``models/events.py`` (pydantic
 models: their metaclass is not mypyc's) and everything with IO stay interpreted."""

@@ -80,6 +80,8 @@ from streams.worker.records import SavedPartition, batch_records, partition_key,
 
 log = logging.getLogger("copybot.worker")
 
+ASSIGNED_LINE = "assigned decision partitions"
+"""Logged, with the partitions, when a rebalance gives this worker its decision partitions."""
 EXIT_SEND_FAILED = 70
 EXIT_RESTORE_FAILED = 71
 EXIT_LOG_GAP = 72
@@ -102,6 +104,9 @@ Save = tuple[list[Outgoing], dict[int, int]]
 BATCH_MAX = 10_000
 """Most log messages decided per batch (a batch is whatever has arrived, so latency stays low)."""
 
+FETCH_BYTES_PER_PARTITION = 8 * 1024 * 1024
+"""Most a fetch returns of one partition. Faust's default (1 MiB, ~4,000 trades) gave a backlog in
+batches of ~4,000 records, each paying a batch's fixed costs (state records, two round trips)."""
 DECIDE_SLICE = 1_000
 """Messages decided between two turns of the event loop: deciding is synchronous, and while it runs
 the producer cannot send the previous batch's records nor take their acknowledgements, so the
@@ -140,6 +145,7 @@ class Runtime:
         self.in_flight: asyncio.Task[None] | None = None
         """The decide agent's one batch completing in the background (:meth:`complete`)."""
         self._sender: BatchSender | None = None
+        self._state_sender: BatchSender | None = None
         self._sends: dict[int, float] = {}
         self._next_send = 0
 
@@ -158,12 +164,31 @@ class Runtime:
             self._sender = BatchSender(producer)
         return self._sender
 
-    async def queue(self, messages: Iterable[Outgoing]) -> Sending:
-        """Queue messages on the producer (one batch per partition) without waiting for Kafka."""
+    async def state_sender(self) -> BatchSender:
+        """The batch sender of the state records: a second producer with Faust's producer settings
+        (``Producer._new_producer``, faust/transport/drivers/aiokafka.py:1328-1338). aiokafka keeps one
+        produce request in flight per broker (``drain_by_nodes(ignore_nodes=self._in_flight)``,
+        aiokafka/producer/sender.py:139-142), so on one producer a batch's state records and the next
+        batch's attempts went out one after the other; on two they are in flight together."""
+        if self._state_sender is None:
+            producer = self.app.producer._new_producer()  # type: ignore[attr-defined]
+            await producer.start()
+            self._state_sender = BatchSender(producer)
+        return self._state_sender
+
+    async def close(self) -> None:
+        """Stop the state records' producer (after :meth:`settle`: nothing of it is in flight)."""
+        if self._state_sender is not None:
+            sender, self._state_sender = self._state_sender, None
+            await sender.producer.stop()
+
+    async def queue(self, messages: Iterable[Outgoing], sender: BatchSender | None = None) -> Sending:
+        """Queue messages on a producer (Faust's by default; one batch per partition) without waiting
+        for Kafka."""
         token = self._next_send = self._next_send + 1
         self._sends[token] = time.monotonic()
         try:
-            return token, await self.sender().queue(messages)
+            return token, await (sender or self.sender()).queue(messages)
         except Exception as exc:  # any failure: Kafka has not got everything, so stop (see fatal)
             fatal(EXIT_SEND_FAILED, f"a send to Kafka failed: {exc!r}")
             raise  # not reached
@@ -190,8 +215,10 @@ class Runtime:
         (docs/failover.md, "Restore reads Kafka"). The batch completing in the background, if any, is
         awaited first, so every record this worker saved before is acknowledged and below those marks."""
         wanted = list(partitions)
-        missing = [p for p in wanted if p not in self.live]
-        if missing:
+        if any(p not in self.live for p in wanted):
+            # Every assigned partition not loaded yet, in one read: after a rebalance the first
+            # batches hold a few partitions each, and each load waits for the batch in flight.
+            missing = sorted(set(wanted).union(self.assigned()).difference(self.live))
             await self.settle()
             began = time.monotonic()
             try:
@@ -203,6 +230,11 @@ class Runtime:
             for partition in missing:
                 self.live[partition] = self._restored(partition, values.pop(partition), read_s)
         return {p: self.live[p] for p in wanted}
+
+    def assigned(self) -> set[int]:
+        """The decision partitions (of leader-trades) assigned to this worker now."""
+        name = self.settings.topic(TRADES)
+        return {tp.partition for tp in self.app.consumer.assignment() if tp.topic == name}
 
     def _restored(self, partition: int, values: dict[bytes, bytes], read_s: float) -> SavedPartition:
         began = time.monotonic()
@@ -237,7 +269,12 @@ class Runtime:
         records are acknowledged (:func:`streams.worker.records.batch_records`). Faust's table store is
         not written: nothing reads it (:meth:`load` reads Kafka)."""
         outgoing, applied = records
-        await self.send_all(outgoing)
+        try:
+            sender = await self.state_sender()
+        except Exception as exc:  # no producer for the state: the batch cannot be saved
+            fatal(EXIT_SEND_FAILED, f"starting the state records' producer failed: {exc!r}")
+            raise  # not reached
+        await self.wait(await self.queue(outgoing, sender))
         self.applied.update(applied)
 
     async def complete(self, attempts: Sending, records: Save, chunks: list[Chunk]) -> None:
@@ -331,6 +368,7 @@ def create_app(settings: Settings) -> faust.App:
         producer_max_batch_size=1_000_000,  # under the broker's message.max.bytes (1,048,588)
         stream_buffer_maxsize=2 * BATCH_MAX,
         broker_max_poll_records=BATCH_MAX,
+        consumer_max_fetch_size=FETCH_BYTES_PER_PARTITION,
         broker_commit_every=None,
         broker_commit_interval=1.0,
         broker_session_timeout=settings.session_timeout_s,
@@ -435,6 +473,13 @@ def _decide_agent(app: faust.App, rt: Runtime) -> None:
         """Decide the log's messages, which the consumer hands over in whole batches (LogSink)."""
         await _with_subscription(stream, decide_batches())
 
+    @app.on_partitions_assigned.connect  # type: ignore[arg-type]
+    async def say_assigned(app_: Any, assigned: Any, **_: Any) -> None:
+        """Which decision partitions this worker now owns (the throughput bench times W from here)."""
+        name = trades_topic.get_topic_name()
+        mine = sorted(tp.partition for tp in assigned if tp.topic == name)
+        log.info("%s %s", ASSIGNED_LINE, mine)
+
     @app.on_partitions_revoked.connect  # type: ignore[arg-type]
     async def drop_cached(app_: Any, revoked: Any, **_: Any) -> None:
         """A revoked partition may be decided elsewhere next: restore it from Kafka when it is back.
@@ -454,10 +499,11 @@ def _decide_agent(app: faust.App, rt: Runtime) -> None:
     async def finish_saving(app_: Any, **_: Any) -> None:
         """On stop, the batch in flight completes while the producer runs (faust/app/base.py:1712-1715)."""
         await rt.settle()
+        await rt.close()
         c = rt.counters
         log.info("stopping: %d events, %d batches; %s", c.events, c.batches, GC_PAUSES.summary())
 
-    del decide, drop_cached, finish_saving
+    del decide, say_assigned, drop_cached, finish_saving
 
 
 def _SINK_TOPICS(settings: Settings) -> list[str]:

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from models.events import ConfigChange, LeaderTrade, PortfolioSnapshot, Tick
+from streams import serde
 from streams.serde import DecodeError, decode_event
 from tests.factories import BUDGETED, T0, USD, Driver, equity, global_change, shadow, tick, trade, user_change
 
@@ -502,3 +503,27 @@ def test_a_bad_line_fed_through_decode_never_reaches_the_engine() -> None:
     assert "priceMicros" in errors[0]
     driver = Driver(*events)
     assert [a["tradeIds"] for a in driver.attempts] == [["ok1"]]
+
+
+def test_a_tick_decoded_again_is_the_same_frozen_model_and_bad_ticks_still_fail() -> None:
+    # decode_event keeps the ticks it decoded lately (a tick comes once per decision partition)
+    raw = b'{"kind":"tick","nowMs":1700000000123}'
+    first = decode_event(raw)
+    assert isinstance(first, Tick)
+    assert first.now_ms == 1700000000123
+    assert decode_event(raw) is first
+    assert decode_event(raw.decode()) == first
+    for bad in (b'{"kind":"tick","nowMs":-1}', b'{"kind":"tick","nowMs":1.0}', b'{"kind":"tick"}'):
+        for _ in range(2):  # a failure is never remembered as a success
+            with pytest.raises(DecodeError, match="nowMs"):
+                decode_event(bad)
+    # a short input of another kind is decoded every time, not kept
+    short = b'{"kind":"configChange"}'
+    with pytest.raises(DecodeError):
+        decode_event(short)
+    assert raw in serde._TICKS
+    assert all(isinstance(event, Tick) for event in serde._TICKS.values())
+    # bounded: a long run of distinct ticks never keeps more than the limit
+    for now in range(serde._TICKS_KEPT + 10):
+        decode_event(b'{"kind":"tick","nowMs":%d}' % now)
+    assert 0 < len(serde._TICKS) <= serde._TICKS_KEPT

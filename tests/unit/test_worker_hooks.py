@@ -14,6 +14,7 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.codec import lz4_decode
+from aiokafka.producer.sender import Sender
 from aiokafka.record.memory_records import MemoryRecords
 from aiokafka.structs import ConsumerRecord, TopicPartition
 from faust.transport import consumer as faust_consumer
@@ -24,6 +25,7 @@ from faust.types.tuples import ConsumerMessage, Message
 from streams.errors import SettingsError
 from streams.kafka.codec import builders, lz4_fast, use_fast_lz4
 from streams.settings import Settings
+from streams.worker.app import FETCH_BYTES_PER_PARTITION, create_app
 from streams.worker.consumer import (
     FETCH_MAX_WAIT_MS,
     BatchDrainConsumer,
@@ -238,3 +240,32 @@ def test_the_worker_compression_setting() -> None:
     assert Settings.from_env({"COPYBOT_COMPRESSION": "zstd"}).compression == "zstd"
     with pytest.raises(SettingsError, match="COPYBOT_COMPRESSION='brotli'"):
         Settings.from_env({"COPYBOT_COMPRESSION": "brotli"})
+
+
+async def test_the_state_records_producer_is_a_second_producer_with_fausts_settings() -> None:
+    # Runtime.state_sender builds it with Faust's private Producer._new_producer (the settings Faust
+    # gives its own producer); aiokafka keeps one request in flight per broker connection, which is
+    # why the state records go out on a producer of their own
+    assert "ignore_nodes=self._in_flight" in inspect.getsource(Sender._sender_routine)
+    app = faust.App(
+        "hooks-state-producer",
+        broker="kafka://127.0.0.1:1",
+        store="memory://",
+        producer_linger_ms=0,
+        producer_compression_type="lz4",
+        producer_max_batch_size=1_000_000,
+    )
+    second = app.producer._new_producer()
+    assert isinstance(second, AIOKafkaProducer)
+    assert second is not app.producer._producer
+    assert second._compression_type == "lz4"
+    assert second._message_accumulator._batch_size == 1_000_000
+    assert second._sender._acks == app.producer._new_producer()._sender._acks
+
+
+def test_the_worker_fetches_up_to_its_partition_fetch_size() -> None:
+    app = create_app(Settings.from_env({"COPYBOT_PARTITIONS": "2"}))
+    assert app.conf.consumer_max_fetch_size == FETCH_BYTES_PER_PARTITION > 1024**2
+    assert "max_partition_fetch_bytes=conf.consumer_max_fetch_size" in inspect.getsource(
+        faust_aiokafka.AIOKafkaConsumerThread._create_worker_consumer
+    )
