@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import inspect
 from importlib.metadata import version
+from typing import Any
 
 import faust
 import orjson
@@ -255,12 +256,13 @@ async def test_the_state_records_producer_is_a_second_producer_with_fausts_setti
         producer_compression_type="lz4",
         producer_max_batch_size=1_000_000,
     )
-    second = app.producer._new_producer()
+    faust_producer: Any = app.producer
+    second = faust_producer._new_producer()
     assert isinstance(second, AIOKafkaProducer)
-    assert second is not app.producer._producer
+    assert second is not faust_producer._producer
     assert second._compression_type == "lz4"
     assert second._message_accumulator._batch_size == 1_000_000
-    assert second._sender._acks == app.producer._new_producer()._sender._acks
+    assert second._sender._acks == faust_producer._new_producer()._sender._acks
 
 
 def test_the_worker_fetches_up_to_its_partition_fetch_size() -> None:
