@@ -32,7 +32,8 @@ every window and buffer closes). Rounds of three runs, interleaved (B0, B1, W, B
 Diagnostics for a W run (environment): ``BENCH_THREADS=1`` prints the broker's CPU per thread over the
 timed window (``/proc/<pid>/task``) and the worker's garbage-collector pauses; ``BENCH_PYSPY=/tmp/spy``
 records the worker with ``py-spy`` (not a dependency: ``pip install py-spy``) into ``/tmp/spy.<pid>``
-(raw collapsed stacks); it slows the worker.
+(raw collapsed stacks); it slows the worker; ``BENCH_KEEP_LOGS=/tmp/wlog`` keeps each W worker's log as
+``/tmp/wlog.<pid>``.
 
 CPU µs per event come from ``/proc/<pid>/stat`` (utime + stime) over the timed window: the worker's (for
 B0/B1: this process's) and the broker's. Ratios compare W with the B0 and B1 runs of the same round.
@@ -536,6 +537,8 @@ async def worker_round(
             consumer.seek(tp, base[tp])
         remaining, ids, read = set(tape.accepted), set(), 0
         while read < made:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"read back {read:,} of {made:,} attempts within {timeout_s:.0f}s")
             for records in (await consumer.getmany(timeout_ms=1000, max_records=10_000)).values():
                 for r in records:
                     a = orjson.loads(r.value)

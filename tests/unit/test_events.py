@@ -517,7 +517,7 @@ def test_a_tick_decoded_again_is_the_same_frozen_model_and_bad_ticks_still_fail(
         for _ in range(2):  # a failure is never remembered as a success
             with pytest.raises(DecodeError, match="nowMs"):
                 decode_event(bad)
-    # a short input of another kind is decoded every time, not kept
+    # a short input that fails is decoded (and fails) every time
     short = b'{"kind":"configChange"}'
     with pytest.raises(DecodeError):
         decode_event(short)
