@@ -23,7 +23,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.exc import SQLAlchemyError
 
 from models.summary import LeaderTally
-from projections import api
+from projections import api, queries
 from projections.consumer import ProjectionResult, decode_output, project, project_batch
 from projections.store import (
     ProjectionStore,
@@ -333,13 +333,20 @@ def test_book_events_and_reports_from_kafka_show_the_replays_pnl_positions_and_o
 
 
 def _stored_offsets(db: str) -> int:
-    store = ProjectionStore(db)
+    # Read as the API does: ProjectionStore's transactions BEGIN IMMEDIATE (the write lock), and a
+    # reader queued behind a projector that commits batch after batch can starve until it has finished.
+    engine = queries.read_engine(db)
     try:
-        return sum(store.offsets().values())
+        with engine.connect() as conn:
+            return int(
+                conn.execute(
+                    text("SELECT COALESCE(SUM(next_offset), 0) FROM projection_offsets")
+                ).scalar_one()
+            )
     except SQLAlchemyError:  # the consumer has not created its tables yet
         return 0
     finally:
-        store.close()
+        engine.dispose()
 
 
 def _consumer(settings: Settings, db: str, *args: str) -> subprocess.Popen[bytes]:
